@@ -1,0 +1,81 @@
+#include "quanteval/cpu_features.h"
+
+#include <cstdlib>
+#include <cstring>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
+
+namespace quanteval {
+
+namespace {
+CpuFeatures detect() {
+  CpuFeatures f;
+#if defined(__x86_64__)
+  unsigned a, b, c, d;
+  if (__get_cpuid(1, &a, &b, &c, &d)) {
+    f.fma = c & (1u << 12);
+    f.f16c = c & (1u << 29);
+    bool osxsave = c & (1u << 27);
+    if (!osxsave) return f;
+  }
+  // XCR0: the OS must save YMM (bits 1,2) and ZMM/opmask (bits 5,6,7) state.
+  unsigned xlo, xhi;
+  __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+  bool ymm = (xlo & 6) == 6, zmm = (xlo & 0xe6) == 0xe6;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+    f.avx2 = ymm && (b & (1u << 5));
+    f.avx512f = zmm && (b & (1u << 16));
+    f.avx512bw = zmm && (b & (1u << 30));
+    f.avx512vl = zmm && (b & (1u << 31));
+    f.avx512vnni = zmm && (c & (1u << 11));
+  }
+  if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
+    f.avxvnni = ymm && (a & (1u << 4));
+    f.avx512bf16 = zmm && (a & (1u << 5));
+  }
+  if (!ymm) f.fma = f.f16c = false;
+#endif
+  return f;
+}
+
+Isa detect_isa(const CpuFeatures& f) {
+  Isa isa = Isa::Scalar;
+  if (f.avx2 && f.fma && f.f16c) isa = Isa::Avx2;
+  if (isa == Isa::Avx2 && f.avx512f && f.avx512bw && f.avx512vl) isa = Isa::Avx512;
+  return isa;
+}
+
+Isa env_cap() {
+  const char* e = std::getenv("QUANTEVAL_ISA");
+  if (!e) return Isa::Avx512;
+  if (!std::strcmp(e, "scalar")) return Isa::Scalar;
+  if (!std::strcmp(e, "avx2")) return Isa::Avx2;
+  return Isa::Avx512;
+}
+
+Isa g_cap = env_cap();
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = detect();
+  return f;
+}
+
+Isa cpu_isa() {
+  static const Isa hw = detect_isa(cpu_features());
+  return (int)hw < (int)g_cap ? hw : g_cap;
+}
+
+void set_isa_cap(Isa cap) { g_cap = cap; }
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return "scalar";
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+  }
+  return "?";
+}
+
+}  // namespace quanteval

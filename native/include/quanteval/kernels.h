@@ -1,0 +1,128 @@
+// quanteval CPU kernel API: the contract between kernels (native/cpu), the runtime (native/runtime), the
+// calibration numerics (native/calib) and the N-API bindings (native/napi).
+//
+// Every kernel `foo` has a scalar reference `foo_ref` (native/cpu/ref/) that defines it and is its test oracle.
+// The fast versions dispatch at run time on CPU features (cpu_features.h) and run on the shared thread pool
+// (threadpool.h). All tensors are row-major and contiguous unless a stride is given. Shapes are in comments.
+// Errors (bad formats, unsupported combinations) are reported by throwing std::invalid_argument; the N-API layer
+// turns them into JS errors. Kernels never abort.
+#pragma once
+#include <cstdint>
+#include "quanteval/formats.h"
+
+namespace quanteval {
+
+// ── Weight quantization ───────────────────────────────────────────────────────────────────────────────────────
+// RTN (round to nearest) with the semantics documented in formats.h. W [N, K] fp32.
+// codes [N, row_bytes(K, bits)] (zeroed by the callee), scales [N, n_groups] of fmt.scale_dtype,
+// zeros [N, n_groups] (ignored and may be null when symmetric).
+// The scale is computed in fp32 and then stored in scale_dtype; codes are computed against the *stored* scale so
+// that dequantize reproduces exactly what the kernels compute.
+void quantize_rtn_ref(const float* W, int64_t N, int64_t K, const QuantFormat& fmt, uint8_t* codes, void* scales,
+                      uint8_t* zeros);
+// W_hat [N, K] fp32 = (q - z) * s.
+void dequantize_ref(const QuantWeight& w, float* W_hat);
+// fp32 scale of group g of row n.
+float load_scale(const QuantWeight& w, int64_t n, int64_t g);
+
+// ── GEMM / GEMV: Y[M, N] = X[M, K] · W[N, K]^T (+ bias[N]) ─────────────────────────────────────────────────────
+// Activations X are fp32 or bf16 (x_dtype); Y is fp32; accumulation is fp32.
+struct DenseWeight {
+  DType dtype = DType::F32;  // F32, F16 or BF16
+  int64_t N = 0, K = 0;
+  const void* data = nullptr;  // [N, K]
+};
+void gemm_dense_ref(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y);
+void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y);
+
+// Fused dequantization: never materializes dequant(W). Small M takes the memory-bound GEMV path, large M the tiled
+// compute-bound path.
+void gemm_q_ref(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y);
+void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y);
+
+// ── Activation quantization and W8A8 ────────────────────────────────────────────────────────────────────────
+// Per-token dynamic activation quantization with the golden semantics (asymmetric min-max per row of X, `bits`
+// bits, pseudo_quantize_tensor). Fake-quant form: X_hat[M, K] = dequant(quant(X)). Used where no integer kernel
+// exists (a4): results are then marked simulated.
+void fake_quant_act_ref(const float* X, int64_t M, int64_t K, int bits, float* X_hat);
+// Real W8A8 (and W4A8): X is quantized per token to uint8 codes with zero points (bits = 8, asymmetric, exactly as
+// fake_quant_act_ref), multiplied by the integer weight codes with an int8 x int8 -> int32 GEMM, and the result is
+// rescaled: Y = sa * sw * (sum qa*qw - za*sum qw - zw*sum qa + K*za*zw) (+ bias). W must be per output channel
+// (group_size == K), bits 8 or 4, symmetric or not. Equals gemm_q_ref(fake_quant_act_ref(X), W) up to fp32
+// rounding of the final rescale.
+void gemm_w8a8_ref(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y);
+void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y);
+
+// ── Attention over a (quantized) KV cache ────────────────────────────────────────────────────────────────────
+// One sequence's cache. Element layout in formats.h. Tensors are [T_cap, n_kv_heads, ...] token-major; only the
+// first `len` tokens are valid.
+struct KVView {
+  KVType type = KVType::F32;
+  int n_kv_heads = 0, head_dim = 0;
+  const void* k = nullptr;  // [T_cap, n_kv_heads, kv_bytes_per_head]
+  const void* v = nullptr;
+  const float* k_scale = nullptr;  // [T_cap, n_kv_heads]  (quantized types only)
+  const float* k_zero = nullptr;
+  const float* v_scale = nullptr;
+  const float* v_zero = nullptr;
+};
+// Quantize (or convert) `T` new tokens x[T, n_kv_heads, head_dim] fp32 into a cache slot region: dst points at the
+// first destination token; scale/zero likewise (quantized types). Semantics: per token per head asymmetric min-max,
+// pseudo_quantize_tensor with 8 or 4 bits.
+void kv_store_ref(const float* x, int64_t T, int n_kv_heads, int head_dim, KVType type, void* dst, float* scale,
+                  float* zero);
+void kv_store(const float* x, int64_t T, int n_kv_heads, int head_dim, KVType type, void* dst, float* scale,
+              float* zero);
+// Decode: q [B, n_heads, head_dim] (one query per sequence b, at position lens[b]-1, i.e. it sees tokens
+// [0, lens[b])), out [B, n_heads, head_dim]. Grouped-query: head h reads kv head h / (n_heads / n_kv_heads).
+// `scale` multiplies q·k (usually 1/sqrt(head_dim)). Online softmax; dequantization fused in the inner loop.
+void attention_decode_ref(const float* q, int64_t B, int n_heads, const KVView* kv, const int64_t* lens, float scale,
+                          float* out);
+void attention_decode(const float* q, int64_t B, int n_heads, const KVView* kv, const int64_t* lens, float scale,
+                      float* out);
+// Causal prefill for one sequence: q [Tq, n_heads, head_dim] are the queries at positions pos0 .. pos0+Tq-1 and
+// the cache already holds tokens [0, pos0+Tq). Query i sees tokens [0, pos0 + i]. out [Tq, n_heads, head_dim].
+void attention_prefill_ref(const float* q, int64_t Tq, int n_heads, const KVView& kv, int64_t pos0, float scale,
+                           float* out);
+void attention_prefill(const float* q, int64_t Tq, int n_heads, const KVView& kv, int64_t pos0, float scale,
+                       float* out);
+
+// ── The rest of a decoder step ───────────────────────────────────────────────────────────────────────────────
+// y[M, D] = x / sqrt(mean(x^2) + eps) * w   (Llama RMSNorm, computed in fp32; y may alias x)
+void rmsnorm_ref(const float* x, const float* w, int64_t M, int64_t D, float eps, float* y);
+void rmsnorm(const float* x, const float* w, int64_t M, int64_t D, float eps, float* y);
+
+struct RopeConfig {
+  int head_dim = 0;
+  int rotary_dim = 0;        // <= head_dim, even (partial rotary: only the first rotary_dim dims rotate)
+  double theta = 10000.0;
+  int scaling = 0;           // 0 none, 1 llama3, 2 linear
+  double factor = 1.0;       // llama3 / linear
+  double low_freq_factor = 1.0, high_freq_factor = 4.0;  // llama3
+  double original_max_position = 8192;                   // llama3
+};
+// inv_freq [rotary_dim / 2], exactly as transformers' _compute_default/llama3_rope_parameters (computed in double).
+void rope_inv_freq(const RopeConfig& cfg, float* inv_freq);
+// In place on x [T, n_heads, head_dim] with positions [T]; HF "rotate_half" convention: dims i and i + rotary_dim/2
+// form a pair. cos/sin computed in fp32 from positions * inv_freq, as transformers does.
+void rope_apply_ref(float* x, int64_t T, int n_heads, int head_dim, int rotary_dim, const int32_t* positions,
+                    const float* inv_freq);
+void rope_apply(float* x, int64_t T, int n_heads, int head_dim, int rotary_dim, const int32_t* positions,
+                const float* inv_freq);
+// out[n] = silu(gate[n]) * up[n]
+void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out);
+void silu_mul(const float* gate, const float* up, int64_t n, float* out);
+// In place, rows of length N.
+void softmax_ref(float* x, int64_t M, int64_t N);
+void softmax(float* x, int64_t M, int64_t N);
+// logp[m] = log_softmax(logits[m, :])[targets[m]]   (fp32 with a max-subtracted, double-accumulated sum)
+void log_softmax_gather_ref(const float* logits, int64_t M, int64_t V, const int32_t* targets, float* logp);
+void log_softmax_gather(const float* logits, int64_t M, int64_t V, const int32_t* targets, float* logp);
+// Top-k of log_softmax(logits[m, :]): idx [M, k], logp [M, k], sorted descending (ties: lower index first).
+void log_softmax_topk_ref(const float* logits, int64_t M, int64_t V, int k, int32_t* idx, float* logp);
+void log_softmax_topk(const float* logits, int64_t M, int64_t V, int k, int32_t* idx, float* logp);
+// out[n, D] = table[ids[n], :] as fp32; table [V, D] of dtype F32/F16/BF16. Throws on an id outside [0, V).
+void embedding_ref(const void* table, DType dtype, int64_t V, int64_t D, const int32_t* ids, int64_t n, float* out);
+void embedding(const void* table, DType dtype, int64_t V, int64_t D, const int32_t* ids, int64_t n, float* out);
+
+}  // namespace quanteval
