@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "quanteval/formats.h"
+#include "quanteval/kernels.h"
 
 namespace quanteval::cuda {
 
@@ -14,5 +15,18 @@ namespace quanteval::cuda {
 // Weight-only GEMV for small M (memory-bound: one warp streams one packed row, 16-byte loads); larger M is
 // processed in tiles of 8 rows by the same kernel for now (the tensor-core path is future work).
 void gemm_q_f16(const uint16_t* X, int64_t M, const QuantWeight& W, const float* bias, float* Y, cudaStream_t stream);
+
+}  // namespace quanteval::cuda
+
+namespace quanteval::cuda {
+
+// Split-K decode attention (flash-decoding) over an fp32/fp16/int8/int4 KV cache, layouts as formats.h / KVView.
+// q [B, n_heads, head_dim] fp32 (device), kv: device array of B views whose pointers are device pointers, lens:
+// device array of B lengths, max_len: host-side bound on lens (sizes the grid). out [B, n_heads, head_dim] fp32.
+// workspace: device floats, at least attention_decode_workspace(B, n_heads, head_dim, max_len) of them.
+size_t attention_decode_workspace(int64_t B, int n_heads, int head_dim, int64_t max_len);
+void attention_decode(const float* q, int64_t B, int n_heads, int n_kv_heads, int head_dim, KVType type,
+                      const KVView* kv, const int64_t* lens, int64_t max_len, float scale, float* out,
+                      float* workspace, cudaStream_t stream);
 
 }  // namespace quanteval::cuda
