@@ -58,7 +58,8 @@ void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bia
     return;
   }
   const bool avx2 = use_avx2();
-  const int64_t N = W.N, K = W.K, lda = chunks_per_row(K) * kChunk;
+  // A's rows are skewed by 64 bytes so that 4 KiB-multiple strides do not alias in L1.
+  const int64_t N = W.N, K = W.K, lda = chunks_per_row(K) * kChunk + 32;
   // Activation codes minus their zero points, A[M, lda] int16 (zero past K), their row sums and scales.
   std::vector<int16_t> A((size_t)(M * lda));
   std::vector<float> sa((size_t)M);

@@ -129,6 +129,7 @@ void tiles(const float* X, int64_t ldx, int64_t M, const WT* W, int64_t ldw, int
 // which saves the horizontal sums.
 constexpr int64_t NB = 48;
 constexpr int64_t KC = 512;
+constexpr int64_t KCP = KC + 16;  // panel row stride (floats): skewed by 64 bytes against L1 set aliasing
 
 inline void init_y(float* Y, int64_t M, int64_t N, const float* bias, int64_t n0, int64_t n1) {
   for (int64_t m = 0; m < M; m++)
@@ -140,8 +141,10 @@ struct XF32 {
   std::vector<float> buf;
   const float* p = nullptr;
   int64_t ld = 0;
-  XF32(const void* X, DType t, int64_t M, int64_t K, int64_t pad_to) {
-    const int64_t Kp = (K + pad_to - 1) / pad_to * pad_to;
+  // pad_to: row length rounded up to a multiple of it; skew: extra floats a row, so that rows whose length is a
+  // multiple of 4 KiB do not all map to the same L1 sets (K = 4096 fp32 rows are 16 KiB apart).
+  XF32(const void* X, DType t, int64_t M, int64_t K, int64_t pad_to, int64_t skew = 0) {
+    const int64_t Kp = (K + pad_to - 1) / pad_to * pad_to + skew;
     if (t == DType::F32 && Kp == K) { p = static_cast<const float*>(X); ld = K; return; }
     buf.assign((size_t)(M * Kp), 0.f);
     for (int64_t m = 0; m < M; m++) {
@@ -164,11 +167,26 @@ struct XF32 {
 template <class WT>
 void dense_rows(const float* X, int64_t ldx, int64_t M, const WT* W, int64_t K, int64_t n0, int64_t n1, float* Y,
                 int64_t N) {
-  const int64_t kcb = M <= MR ? K : KC;
+  if (M <= MR) {  // GEMV-like: memory bound, W streamed once in place
+    for (int64_t nb = n0; nb < n1; nb += NB) tiles(X, ldx, M, W + nb * K, K, std::min(NB, n1 - nb), K, Y + nb, N);
+    return;
+  }
+  // Each NB x KC block of W is copied (converted to fp32) into a panel with skewed rows, then meets every row tile of
+  // X: in place, rows K floats apart would alias in L1 whenever K is a multiple of 1024.
+  std::vector<float> panel((size_t)(NB * KCP));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
-    for (int64_t k0 = 0; k0 < K; k0 += kcb)
-      tiles(X + k0, ldx, M, W + nb * K + k0, K, nrows, std::min(kcb, K - k0), Y + nb, N);
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t kc = std::min(KC, K - k0);
+      for (int64_t r = 0; r < nrows; r++) {
+        const WT* w = W + (nb + r) * K + k0;
+        float* p = panel.data() + r * KCP;
+        int64_t k = 0;
+        for (; k + 8 <= kc; k += 8) _mm256_storeu_ps(p + k, load8(w + k));
+        if (k < kc) _mm256_storeu_ps(p + k, load_tail(w + k, (int)(kc - k)));
+      }
+      tiles(X + k0, ldx, M, panel.data(), KCP, nrows, kc, Y + nb, N);
+    }
   }
 }
 
@@ -320,13 +338,13 @@ template <int BITS>
 void gemm_q_tiled_rows(const QuantWeight& W, const float* X, int64_t ldx, int64_t M, int64_t n0, int64_t n1,
                        float* Y) {
   const int64_t K = W.K;
-  std::vector<float> panel((size_t)(NB * KC));
+  std::vector<float> panel((size_t)(NB * KCP));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
       const int64_t kc = std::min(KC, K - k0);
-      dequant_block<BITS>(W, nb, nrows, k0, k0 + kc, panel.data(), KC);
-      tiles(X + k0, ldx, M, panel.data(), KC, nrows, kc, Y + nb, W.N);
+      dequant_block<BITS>(W, nb, nrows, k0, k0 + kc, panel.data(), KCP);
+      tiles(X + k0, ldx, M, panel.data(), KCP, nrows, kc, Y + nb, W.N);
     }
   }
 }
@@ -372,7 +390,7 @@ void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, 
     }
     return;
   }
-  XF32 x(X, x_dtype, M, K, 1);
+  XF32 x(X, x_dtype, M, K, 8, 16);
   parallel_for(N, NB, [&](int64_t n0, int64_t n1) {
     init_y(Y, M, N, bias, n0, n1);
     gemm_q_tiled_rows<BITS>(W, x.p, x.ld, M, n0, n1, Y);
@@ -445,7 +463,7 @@ void unpack4_block(const QuantWeight& W, int64_t n0, int64_t nrows, int64_t k0, 
 // ── entry points ───────────────────────────────────────────────────────────────────────────────────────────
 void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y) {
   const int64_t N = W.N, K = W.K;
-  XF32 x(X, x_dtype, M, K, 1);
+  XF32 x(X, x_dtype, M, K, M <= MR ? 1 : 8, M <= MR ? 0 : 16);
   parallel_for(N, NB, [&](int64_t n0, int64_t n1) {
     init_y(Y, M, N, bias, n0, n1);
     switch (W.dtype) {
@@ -471,23 +489,26 @@ void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, i
   constexpr int64_t KCI = 1024;
   const int64_t Kp = chunks_per_row(W.K) * kChunk;
   for (int64_t m = 0; m < M; m++) std::fill(acc + m * ldc + n0, acc + m * ldc + n1, 0);
-  if (W.fmt.bits == 8) {
-    // 8-bit chunks are plain bytes: B is read in place.
-    const int64_t stride = W.stride();
-    for (int64_t nb = n0; nb < n1; nb += NB) {
-      const int64_t nrows = std::min(NB, n1 - nb);
-      for (int64_t k0 = 0; k0 < Kp; k0 += KCI)
-        tiles_i16(A + k0, lda, M, W.codes + nb * stride + k0, stride, nrows, std::min(KCI, Kp - k0), acc + nb, ldc);
-    }
+  const int64_t stride = W.stride();
+  if (W.fmt.bits == 8 && M <= MR) {
+    // Few rows of A: B (8-bit chunks are plain bytes) is streamed once, in place.
+    for (int64_t nb = n0; nb < n1; nb += NB)
+      tiles_i16(A, lda, M, W.codes + nb * stride, stride, std::min(NB, n1 - nb), Kp, acc + nb, ldc);
     return;
   }
-  std::vector<uint8_t> panel((size_t)(NB * KCI));
+  // Blocks of NB x KCI codes are copied (8-bit) or unpacked (4-bit) into a panel with skewed rows (row strides that
+  // are multiples of 4 KiB would alias in L1), then meet every row tile of A.
+  constexpr int64_t LDB = KCI + 64;
+  std::vector<uint8_t> panel((size_t)(NB * LDB));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
     for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
       const int64_t kc = std::min(KCI, Kp - k0);
-      unpack4_block(W, nb, nrows, k0, kc, panel.data(), KCI);
-      tiles_i16(A + k0, lda, M, panel.data(), KCI, nrows, kc, acc + nb, ldc);
+      if (W.fmt.bits == 8)
+        for (int64_t r = 0; r < nrows; r++) std::memcpy(panel.data() + r * LDB, W.codes + (nb + r) * stride + k0, (size_t)kc);
+      else
+        unpack4_block(W, nb, nrows, k0, kc, panel.data(), LDB);
+      tiles_i16(A + k0, lda, M, panel.data(), LDB, nrows, kc, acc + nb, ldc);
     }
   }
 }
