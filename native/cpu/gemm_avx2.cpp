@@ -197,29 +197,34 @@ inline void unpack32(const uint8_t* c, __m256 q[4]) {
     for (int s = 0; s < 4; s++)
       q[s] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(c + 8 * s))));
   } else if constexpr (BITS == 4) {
-    const __m128i v = _mm_loadu_si128((const __m128i*)c), m4 = _mm_set1_epi8(0x0F);
-    const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
-    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+    // Byte j holds codes j (low nibble) and j + 16 (high nibble): widen 8 bytes to dwords, then mask / shift.
+    const __m256i d0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)c));
+    const __m256i d1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(c + 8)));
+    const __m256i m4 = _mm256_set1_epi32(0x0F);
+    q[0] = _mm256_cvtepi32_ps(_mm256_and_si256(d0, m4));
+    q[1] = _mm256_cvtepi32_ps(_mm256_and_si256(d1, m4));
+    q[2] = _mm256_cvtepi32_ps(_mm256_srli_epi32(d0, 4));
+    q[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(d1, 4));
   } else {
     // 2-bit: byte j (< 8) holds codes j, j+8, j+16, j+24 at bit offsets 0, 2, 4, 6. 3-bit adds bit 2 of code j
     // from bit j of the little-endian uint32 in bytes 8..11.
-    const __m128i v = _mm_loadl_epi64((const __m128i*)c), m2 = _mm_set1_epi8(3);
-    __m256i hib = _mm256_setzero_si256();
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), one = _mm256_set1_epi32(1);
-    uint32_t hbits = 0;
-    if constexpr (BITS == 3) std::memcpy(&hbits, c + 8, 4);
-    for (int s = 0; s < 4; s++) {
-      __m256i lo = _mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 2 * s), m2));
-      if constexpr (BITS == 3) {
-        hib = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)(hbits >> (8 * s))), lane), one);
-        lo = _mm256_or_si256(lo, _mm256_slli_epi32(hib, 2));
-      }
-      q[s] = _mm256_cvtepi32_ps(lo);
+    const __m256i d = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)c));
+    const __m256i m2 = _mm256_set1_epi32(3);
+    __m256i lo[4] = {_mm256_and_si256(d, m2), _mm256_and_si256(_mm256_srli_epi32(d, 2), m2),
+                     _mm256_and_si256(_mm256_srli_epi32(d, 4), m2), _mm256_srli_epi32(d, 6)};
+    if constexpr (BITS == 3) {
+      // Lane j of vector s needs bit 8s + j of hb moved to bit 2: shift right by 8s + j - 2 (by j after a left
+      // shift of 2 for s = 0).
+      int32_t hb;
+      std::memcpy(&hb, c + 8, 4);
+      const __m256i hv = _mm256_set1_epi32(hb), four = _mm256_set1_epi32(4);
+      lo[0] = _mm256_or_si256(lo[0], _mm256_and_si256(_mm256_srlv_epi32(_mm256_slli_epi32(hv, 2),
+                                                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), four));
+      lo[1] = _mm256_or_si256(lo[1], _mm256_and_si256(_mm256_srlv_epi32(hv, _mm256_setr_epi32(6, 7, 8, 9, 10, 11, 12, 13)), four));
+      lo[2] = _mm256_or_si256(lo[2], _mm256_and_si256(_mm256_srlv_epi32(hv, _mm256_setr_epi32(14, 15, 16, 17, 18, 19, 20, 21)), four));
+      lo[3] = _mm256_or_si256(lo[3], _mm256_and_si256(_mm256_srlv_epi32(hv, _mm256_setr_epi32(22, 23, 24, 25, 26, 27, 28, 29)), four));
     }
-    (void)hib;
+    for (int s = 0; s < 4; s++) q[s] = _mm256_cvtepi32_ps(lo[s]);
   }
 }
 
@@ -233,12 +238,13 @@ inline float scale_at(const void* scales, DType t, int64_t i) {
 
 // ── quantized GEMV: rows [n0, n1) for M <= kGemvMaxM, group_size % 32 == 0 ────────────────────────────────────
 // X[M, ldx] fp32 padded with zeros to whole chunks; gsum[M, G] the per-group sums of X.
-template <int BITS, int M>
+// CPG: chunks per group when known at compile time (1, 2, 4 for groups of 32, 64, 128: the inner loop unrolls), else 0.
+template <int BITS, int M, int CPG>
 void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias, float* Y,
                  int64_t n0, int64_t n1) {
   constexpr int A = M == 1 ? 4 : M == 2 ? 2 : 1;  // accumulators per row of X: >= 4 FMA chains in flight
   const int64_t G = W.groups(), stride = W.stride(), chunks = chunks_per_row(W.K);
-  const int64_t cpg = W.fmt.group_size / kChunk;  // chunks per group
+  const int64_t cpg = CPG ? CPG : W.fmt.group_size / kChunk;  // chunks per group
   const int64_t cb = (int64_t)chunk_bytes(BITS);
   const float zsym = (float)(1 << (BITS - 1));
   for (int64_t n = n0; n < n1; n++) {
@@ -247,7 +253,7 @@ void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float*
     float corr[M];
     for (int m = 0; m < M; m++) { yacc[m] = _mm256_setzero_ps(); corr[m] = 0.f; }
     for (int64_t g = 0; g < G; g++) {
-      const int64_t c0 = g * cpg, c1 = std::min(chunks, c0 + cpg);
+      const int64_t c0 = g * cpg, c1 = CPG && g + 1 < G ? c0 + CPG : std::min(chunks, c0 + cpg);
       __m256 acc[M][A];
       for (int m = 0; m < M; m++)
         for (int a = 0; a < A; a++) acc[m][a] = _mm256_setzero_ps();
@@ -274,18 +280,29 @@ void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float*
   }
 }
 
-template <int BITS>
+template <int BITS, int CPG>
 void gemv_q_dispatch_m(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum,
                        const float* bias, float* Y, int64_t n0, int64_t n1) {
   switch (M) {
-    case 1: gemv_q_rows<BITS, 1>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    case 2: gemv_q_rows<BITS, 2>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    case 3: gemv_q_rows<BITS, 3>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    case 4: gemv_q_rows<BITS, 4>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    case 5: gemv_q_rows<BITS, 5>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    case 6: gemv_q_rows<BITS, 6>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    case 7: gemv_q_rows<BITS, 7>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    default: gemv_q_rows<BITS, 8>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 1: gemv_q_rows<BITS, 1, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 2: gemv_q_rows<BITS, 2, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 3: gemv_q_rows<BITS, 3, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 4: gemv_q_rows<BITS, 4, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 5: gemv_q_rows<BITS, 5, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 6: gemv_q_rows<BITS, 6, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 7: gemv_q_rows<BITS, 7, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    default: gemv_q_rows<BITS, 8, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+  }
+}
+
+template <int BITS>
+void gemv_q_dispatch(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum,
+                     const float* bias, float* Y, int64_t n0, int64_t n1) {
+  switch (W.fmt.group_size) {
+    case 32: gemv_q_dispatch_m<BITS, 1>(M, W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 64: gemv_q_dispatch_m<BITS, 2>(M, W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 128: gemv_q_dispatch_m<BITS, 4>(M, W, X, ldx, gsum, bias, Y, n0, n1); break;
+    default: gemv_q_dispatch_m<BITS, 0>(M, W, X, ldx, gsum, bias, Y, n0, n1); break;
   }
 }
 
@@ -381,7 +398,7 @@ void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, 
           gsum[m * G + g] = s;
         }
       parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
-        gemv_q_dispatch_m<BITS>(M, W, x.p, x.ld, gsum.data(), bias, Y, n0, n1);
+        gemv_q_dispatch<BITS>(M, W, x.p, x.ld, gsum.data(), bias, Y, n0, n1);
       });
     } else {
       parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
