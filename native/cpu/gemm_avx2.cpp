@@ -475,6 +475,63 @@ void unpack4_block(const QuantWeight& W, int64_t n0, int64_t nrows, int64_t k0, 
   }
 }
 
+
+// ── W4A8 with vpmaddubsw ───────────────────────────────────────────────────────────────────────────────────
+// acc[m, n] += sum_{k < kc} B[n, k] * A[m, k]; B uint8 codes in [0, 15], A int8. One vpmaddubsw pair sum is at most
+// 2 * 15 * 128 = 3840, so 8 of them (30720) accumulate in int16 before one vpmaddwd widens them to int32.
+template <int mr, int nr>
+void micro_i8(const int8_t* A, int64_t lda, const uint8_t* B, int64_t ldb, int64_t kc, int32_t* C, int64_t ldc) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc32[mr][nr];
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) acc32[i][j] = _mm256_setzero_si256();
+  for (int64_t k = 0; k < kc;) {
+    const int64_t kend = std::min(kc, k + 8 * 32);
+    __m256i acc16[mr][nr];
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nr; j++) acc16[i][j] = _mm256_setzero_si256();
+    for (; k < kend; k += 32) {
+      __m256i b[nr];
+      for (int j = 0; j < nr; j++) b[j] = _mm256_loadu_si256((const __m256i*)(B + j * ldb + k));
+      for (int i = 0; i < mr; i++) {
+        const __m256i a = _mm256_loadu_si256((const __m256i*)(A + i * lda + k));
+        for (int j = 0; j < nr; j++) acc16[i][j] = _mm256_add_epi16(acc16[i][j], _mm256_maddubs_epi16(b[j], a));
+      }
+    }
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nr; j++) acc32[i][j] = _mm256_add_epi32(acc32[i][j], _mm256_madd_epi16(acc16[i][j], ones));
+  }
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) C[i * ldc + j] += hsum_i32(acc32[i][j]);
+}
+
+template <int mr>
+void micro_i8_n(int nr, const int8_t* A, int64_t lda, const uint8_t* B, int64_t ldb, int64_t kc, int32_t* C,
+                int64_t ldc) {
+  if (nr == 3) micro_i8<mr, 3>(A, lda, B, ldb, kc, C, ldc);
+  else if (nr == 2) micro_i8<mr, 2>(A, lda, B, ldb, kc, C, ldc);
+  else micro_i8<mr, 1>(A, lda, B, ldb, kc, C, ldc);
+}
+
+void tiles_i8(const int8_t* A, int64_t lda, int64_t M, const uint8_t* B, int64_t ldb, int64_t nrows, int64_t kc,
+              int32_t* C, int64_t ldc) {
+  for (int64_t m = 0; m < M; m += MR) {
+    const int mr = (int)std::min<int64_t>(MR, M - m);
+    for (int64_t j = 0; j < nrows; j += NR) {
+      const int nr = (int)std::min<int64_t>(NR, nrows - j);
+      const int8_t* a = A + m * lda;
+      const uint8_t* b = B + j * ldb;
+      int32_t* c = C + m * ldc + j;
+      switch (mr) {
+        case 4: micro_i8_n<4>(nr, a, lda, b, ldb, kc, c, ldc); break;
+        case 3: micro_i8_n<3>(nr, a, lda, b, ldb, kc, c, ldc); break;
+        case 2: micro_i8_n<2>(nr, a, lda, b, ldb, kc, c, ldc); break;
+        default: micro_i8_n<1>(nr, a, lda, b, ldb, kc, c, ldc); break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // ── entry points ───────────────────────────────────────────────────────────────────────────────────────────
@@ -530,7 +587,34 @@ void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, i
   }
 }
 
-void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t lda, float* scale, int32_t* asum) {
+void w4a8_core(const int8_t* A8, int64_t lda8, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
+               int64_t ldc, int32_t* sumw) {
+  constexpr int64_t KCI = 1024, LDB = KCI + 64;
+  const int64_t Kp = chunks_per_row(W.K) * kChunk;
+  for (int64_t m = 0; m < M; m++) std::fill(acc + m * ldc + n0, acc + m * ldc + n1, 0);
+  std::fill(sumw + n0, sumw + n1, 0);
+  std::vector<uint8_t> panel((size_t)(NB * LDB));
+  for (int64_t nb = n0; nb < n1; nb += NB) {
+    const int64_t nrows = std::min(NB, n1 - nb);
+    for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
+      const int64_t kc = std::min(KCI, Kp - k0);
+      unpack4_block(W, nb, nrows, k0, kc, panel.data(), LDB);
+      for (int64_t r = 0; r < nrows; r++) {  // row sums of the codes (padding codes are 0)
+        __m256i s = _mm256_setzero_si256();
+        for (int64_t k = 0; k < kc; k += 32)
+          s = _mm256_add_epi64(s, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i*)(panel.data() + r * LDB + k)),
+                                                  _mm256_setzero_si256()));
+        alignas(32) int64_t o[4];
+        _mm256_store_si256((__m256i*)o, s);
+        sumw[nb + r] += (int32_t)(o[0] + o[1] + o[2] + o[3]);
+      }
+      tiles_i8(A8 + k0, lda8, M, panel.data(), LDB, nrows, kc, acc + nb, ldc);
+    }
+  }
+}
+
+void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t lda, float* scale, int32_t* zero,
+                    int32_t* asum) {
   for (int64_t m = 0; m < M; m++) {
     const float* x = X + m * K;
     __m256 vmn = _mm256_set1_ps(x[0]), vmx = vmn;
@@ -548,6 +632,7 @@ void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t ld
     for (; k < K; k++) { mn = std::min(mn, x[k]); mx = std::max(mx, x[k]); }
     const ActQuant p = act_params(mn, mx, 8);
     scale[m] = p.s;
+    zero[m] = (int32_t)p.z;
     // A = clamp(round(x / s) + z, 0, 255) - z: division and round-half-even as the scalar reference, so the codes
     // are identical.
     const __m256 sv = _mm256_set1_ps(p.s), zv = _mm256_set1_ps(p.z), lo = _mm256_setzero_ps(),
