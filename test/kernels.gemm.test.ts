@@ -127,8 +127,10 @@ function relErr(y: Float32Array, ref: Float32Array): number {
   return Math.sqrt(num / Math.max(den, 1e-30));
 }
 
+// The ISA the process started with (QUANTEVAL_ISA may cap it); restored after the scalar runs.
+const startIsa = native().cpuInfo().isa as "scalar" | "avx2" | "avx512";
 afterAll(() => {
-  native().setIsa("auto");
+  native().setIsa(startIsa);
 });
 
 // ── RTN on real weights ────────────────────────────────────────────────────────────────────────────────────
@@ -207,7 +209,7 @@ describe("gemmQ fast vs ref (rel L2 <= 1e-5)", () => {
     { M: 40, N: 50, K: 517, format: { bits: 8, groupSize: 517, symmetric: false, scaleDtype: "f32" }, x: "f32", bias: true },
     { M: 300, N: 19, K: 172, format: { bits: 4, groupSize: 172, symmetric: true, scaleDtype: "f16" }, x: "bf16", bias: false },
   ];
-  for (const isa of ["auto", "scalar"] as const)
+  for (const isa of [startIsa, "scalar"] as const)
     for (const c of cases)
       it(`[${isa}] M=${c.M} N=${c.N} K=${c.K} w${c.format.bits} g${c.format.groupSize} ${c.format.scaleDtype} x=${c.x}`, async () => {
         native().setIsa(isa);
