@@ -242,16 +242,21 @@ inline float scale_at(const void* scales, DType t, int64_t i) {
 template <int BITS, int M, int CPG>
 void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias, float* Y,
                  int64_t n0, int64_t n1) {
-  constexpr int A = M == 1 ? 4 : M == 2 ? 2 : 1;  // accumulators per row of X: >= 4 FMA chains in flight
+  // Accumulators per row of X: each FMA chain must carry at most ~2 of a chunk's 4 FMAs, or its 4-cycle latency
+  // (not the unpacking) sets the pace. Up to M = 4 the per-group sums also stay in registers (yacc); beyond, they are
+  // reduced to scalars once per group so that the accumulators fit the 16 ymm registers.
+  constexpr int A = M <= 2 ? 4 : M <= 6 ? 2 : 1;
+  constexpr bool kVecY = M <= 4;
   const int64_t G = W.groups(), stride = W.stride(), chunks = chunks_per_row(W.K);
   const int64_t cpg = CPG ? CPG : W.fmt.group_size / kChunk;  // chunks per group
   const int64_t cb = (int64_t)chunk_bytes(BITS);
   const float zsym = (float)(1 << (BITS - 1));
   for (int64_t n = n0; n < n1; n++) {
     const uint8_t* row = W.codes + n * stride;
-    __m256 yacc[M];
-    float corr[M];
-    for (int m = 0; m < M; m++) { yacc[m] = _mm256_setzero_ps(); corr[m] = 0.f; }
+    __m256 yacc[kVecY ? M : 1];
+    float ys[M], corr[M];
+    for (int m = 0; m < M; m++) { ys[m] = 0.f; corr[m] = 0.f; }
+    for (int m = 0; m < (kVecY ? M : 1); m++) yacc[m] = _mm256_setzero_ps();
     for (int64_t g = 0; g < G; g++) {
       const int64_t c0 = g * cpg, c1 = CPG && g + 1 < G ? c0 + CPG : std::min(chunks, c0 + cpg);
       __m256 acc[M][A];
@@ -271,12 +276,13 @@ void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float*
       for (int m = 0; m < M; m++) {
         __m256 a = acc[m][0];
         for (int i = 1; i < A; i++) a = _mm256_add_ps(a, acc[m][i]);
-        yacc[m] = _mm256_fmadd_ps(a, sv, yacc[m]);
+        if constexpr (kVecY) yacc[m] = _mm256_fmadd_ps(a, sv, yacc[m]);
+        else ys[m] += s * hsum(a);
         corr[m] += s * z * gsum[m * G + g];
       }
     }
     const float b = bias ? bias[n] : 0.f;
-    for (int m = 0; m < M; m++) Y[m * W.N + n] = hsum(yacc[m]) - corr[m] + b;
+    for (int m = 0; m < M; m++) Y[m * W.N + n] = (kVecY ? hsum(yacc[m]) : ys[m]) - corr[m] + b;
   }
 }
 
