@@ -423,14 +423,18 @@ void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, 
 // ── W8A8 integer core ──────────────────────────────────────────────────────────────────────────────────────
 // acc[m, n] (+)= sum_{k < kc} A[m, k] * B[n, k]; A int16 (row stride lda), B uint8 codes (row stride ldb).
 // kc is a multiple of 16 (A and B are zero-padded to whole 32-code chunks).
-template <int mr, int nr>
-void micro_i16(const int16_t* A, int64_t lda, const uint8_t* B, int64_t ldb, int64_t kc, int32_t* C, int64_t ldc) {
+// 16 codes of B as int16: widened from bytes (read in place) or already widened (panel).
+inline __m256i load16_codes(const uint8_t* p) { return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)p)); }
+inline __m256i load16_codes(const int16_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
+
+template <int mr, int nr, class BT>
+void micro_i16(const int16_t* A, int64_t lda, const BT* B, int64_t ldb, int64_t kc, int32_t* C, int64_t ldc) {
   __m256i acc[mr][nr];
   for (int i = 0; i < mr; i++)
     for (int j = 0; j < nr; j++) acc[i][j] = _mm256_setzero_si256();
   for (int64_t k = 0; k < kc; k += 16) {
     __m256i b[nr];
-    for (int j = 0; j < nr; j++) b[j] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(B + j * ldb + k)));
+    for (int j = 0; j < nr; j++) b[j] = load16_codes(B + j * ldb + k);
     for (int i = 0; i < mr; i++) {
       const __m256i a = _mm256_loadu_si256((const __m256i*)(A + i * lda + k));
       for (int j = 0; j < nr; j++) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(a, b[j]));
@@ -440,22 +444,23 @@ void micro_i16(const int16_t* A, int64_t lda, const uint8_t* B, int64_t ldb, int
     for (int j = 0; j < nr; j++) C[i * ldc + j] += hsum_i32(acc[i][j]);
 }
 
-template <int mr>
-void micro_i16_n(int nr, const int16_t* A, int64_t lda, const uint8_t* B, int64_t ldb, int64_t kc, int32_t* C,
+template <int mr, class BT>
+void micro_i16_n(int nr, const int16_t* A, int64_t lda, const BT* B, int64_t ldb, int64_t kc, int32_t* C,
                  int64_t ldc) {
   if (nr == 3) micro_i16<mr, 3>(A, lda, B, ldb, kc, C, ldc);
   else if (nr == 2) micro_i16<mr, 2>(A, lda, B, ldb, kc, C, ldc);
   else micro_i16<mr, 1>(A, lda, B, ldb, kc, C, ldc);
 }
 
-void tiles_i16(const int16_t* A, int64_t lda, int64_t M, const uint8_t* B, int64_t ldb, int64_t nrows, int64_t kc,
+template <class BT>
+void tiles_i16(const int16_t* A, int64_t lda, int64_t M, const BT* B, int64_t ldb, int64_t nrows, int64_t kc,
                int32_t* C, int64_t ldc) {
   for (int64_t m = 0; m < M; m += MR) {
     const int mr = (int)std::min<int64_t>(MR, M - m);
     for (int64_t j = 0; j < nrows; j += NR) {
       const int nr = (int)std::min<int64_t>(NR, nrows - j);
       const int16_t* a = A + m * lda;
-      const uint8_t* b = B + j * ldb;
+      const BT* b = B + j * ldb;
       int32_t* c = C + m * ldc + j;
       switch (mr) {
         case 4: micro_i16_n<4>(nr, a, lda, b, ldb, kc, c, ldc); break;
@@ -576,18 +581,30 @@ void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, i
       tiles_i16(A, lda, M, W.codes + nb * stride, stride, std::min(NB, n1 - nb), Kp, acc + nb, ldc);
     return;
   }
-  // Blocks of NB x KCI codes are copied (8-bit) or unpacked (4-bit) into a panel with skewed rows (row strides that
-  // are multiples of 4 KiB would alias in L1), then meet every row tile of A.
+  // Blocks of NB x KCI codes are widened to int16 (8-bit) or unpacked to bytes (4-bit, few rows of A) into a panel with
+  // skewed rows (row strides that are multiples of 4 KiB would alias in L1), then meet every row tile of A.
+  if (W.fmt.bits == 8) {
+    constexpr int64_t LDB = KCI + 32;
+    std::vector<int16_t> panel((size_t)(NB * LDB));
+    for (int64_t nb = n0; nb < n1; nb += NB) {
+      const int64_t nrows = std::min(NB, n1 - nb);
+      for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
+        const int64_t kc = std::min(KCI, Kp - k0);
+        for (int64_t r = 0; r < nrows; r++)
+          for (int64_t k = 0; k < kc; k += 16)
+            _mm256_storeu_si256((__m256i*)(panel.data() + r * LDB + k), load16_codes(W.codes + (nb + r) * stride + k0 + k));
+        tiles_i16(A + k0, lda, M, panel.data(), LDB, nrows, kc, acc + nb, ldc);
+      }
+    }
+    return;
+  }
   constexpr int64_t LDB = KCI + 64;
   std::vector<uint8_t> panel((size_t)(NB * LDB));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
     for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
       const int64_t kc = std::min(KCI, Kp - k0);
-      if (W.fmt.bits == 8)
-        for (int64_t r = 0; r < nrows; r++) std::memcpy(panel.data() + r * LDB, W.codes + (nb + r) * stride + k0, (size_t)kc);
-      else
-        unpack4_block(W, nb, nrows, k0, kc, panel.data(), LDB);
+      unpack4_block(W, nb, nrows, k0, kc, panel.data(), LDB);
       tiles_i16(A + k0, lda, M, panel.data(), LDB, nrows, kc, acc + nb, ldc);
     }
   }
