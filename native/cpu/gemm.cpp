@@ -80,7 +80,7 @@ void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bia
     for (int64_t m = 0; m < M; m++)
       for (int64_t k = 0; k < K; k++) A8[m * lda + k] = (int8_t)(A[m * lda + k] + za[m] - 128);
   }
-  parallel_for(N, 48, [&](int64_t n0, int64_t n1) {
+  dynamic_for(N, M <= 4 ? 64 : 96, [&](int64_t n0, int64_t n1) {
     if (w4_i8) impl::avx2::w4a8_core(A8.data(), lda, M, W, n0, n1, acc.data(), N, sumw.data());
     else (avx2 ? impl::avx2::w8a8_core : impl::scalar::w8a8_core)(A.data(), lda, M, W, n0, n1, acc.data(), N);
     // Y = sa * sw * (sum (qa - za) * qw - zw * sum (qa - za)), i.e. the reference's

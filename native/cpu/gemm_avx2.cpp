@@ -173,7 +173,8 @@ void dense_rows(const float* X, int64_t ldx, int64_t M, const WT* W, int64_t K, 
   }
   // Each NB x KC block of W is copied (converted to fp32) into a panel with skewed rows, then meets every row tile of
   // X: in place, rows K floats apart would alias in L1 whenever K is a multiple of 1024.
-  std::vector<float> panel((size_t)(NB * KCP));
+  thread_local std::vector<float> panel;  // reused across calls: no large allocation (and page faults) per block
+  panel.resize((size_t)(NB * KCP));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -361,7 +362,8 @@ template <int BITS>
 void gemm_q_tiled_rows(const QuantWeight& W, const float* X, int64_t ldx, int64_t M, int64_t n0, int64_t n1,
                        float* Y) {
   const int64_t K = W.K;
-  std::vector<float> panel((size_t)(NB * KCP));
+  thread_local std::vector<float> panel;
+  panel.resize((size_t)(NB * KCP));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -377,7 +379,8 @@ template <int BITS>
 void gemv_q_general_rows(const QuantWeight& W, const float* X, int64_t ldx, int64_t M, const float* bias, float* Y,
                          int64_t n0, int64_t n1) {
   const int64_t K = W.K;
-  std::vector<float> wrow((size_t)(chunks_per_row(K) * kChunk));
+  thread_local std::vector<float> wrow;
+  wrow.resize((size_t)(chunks_per_row(K) * kChunk));
   for (int64_t n = n0; n < n1; n++) {
     dequant_block<BITS>(W, n, 1, 0, K, wrow.data(), 0);
     for (int64_t m = 0; m < M; m++) {
@@ -403,18 +406,18 @@ void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, 
           for (int64_t k = k0; k < k1; k++) s += x.p[m * x.ld + k];
           gsum[m * G + g] = s;
         }
-      parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
+      dynamic_for(N, 64, [&](int64_t n0, int64_t n1) {
         gemv_q_dispatch<BITS>(M, W, x.p, x.ld, gsum.data(), bias, Y, n0, n1);
       });
     } else {
-      parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
+      dynamic_for(N, 64, [&](int64_t n0, int64_t n1) {
         gemv_q_general_rows<BITS>(W, x.p, x.ld, M, bias, Y, n0, n1);
       });
     }
     return;
   }
   XF32 x(X, x_dtype, M, K, 8, 16);
-  parallel_for(N, NB, [&](int64_t n0, int64_t n1) {
+  dynamic_for(N, 2 * NB, [&](int64_t n0, int64_t n1) {
     init_y(Y, M, N, bias, n0, n1);
     gemm_q_tiled_rows<BITS>(W, x.p, x.ld, M, n0, n1, Y);
   });
@@ -549,7 +552,7 @@ void tiles_i8(const int8_t* A, int64_t lda, int64_t M, const uint8_t* B, int64_t
 void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y) {
   const int64_t N = W.N, K = W.K;
   XF32 x(X, x_dtype, M, K, M <= MR ? 1 : 8, M <= MR ? 0 : 16);
-  parallel_for(N, NB, [&](int64_t n0, int64_t n1) {
+  dynamic_for(N, M <= MR ? 64 : 2 * NB, [&](int64_t n0, int64_t n1) {
     init_y(Y, M, N, bias, n0, n1);
     switch (W.dtype) {
       case DType::F16: dense_rows(x.p, x.ld, M, static_cast<const F16*>(W.data), K, n0, n1, Y, N); break;
@@ -585,7 +588,8 @@ void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, i
   // skewed rows (row strides that are multiples of 4 KiB would alias in L1), then meet every row tile of A.
   if (W.fmt.bits == 8) {
     constexpr int64_t LDB = KCI + 32;
-    std::vector<int16_t> panel((size_t)(NB * LDB));
+    thread_local std::vector<int16_t> panel;
+    panel.resize((size_t)(NB * LDB));
     for (int64_t nb = n0; nb < n1; nb += NB) {
       const int64_t nrows = std::min(NB, n1 - nb);
       for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
@@ -599,7 +603,8 @@ void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, i
     return;
   }
   constexpr int64_t LDB = KCI + 64;
-  std::vector<uint8_t> panel((size_t)(NB * LDB));
+  thread_local std::vector<uint8_t> panel;
+  panel.resize((size_t)(NB * LDB));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
     for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
@@ -616,7 +621,8 @@ void w4a8_core(const int8_t* A8, int64_t lda8, int64_t M, const QuantWeight& W, 
   const int64_t Kp = chunks_per_row(W.K) * kChunk;
   for (int64_t m = 0; m < M; m++) std::fill(acc + m * ldc + n0, acc + m * ldc + n1, 0);
   std::fill(sumw + n0, sumw + n1, 0);
-  std::vector<uint8_t> panel((size_t)(NB * LDB));
+  thread_local std::vector<uint8_t> panel;
+  panel.resize((size_t)(NB * LDB));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
     for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
