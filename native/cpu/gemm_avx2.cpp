@@ -5,14 +5,19 @@
 // K-contiguous), so neither packed weights nor fp16/bf16 weights need a transpose.
 //  - Tiled path (any M): a 4 x 3 register tile (4 rows of X, 3 rows of W, 12 ymm accumulators + 3 W vectors + 1 X
 //    vector = 16 registers) runs over a K block of KC values; X's 4-row tile (KC floats each) stays in L1 while
-//    it meets the NB rows of a W block that stay in L2. Dense weights are read in place (fp16/bf16 converted in
-//    registers); quantized weights are first dequantized, one block of NB x KC at a time, into an fp32 panel that
-//    every row tile of X reuses — the whole dequantized matrix is never built.
+//    it meets the NB rows of a W block that stay in L2. The W block is copied (dense; fp16/bf16 converted) or
+//    dequantized (packed) into an fp32 panel whose rows are skewed by 64 bytes: rows whose stride is a multiple of
+//    4 KiB (K = 4096 fp32) would otherwise all map to the same L1 sets, which halved the GEMM's speed. The whole
+//    dequantized matrix is never built. With M <= 4, dense weights are streamed in place instead.
 //  - Quantized GEMV (M <= kGemvMaxM, group size a multiple of 32): memory bound, so each packed row is streamed
 //    once: 32 codes are unpacked to 4 fp32 vectors and multiplied by all M activation rows; per group
 //    y += s * sum(x * q) and, once per group, y -= s * z * sum_group(x) with the group sums of x precomputed.
-//  - W8A8: exact int16 x int16 -> int32 products with vpmaddwd (pairs of 255 * 255 fit int32; the int8 vpmaddubsw
-//    would saturate its int16 pair sums on 8-bit x 8-bit codes), same 4 x 3 tiling.
+//  - W8A8: exact int16 x int16 -> int32 products with vpmaddwd (8-bit x 8-bit codes do not fit the int16 pair sums
+//    of vpmaddubsw: 2 * 255 * 127 > 32767), same 4 x 3 tiling. On this CPU vpmaddwd issues about once a cycle
+//    against two FMAs, so its peak (16 products a cycle) equals fp32's: W8A8 wins where bytes, not products, bound
+//    the time. W4A8 (4-bit codes) uses vpmaddubsw: 8 pair sums of at most 2 * 15 * 128 accumulate in int16 before
+//    one vpmaddwd widens them, about twice the products per multiply instruction.
+//  - Rows of W are handed to the threads in blocks, dynamically (dynamic_for in gemm_common.h).
 #include <immintrin.h>
 
 #include <algorithm>
