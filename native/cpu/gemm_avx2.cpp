@@ -582,16 +582,20 @@ void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, i
   constexpr int64_t KCI = 1024;
   const int64_t Kp = chunks_per_row(W.K) * kChunk;
   for (int64_t m = 0; m < M; m++) std::fill(acc + m * ldc + n0, acc + m * ldc + n1, 0);
+  if (W.fmt.bits != 8) {  // 4-bit weights take w4a8_core; stay correct if called anyway
+    scalar::w8a8_core(A, lda, M, W, n0, n1, acc, ldc);
+    return;
+  }
   const int64_t stride = W.stride();
-  if (W.fmt.bits == 8 && M <= MR) {
+  if (M <= MR) {
     // Few rows of A: B (8-bit chunks are plain bytes) is streamed once, in place.
     for (int64_t nb = n0; nb < n1; nb += NB)
       tiles_i16(A, lda, M, W.codes + nb * stride, stride, std::min(NB, n1 - nb), Kp, acc + nb, ldc);
     return;
   }
-  // Blocks of NB x KCI codes are widened to int16 (8-bit) or unpacked to bytes (4-bit, few rows of A) into a panel with
-  // skewed rows (row strides that are multiples of 4 KiB would alias in L1), then meet every row tile of A.
-  if (W.fmt.bits == 8) {
+  // Blocks of NB x KCI codes are widened to int16 into a panel with skewed rows (row strides that are multiples of
+  // 4 KiB would alias in L1), then meet every row tile of A.
+  {
     constexpr int64_t LDB = KCI + 32;
     thread_local std::vector<int16_t> panel;
     panel.resize((size_t)(NB * LDB));
@@ -604,18 +608,6 @@ void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, i
             _mm256_storeu_si256((__m256i*)(panel.data() + r * LDB + k), load16_codes(W.codes + (nb + r) * stride + k0 + k));
         tiles_i16(A + k0, lda, M, panel.data(), LDB, nrows, kc, acc + nb, ldc);
       }
-    }
-    return;
-  }
-  constexpr int64_t LDB = KCI + 64;
-  thread_local std::vector<uint8_t> panel;
-  panel.resize((size_t)(NB * LDB));
-  for (int64_t nb = n0; nb < n1; nb += NB) {
-    const int64_t nrows = std::min(NB, n1 - nb);
-    for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
-      const int64_t kc = std::min(KCI, Kp - k0);
-      unpack4_block(W, nb, nrows, k0, kc, panel.data(), LDB);
-      tiles_i16(A + k0, lda, M, panel.data(), LDB, nrows, kc, acc + nb, ldc);
     }
   }
 }
