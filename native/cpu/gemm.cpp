@@ -68,9 +68,8 @@ void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bia
     auto f = avx2 ? impl::avx2::act_quant_rows : impl::scalar::act_quant_rows;
     f(X + m0 * K, m1 - m0, K, A.data() + m0 * lda, lda, sa.data() + m0, za.data() + m0, asum.data() + m0);
   });
-  // 4-bit weights: int8 activations (qa - 128) and vpmaddubsw, twice the
-  // products per instruction of the int16 path. Then acc = sum qw * (qa - 128) and sum qw (qa - za) =
-  // acc + (128 - za) * sum qw.
+  // 4-bit weights (AVX2): int8 activations qa - 128 and vpmaddubsw, twice the products per instruction of the int16
+  // path. Then acc = sum qw * (qa - 128), and sum qw * (qa - za) = acc + (128 - za) * sum qw.
   const bool w4_i8 = avx2 && W.fmt.bits == 4;
   std::vector<int8_t> A8;
   std::vector<int32_t> sumw;
