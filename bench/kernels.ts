@@ -122,6 +122,7 @@ function gitCommit(): string {
 
 async function main(): Promise<void> {
   const t0 = Date.now();
+  const loadBefore = os.loadavg()[0];
   const info = native().cpuInfo();
   console.log(`quanteval kernel bench: ${cpuModel()}, ${info.threads} threads, ISA ${info.isa}`);
 
@@ -196,6 +197,8 @@ async function main(): Promise<void> {
     readBandwidthSeconds: Array.from(bwSecs),
     rows,
     wallSeconds: (Date.now() - t0) / 1e3,
+    // 1-minute load average before and after: on a shared machine, how much else was running.
+    loadAverage: { before: loadBefore, after: os.loadavg()[0] },
   };
   const outDir = path.join(packageRoot, "bench", "out");
   mkdirSync(outDir, { recursive: true });
