@@ -8,8 +8,10 @@
  * time of one call, GB/s of KV bytes read (K and V codes plus their fp32 scales and zeros), and the speedup over the
  * fp32 cache measured in the same run. The roofline is a memcpy in the same process (bytes read / s, 1 thread).
  * Prefill: 512 and 2048 tokens from position 0, MHA, GFLOP/s of the causal attention (4·H·D·T(T+1)/2 flops).
+ * Decoder-step ops: log-softmax gather / top-k over a 128256 vocabulary, RMSNorm, RoPE, SiLU·up, fast vs reference.
  *
- * The four cache types of a case are timed in interleaved rounds (7 for decode, 5 for prefill) so that a shared
+ * The four cache types of a case are timed in interleaved rounds (7 for decode, 5 for prefill at 512, 2 at 2048,
+ * after one warm-up call each) so that a shared
  * machine's load hits them alike; times are medians over rounds and the speedup is the median of the per-round
  * ratios. A sample runs the kernel `repeat` times in one native call so that it lasts >= 20 ms (the Promise round
  * trip is not what is measured). JSON goes to bench/out/; --save also writes
@@ -20,7 +22,10 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { native, packageRoot } from "../lib/native.js";
-import { allocKVCache, attentionDecode, attentionPrefill, kvBytesPerHead, kvStore, type KVCache, type KVType } from "../lib/ops.js";
+import {
+  allocKVCache, attentionDecode, attentionPrefill, kvBytesPerHead, kvStore, logSoftmaxGather, logSoftmaxTopk, rmsnorm,
+  ropeApply, ropeInvFreq, siluMul, type Impl, type KVCache, type KVType,
+} from "../lib/ops.js";
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has("--quick");
@@ -55,7 +60,10 @@ async function fillCache(type: KVType, T: number, nKv: number, x: Float32Array):
   return c;
 }
 
-const median = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1];
+const median = (a: number[]) => {
+  const s = [...a].sort((x, y) => x - y), h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+};
 
 /**
  * Times several variants of one case in interleaved rounds (variant 0, 1, 2, ... then again), so that the load of
@@ -98,6 +106,7 @@ function memcpyGBs(): number {
 
 interface DecodeRow { attn: string; nKv: number; batch: number; ctx: number; type: KVType; ms: number; gbps: number; speedup: number }
 interface PrefillRow { tokens: number; type: KVType; ms: number; gflops: number; speedup: number }
+interface OpRow { op: string; shape: string; refMs: number; fastMs: number; speedup: number }
 
 async function main() {
   const addon = native();
@@ -145,13 +154,39 @@ async function main() {
     const caches: KVCache[] = [];
     for (const type of types) caches.push(await fillCache(type, T, N_HEADS, x));
     const { s, speedup } = await timeInterleaved(
-      caches.map((kv) => (repeat: number) => attentionPrefill({ q, nHeads: N_HEADS, kv, pos0: 0, repeat })), quick ? 3 : 5);
+      caches.map((kv) => (repeat: number) => attentionPrefill({ q, nHeads: N_HEADS, kv, pos0: 0, repeat })),
+      quick || T > 1024 ? 2 : 5);  // a 2k prefill takes seconds per call here: 2 rounds keep the bench near 1 minute
     const flops = (4 * N_HEADS * HEAD_DIM * (T * (T + 1))) / 2;
     types.forEach((type, i) => {
       const row = { tokens: T, type, ms: s[i] * 1e3, gflops: flops / s[i] / 1e9, speedup: speedup[i] };
       prefill.push(row);
       console.log(`prefill T=${T} ${type}: ${row.ms.toFixed(1)} ms, ${row.gflops.toFixed(1)} GFLOP/s, ${row.speedup.toFixed(2)}x vs f32`);
     });
+  }
+
+  // Decoder-step ops: the fast kernel vs its scalar reference, same rounds (a single call each; no `repeat`).
+  const ops: OpRow[] = [];
+  {
+    const V = 128256, M = quick ? 8 : 32;
+    const logits = tiled(M * V, 0.5), targets = Int32Array.from({ length: M }, (_, i) => (i * 7919) % V);
+    const hidden = tiled(64 * 4096), w = tiled(4096, 1);
+    const invFreq = ropeInvFreq({ headDim: 128, theta: 500000, scaling: "llama3", factor: 8, originalMaxPosition: 8192 });
+    const positions = Int32Array.from({ length: 64 }, (_, i) => 1000 + i), qk = tiled(64 * 32 * 128);
+    const gate = tiled(64 * 11008), up = tiled(64 * 11008, 0.3);
+    const cases: [string, string, (impl: Impl) => Promise<unknown>][] = [
+      ["logSoftmaxGather", `${M}×${V}`, (impl) => logSoftmaxGather({ logits, vocab: V, targets, impl })],
+      ["logSoftmaxTopk k=10", `${M}×${V}`, (impl) => logSoftmaxTopk({ logits, vocab: V, k: 10, impl })],
+      ["rmsnorm", "64×4096", (impl) => rmsnorm({ x: hidden, w, eps: 1e-5, impl })],
+      ["ropeApply", "64×32×128", (impl) => ropeApply({ x: qk, nHeads: 32, headDim: 128, positions, invFreq, impl })],
+      ["siluMul", "64×11008", (impl) => siluMul({ gate, up, impl })],
+    ];
+    for (const [op, shape, run] of cases) {
+      const loop = (impl: Impl) => async (repeat: number) => { for (let i = 0; i < repeat; i++) await run(impl); };
+      const { s, speedup } = await timeInterleaved([loop("ref"), loop("fast")], quick ? 3 : 5);
+      const row = { op, shape, refMs: s[0] * 1e3, fastMs: s[1] * 1e3, speedup: speedup[1] };
+      ops.push(row);
+      console.log(`${op} ${shape}: ref ${row.refMs.toFixed(2)} ms, fast ${row.fastMs.toFixed(2)} ms, ${row.speedup.toFixed(1)}x`);
+    }
   }
 
   // The table last.
@@ -167,13 +202,16 @@ async function main() {
   console.log("\nCausal prefill, MHA 32 heads × 128 (median ms; GFLOP/s; speedup vs f32)");
   for (const r of prefill)
     console.log(`T=${String(r.tokens).padStart(5)} ${r.type.padStart(4)}: ${r.ms.toFixed(1).padStart(9)} ms ${r.gflops.toFixed(1).padStart(7)} GFLOP/s ${r.speedup.toFixed(2).padStart(6)}x`);
+  console.log("\nDecoder-step ops (median ms; fast vs the scalar reference, same rounds)");
+  for (const r of ops)
+    console.log(`${r.op.padEnd(20)} ${r.shape.padStart(12)}: ref ${r.refMs.toFixed(2).padStart(8)} ms  fast ${r.fastMs.toFixed(2).padStart(7)} ms  ${r.speedup.toFixed(1).padStart(5)}x`);
   const bar = decode.find((r) => r.attn.startsWith("MHA") && r.batch === 1 && r.ctx === 4096 && r.type === "i4");
   if (bar) console.log(`\nbar: int4 vs fp32 K/V decode, MHA B=1 ctx 4096: ${bar.speedup.toFixed(2)}x (target >= 3x)`);
 
   const date = new Date().toISOString();
   const result = {
     bench: "attention", commit, date, cpu: cpuModel, threads: cpu.threads, isa: cpu.isa, quick,
-    roofline_memcpy_gbps: roofline, decode, prefill,
+    roofline_memcpy_gbps: roofline, decode, prefill, ops,
   };
   const outDir = path.join(packageRoot, "bench", "out");
   mkdirSync(outDir, { recursive: true });
