@@ -130,14 +130,17 @@ async function main() {
   const x = tiled(maxX, 0.25);
   const decode: DecodeRow[] = [];
   for (const c of cases) {
-    // Every sequence holds `ctx` tokens and shares one cache: the same bytes are read per step as with B caches.
+    // Every sequence holds `ctx` tokens in its own cache (one shared cache would be served from L3 after the first).
     const lens = new Array(c.batch).fill(c.ctx);
     const q = tiled(c.batch * N_HEADS * HEAD_DIM, 0.1);
-    const caches: KVCache[] = [];
-    for (const type of types) caches.push(await fillCache(type, c.ctx, c.nKv, x));
+    const caches: KVCache[][] = [];
+    for (const type of types) {
+      const seqs: KVCache[] = [];
+      for (let b = 0; b < c.batch; b++) seqs.push(await fillCache(type, c.ctx, c.nKv, x));
+      caches.push(seqs);
+    }
     const { s, speedup } = await timeInterleaved(
-      caches.map((one) => (repeat: number) => attentionDecode({ q, nHeads: N_HEADS, kv: new Array(c.batch).fill(one), lens, repeat })),
-      quick ? 3 : 7);
+      caches.map((kv) => (repeat: number) => attentionDecode({ q, nHeads: N_HEADS, kv, lens, repeat })), quick ? 3 : 7);
     types.forEach((type, i) => {
       const rowBytes = kvBytesPerHead(type, HEAD_DIM) + (type === "i8" || type === "i4" ? 8 : 0);
       const bytes = 2 * c.batch * c.ctx * c.nKv * rowBytes;

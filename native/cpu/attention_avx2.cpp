@@ -1,9 +1,11 @@
 #pragma GCC target("avx2,fma,f16c")
 // AVX2 inner kernels of attention over a (quantized) KV cache, and of kv_store.
 //
-// Decode (decode_task_avx2): blocks of kTB tokens; per block the scores of the G query heads are computed with the
-// dequantization fused into the dot product, the online-softmax state is updated once per block, then the block's V
-// rows are accumulated. For int8/int4 the scale and zero point are taken out of the inner loops:
+// Decode (decode_task_avx2): a task covers a token range and a group of kv heads; it walks the range in blocks of
+// up to kTB tokens (sized so a block's K rows of all the task's heads stay near 32 KiB) and, inside a block, head by
+// head: the scores of the head's G query heads are computed with the dequantization fused into the dot product, the
+// online-softmax state is updated once per block, then the block's V rows are accumulated. The next blocks are
+// prefetched in address order. For int8/int4 the scale and zero point are taken out of the inner loops:
 //   q·k = s·(Σ q_d c_d − z·Σ q_d)            Σ_t w_t v_t = Σ_t (w_t s_t) (c_t − z_t)
 // so each K element costs a widen, a convert and one FMA per query head that shares the kv head (V one subtract
 // more, see v_accum).
