@@ -28,8 +28,7 @@ class Pool {
     std::lock_guard<std::mutex> g(submit_mu_);
     stop();
     quit_ = false;
-    // New workers start from the current generation: with `seen = 0` a worker created after jobs have run would take
-    // the last (finished) job for a new one and call a null fn_.
+    // A new worker must start from the current generation, or it would run the last (finished) job again.
     const uint64_t gen = generation_.load(std::memory_order_acquire);
     for (int i = 1; i < n; i++) workers_.emplace_back([this, i, gen] { loop(i, gen); });
   }
