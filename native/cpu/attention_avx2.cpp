@@ -301,8 +301,11 @@ inline void scale_vec(float* x, int n, float a) {
 // decode loop visits a block's rows head by head (a 2 KiB stride for 32 int4 heads of 128), a pattern the hardware
 // prefetchers do not follow across pages; a block ahead in address order they stream fine. Into L2: a block of
 // K and V can exceed L1.
-inline void prefetch_block(const uint8_t* kb, const uint8_t* vb, int64_t t0, int64_t t1, int H, int h0, int h1,
-                           size_t rb) {
+inline void prefetch_block(const KVView& kv, int64_t t0, int64_t t1, int h0, int h1, size_t rb) {
+  if (t0 >= t1) return;
+  const int H = kv.n_kv_heads;
+  const uint8_t* kb = static_cast<const uint8_t*>(kv.k);
+  const uint8_t* vb = static_cast<const uint8_t*>(kv.v);
   const size_t len = (size_t)(h1 - h0) * rb;
   for (int64_t t = t0; t < t1; t++) {
     const int64_t off = (t * H + h0) * (int64_t)rb;
@@ -310,6 +313,12 @@ inline void prefetch_block(const uint8_t* kb, const uint8_t* vb, int64_t t0, int
       _mm_prefetch((const char*)(kb + off + b), _MM_HINT_T1);
       _mm_prefetch((const char*)(vb + off + b), _MM_HINT_T1);
     }
+  }
+  if (kv_quantized(kv.type)) {
+    // Scales and zero points [token, head] of the block: one contiguous run per array.
+    const int64_t a = t0 * H + h0, e = (t1 - 1) * H + h1;
+    for (const float* p : {kv.k_scale, kv.k_zero, kv.v_scale, kv.v_zero})
+      for (int64_t i = a; i < e; i += 16) _mm_prefetch((const char*)(p + i), _MM_HINT_T1);
   }
 }
 
@@ -370,10 +379,10 @@ void decode_task_t(const DecodeTask& task) {
   float* S = sc.S.data();
   // Token blocks outermost, heads inside: a block of tokens × heads is contiguous in the cache, so the reads stream
   // through memory (a head-at-a-time walk would stride n_kv_heads · row_bytes and miss the TLB on every other row).
-  prefetch_block(kb, vb, task.t0, std::min<int64_t>(task.t1, task.t0 + 2 * TB), H, task.h0, task.h1, rb);
+  prefetch_block(kv, task.t0, std::min<int64_t>(task.t1, task.t0 + 2 * TB), task.h0, task.h1, rb);
   for (int64_t t0 = task.t0; t0 < task.t1; t0 += TB) {
     const int n = (int)std::min<int64_t>(TB, task.t1 - t0);
-    prefetch_block(kb, vb, t0 + 2 * TB, std::min<int64_t>(task.t1, t0 + 3 * TB), H, task.h0, task.h1, rb);
+    prefetch_block(kv, t0 + 2 * TB, std::min<int64_t>(task.t1, t0 + 3 * TB), task.h0, task.h1, rb);
     for (int h = task.h0; h < task.h1; h++) {
       const int j0 = (h - task.h0) * G;  // first query head of kv head h in this task
       float* m = task.m + j0;
