@@ -221,10 +221,104 @@ inline void v_accum(const uint8_t* const* rows, int n, const float* w, int ws, c
       }
 }
 
+// ── int4 keys against a single query head, in exact integer arithmetic ───────────────────────────────────────
+// With one query head per kv head (MHA) the float path spends 6 uops unpacking 16 codes for 2 FMAs. Instead the
+// query is written once in fixed point, q ≈ u·(2^15·hi + lo) with |2^15·hi + lo| < 2^30 (an error of at most
+// 2^-31·max|q| per element, below the fp32 rounding of the dot product itself), and vpmaddwd multiplies 16 int16
+// codes by 16 int16 query parts at once: 10 uops per 32 codes instead of 16, and an exact integer sum.
+struct QFixed {
+  const int16_t* hi;    // [D] kernel layout ([even dims | odd dims])
+  const int16_t* lo;    // [D]
+  const int32_t* full;  // [D] 2^15·hi + lo, for the scalar tail
+  double u;
+};
+
+inline QFixed make_qfixed(const float* qk, int D, int16_t* hi, int16_t* lo, int32_t* full, double* u) {
+  float m = 0.f;
+  for (int d = 0; d < D; d++) m = std::max(m, std::fabs(qk[d]));
+  *u = m > 0 ? (double)m / (double)((1 << 30) - 1) : 1.0;
+  for (int d = 0; d < D; d++) {
+    const int32_t f = (int32_t)std::nearbyint((double)qk[d] / *u);  // |f| <= 2^30 - 1
+    full[d] = f;
+    hi[d] = (int16_t)(f >> 15);          // arithmetic shift: [-2^15, 2^15)
+    lo[d] = (int16_t)(f & 0x7FFF);       // [0, 2^15)
+  }
+  return {hi, lo, full, *u};
+}
+
+inline int64_t hsum_epi32_wide(__m256i v) {
+  alignas(32) int32_t a[8];
+  _mm256_store_si256((__m256i*)a, v);
+  int64_t s = 0;
+  for (int i = 0; i < 8; i++) s += a[i];
+  return s;
+}
+
+// Dot products of TT int4 rows with one fixed-point query: out[tt].
+template <int TT>
+inline void dot_i4_fixed(const uint8_t* const* rows, const QFixed& qf, int D, float* out) {
+  const int H2 = D / 2;  // bytes per row; byte j holds dims 2j (low nibble) and 2j + 1 (high)
+  __m256i ah[TT], al[TT];
+  for (int t = 0; t < TT; t++) ah[t] = al[t] = _mm256_setzero_si256();
+  const __m256i m4 = _mm256_set1_epi16(0x0F);
+  int j = 0;
+  for (; j + 16 <= H2; j += 16) {
+    const __m256i he = _mm256_loadu_si256((const __m256i*)(qf.hi + j));
+    const __m256i ho = _mm256_loadu_si256((const __m256i*)(qf.hi + H2 + j));
+    const __m256i le = _mm256_loadu_si256((const __m256i*)(qf.lo + j));
+    const __m256i lo = _mm256_loadu_si256((const __m256i*)(qf.lo + H2 + j));
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; t++) {
+      const __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(rows[t] + j)));
+      const __m256i ce = _mm256_and_si256(x, m4), co = _mm256_srli_epi16(x, 4);
+      ah[t] = _mm256_add_epi32(ah[t], _mm256_add_epi32(_mm256_madd_epi16(ce, he), _mm256_madd_epi16(co, ho)));
+      al[t] = _mm256_add_epi32(al[t], _mm256_add_epi32(_mm256_madd_epi16(ce, le), _mm256_madd_epi16(co, lo)));
+    }
+  }
+  // Lane sums stay below 2^31 for D <= 2048 (15 · 2^15 · D), so the reduction runs in int32 vectors.
+  if constexpr (TT == 4) {
+    auto hsum4 = [](__m256i a, __m256i b, __m256i c, __m256i d) {
+      const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+      return _mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));  // [t0 t1 t2 t3]
+    };
+    const __m256d sh = _mm256_cvtepi32_pd(hsum4(ah[0], ah[1], ah[2], ah[3]));
+    const __m256d sl = _mm256_cvtepi32_pd(hsum4(al[0], al[1], al[2], al[3]));
+    __m256d exact = _mm256_fmadd_pd(sh, _mm256_set1_pd(32768.0), sl);  // exact: |.| < 2^46
+    if (j < H2) {
+      alignas(32) double tl[4];
+      for (int t = 0; t < 4; t++) {
+        int64_t tail = 0;
+        for (int jj = j; jj < H2; jj++)
+          tail += (int64_t)(rows[t][jj] & 0xF) * qf.full[jj] + (int64_t)(rows[t][jj] >> 4) * qf.full[H2 + jj];
+        tl[t] = (double)tail;
+      }
+      exact = _mm256_add_pd(exact, _mm256_load_pd(tl));
+    }
+    _mm_storeu_ps(out, _mm256_cvtpd_ps(_mm256_mul_pd(exact, _mm256_set1_pd(qf.u))));
+  } else {
+    for (int t = 0; t < TT; t++) {
+      int64_t tail = 0;
+      for (int jj = j; jj < H2; jj++)
+        tail += (int64_t)(rows[t][jj] & 0xF) * qf.full[jj] + (int64_t)(rows[t][jj] >> 4) * qf.full[H2 + jj];
+      const double exact = 32768.0 * (double)hsum_epi32_wide(ah[t]) + (double)hsum_epi32_wide(al[t]) + (double)tail;
+      out[t] = (float)(qf.u * exact);
+    }
+  }
+}
+
 // Scores S[g * kTB + t] (raw dot products) for n tokens and G heads; tiles keep 4 accumulators live.
+// `qf` (int4 with G == 1 only) switches to the fixed-point integer path.
 template <KVType T>
-void block_scores(const uint8_t* const* rows, int n, const float* q, int G, int D, float* S) {
+void block_scores(const uint8_t* const* rows, int n, const float* q, int G, int D, float* S, const QFixed* qf) {
   float o[4];
+  if constexpr (T == KVType::I4) {
+    if (qf) {
+      int t = 0;
+      for (; t + 4 <= n; t += 4) dot_i4_fixed<4>(rows + t, *qf, D, S + t);
+      for (; t < n; t++) dot_i4_fixed<1>(rows + t, *qf, D, S + t);
+      return;
+    }
+  }
   int g = 0;
   for (; g < G;) {
     const int rem = G - g;
@@ -338,6 +432,10 @@ inline void prefetch_rows(const uint8_t* kb, const uint8_t* vb, int64_t t0, int6
 struct DecodeScratch {
   std::vector<float> q, qsum, S, vz;
   std::vector<const uint8_t*> krows, vrows;
+  std::vector<int16_t> qhi, qlo;  // int4, G == 1: fixed-point query parts [NQ, D]
+  std::vector<int32_t> qfull;
+  std::vector<double> qu;
+  std::vector<QFixed> qf;
 };
 
 // Tokens per block: the block's K rows of all the task's heads should stay within ~32 KiB so that they are still in
@@ -372,6 +470,18 @@ void decode_task_t(const DecodeTask& task) {
     }
     sc.qsum[j] = (float)qs;
   }
+  // int4 with one query head per kv head and a head_dim the integer path covers: fixed-point queries.
+  const bool fixed = T == KVType::I4 && G == 1 && D >= 32 && D <= 2048;
+  if (fixed) {
+    sc.qhi.resize((size_t)NQ * D);
+    sc.qlo.resize((size_t)NQ * D);
+    sc.qfull.resize((size_t)NQ * D);
+    sc.qu.resize(NQ);
+    sc.qf.resize(NQ);
+    for (int j = 0; j < NQ; j++)
+      sc.qf[j] = make_qfixed(sc.q.data() + (size_t)j * D, D, sc.qhi.data() + (size_t)j * D, sc.qlo.data() + (size_t)j * D,
+                             sc.qfull.data() + (size_t)j * D, &sc.qu[j]);
+  }
   for (int j = 0; j < NQ; j++) { task.m[j] = -std::numeric_limits<float>::infinity(); task.l[j] = 0.f; }
   std::fill(task.acc, task.acc + (size_t)NQ * D, 0.f);
   const uint8_t* kb = static_cast<const uint8_t*>(kv.k);
@@ -394,7 +504,7 @@ void decode_task_t(const DecodeTask& task) {
         sc.vrows[t] = vb + r * rb;
         if constexpr (quant) sc.vz[t] = kv.v_zero[r];
       }
-      block_scores<T>(sc.krows.data(), n, sc.q.data() + (size_t)j0 * D, G, D, S);
+      block_scores<T>(sc.krows.data(), n, sc.q.data() + (size_t)j0 * D, G, D, S, fixed ? &sc.qf[j0] : nullptr);
       for (int g = 0; g < G; g++) {
         float* s = S + g * kTB;
         if constexpr (quant) {
