@@ -149,6 +149,8 @@ static void test_decode(std::mt19937& rng) {
       {1, 1, 1, 8, {1}},          {1, 2, 1, 8, {7}},          {2, 4, 2, 64, {1, 65}},
       {3, 4, 4, 128, {5, 130, 64}}, {1, 8, 2, 64, {1000}},     {2, 6, 2, 16, {33, 200}},
       {1, 4, 1, 128, {2600}},     {4, 2, 2, 40, {3, 1, 70, 129}}, {1, 3, 1, 6, {300}},
+      // MHA int4 takes the fixed-point key path for head_dim >= 32: one 32-code step, a step and a tail, 2 dims.
+      {2, 3, 3, 32, {9, 300}},    {1, 2, 2, 34, {77}},        {1, 2, 2, 2, {40}},
   };
   // Random extra cases.
   for (int i = 0; i < 4; i++) {
