@@ -10,8 +10,8 @@
  * Prefill: 512 and 2048 tokens from position 0, MHA, GFLOP/s of the causal attention (4·H·D·T(T+1)/2 flops).
  * Decoder-step ops: log-softmax gather / top-k over a 128256 vocabulary, RMSNorm, RoPE, SiLU·up, fast vs reference.
  *
- * The four cache types of a case are timed in interleaved rounds (7 for decode, 5 for prefill at 512, 2 at 2048,
- * after one warm-up call each) so that a shared
+ * The four cache types of a case are timed in interleaved rounds (7 for decode, 5 for prefill at 512, after one
+ * warm-up call each; 2 at 2048, the warm-up counting as the first) so that a shared
  * machine's load hits them alike; times are medians over rounds and the speedup is the median of the per-round
  * ratios. A sample runs the kernel `repeat` times in one native call so that it lasts >= 20 ms (the Promise round
  * trip is not what is measured). JSON goes to bench/out/; --save also writes
@@ -72,14 +72,18 @@ const median = (a: number[]) => {
  */
 async function timeInterleaved(runs: ((repeat: number) => Promise<unknown>)[], rounds: number): Promise<{ s: number[]; speedup: number[] }> {
   const repeats: number[] = [];
-  for (const run of runs) {
+  const times: number[][] = runs.map(() => []);
+  let warmAsSample = true;
+  for (let i = 0; i < runs.length; i++) {
     const t0 = performance.now();
-    await run(1);
+    await runs[i](1);
     const once = Math.max((performance.now() - t0) / 1000, 1e-6);
     repeats.push(Math.max(1, Math.ceil(0.02 / once)));  // a sample lasts >= 20 ms
+    times[i].push(once);
+    warmAsSample &&= once > 1;  // calls of seconds (2k prefill): the warm-up call is a sample too
   }
-  const times: number[][] = runs.map(() => []);
-  for (let r = 0; r < rounds; r++)
+  if (!warmAsSample) times.forEach((t) => t.splice(0));
+  for (let r = warmAsSample ? 1 : 0; r < rounds; r++)
     for (let i = 0; i < runs.length; i++) {
       const t0 = performance.now();
       await runs[i](repeats[i]);
@@ -175,7 +179,7 @@ async function main() {
     for (const type of types) caches.push(await fillCache(type, T, N_HEADS, x));
     const { s, speedup } = await timeInterleaved(
       caches.map((kv) => (repeat: number) => attentionPrefill({ q, nHeads: N_HEADS, kv, pos0: 0, repeat })),
-      quick || T > 1024 ? 2 : 5);  // a 2k prefill takes seconds per call here: 2 rounds keep the bench near 1 minute
+      quick || T > 1024 ? 2 : 5);  // a 2k prefill takes seconds per call here: 2 samples (the first the warm-up)
     const flops = (4 * N_HEADS * HEAD_DIM * (T * (T + 1))) / 2;
     types.forEach((type, i) => {
       const row = { tokens: T, type, ms: s[i] * 1e3, gflops: flops / s[i] / 1e9, speedup: speedup[i] };
