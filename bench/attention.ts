@@ -233,8 +233,8 @@ async function main() {
   const load1 = os.loadavg()[0];
   if (bar) console.log(`\nbar: int4 vs fp32 K/V decode, MHA B=1 ctx 4096: ${bar.speedup.toFixed(2)}x (target >= 3x); ` +
     `on 1 thread: ${bar1!.speedup.toFixed(2)}x (f32 ${bar1!.f32Ms.toFixed(2)} ms, i4 ${bar1!.i4Ms.toFixed(2)} ms)`);
-  console.log(`load average ${load0.toFixed(1)} -> ${load1.toFixed(1)} on ${os.cpus().length} CPUs (compute-bound int8/int4 ` +
-    `kernels lose more than the memory-bound fp32 baseline when the machine is shared)`);
+  console.log(`load average ${load0.toFixed(1)} -> ${load1.toFixed(1)} on ${os.cpus().length} CPUs (on a shared machine the ` +
+    `ratios move with its load: compare runs at similar load)`);
 
   const date = new Date().toISOString();
   const result = {
