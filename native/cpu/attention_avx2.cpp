@@ -624,10 +624,10 @@ void prefill_task_t(const PrefillTask& task) {
   sc.l.assign(R, 0.f);
   sc.krows.resize(kKB);
   sc.vrows.resize(kKB);
-  if constexpr (T != KVType::F32) {
-    sc.K.resize((size_t)kKB * D);
-    sc.V.resize((size_t)kKB * D);
-  }
+  // Every type, fp32 included, is copied into contiguous scratch: read in place, a block's rows sit at a power-of-two
+  // stride (n_kv_heads · row_bytes) in a handful of L1 sets and evict each other during the S and P·V tiles.
+  sc.K.resize((size_t)kKB * D);
+  sc.V.resize((size_t)kKB * D);
   for (int r = 0; r < R; r++) {
     const int64_t qi = task.i0 + r / G;
     const float* src = task.q + (qi * task.n_heads + (int64_t)task.kvh * G + r % G) * D;
@@ -641,17 +641,12 @@ void prefill_task_t(const PrefillTask& task) {
     prefetch_rows(kb, vb, t0 + kKB, std::min(t_end, t0 + 2 * kKB), H, task.kvh, rb);
     for (int t = 0; t < n; t++) {
       const int64_t r = (t0 + t) * H + task.kvh;
-      if constexpr (T == KVType::F32) {
-        sc.krows[t] = (const float*)(kb + r * rb);
-        sc.vrows[t] = (const float*)(vb + r * rb);
-      } else {
-        float* kd = sc.K.data() + (size_t)t * D;
-        float* vd = sc.V.data() + (size_t)t * D;
-        dequant_row<T>(kb + r * rb, quant ? kv.k_scale[r] : 1.f, quant ? kv.k_zero[r] : 0.f, D, kd);
-        dequant_row<T>(vb + r * rb, quant ? kv.v_scale[r] : 1.f, quant ? kv.v_zero[r] : 0.f, D, vd);
-        sc.krows[t] = kd;
-        sc.vrows[t] = vd;
-      }
+      float* kd = sc.K.data() + (size_t)t * D;
+      float* vd = sc.V.data() + (size_t)t * D;
+      dequant_row<T>(kb + r * rb, quant ? kv.k_scale[r] : 1.f, quant ? kv.k_zero[r] : 0.f, D, kd);
+      dequant_row<T>(vb + r * rb, quant ? kv.v_scale[r] : 1.f, quant ? kv.v_zero[r] : 0.f, D, vd);
+      sc.krows[t] = kd;
+      sc.vrows[t] = vd;
     }
     // Valid keys of row r in this block: tokens <= pos0 + qi.
     auto n_valid = [&](int r) {
