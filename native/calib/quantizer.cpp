@@ -45,13 +45,16 @@ GroupParams group_params(const float* w, int64_t n, const QuantFormat& fmt) {
       mx = std::max(mx, w[i]);
     }
     p.scale = stored_scale(std::max(mx - mn, 1e-5f) / (float)maxq, fmt.scale_dtype);
-    const float z = -std::nearbyint(mn / p.scale);
+    // A scale that underflows its storage type (fp16 of a near-constant group) is stored as 0: the zero point is
+    // then 0 and every code is the zero point (as quantize_rtn_ref does).
+    const float z = p.scale > 0.f ? -std::nearbyint(mn / p.scale) : 0.f;
     p.zero = (int)std::min(std::max(z, 0.f), (float)maxq);
   }
   return p;
 }
 
 int quantize_value(float w, const GroupParams& p, int bits) {
+  if (!(p.scale > 0.f)) return p.zero;
   const float q = std::nearbyint(w / p.scale) + (float)p.zero;
   const float maxq = (float)((1 << bits) - 1);
   return (int)std::min(std::max(q, 0.f), maxq);

@@ -93,7 +93,6 @@ Napi::Value RtnQuantize(const Napi::CallbackInfo& info) {
       wh = a.Data();
       what = a;
     }
-    auto whatRef = std::make_shared<Napi::Reference<Napi::Value>>(Napi::Persistent(what));
     auto out = packed_object(env, *p);
     if (want) out.Set("wHat", what);
     auto outRef = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out));
