@@ -61,8 +61,8 @@ export class LlamaModel implements EvalModel {
   readonly name: string;
   readonly maxContext: number;
   readonly batchTokens: number;
-  /** The default session (KV type from the options). */
-  readonly session: NativeSession;
+  /** The default session (KV type from the options; see {@link setKvType}). */
+  session: NativeSession;
 
   private constructor(
     readonly config: ModelConfig,
@@ -119,6 +119,11 @@ export class LlamaModel implements EvalModel {
   /** A new session over the same weights (its own KV caches). */
   newSession(opts: { kvType?: KVType; maxLen?: number } = {}): NativeSession {
     return new (LlamaModel.addon().Session)(this.native, { kvType: opts.kvType ?? "f32", maxLen: opts.maxLen ?? this.maxContext });
+  }
+
+  /** Replaces the default session by one whose KV cache is stored as `kv` (f32, f16, int8, int4). */
+  setKvType(kv: KVType): void {
+    this.session = this.newSession({ kvType: kv });
   }
 
   get vocabSize(): number {
