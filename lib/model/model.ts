@@ -43,6 +43,11 @@ export interface SyntheticOptions extends ModelOptions {
   quantizeLmHead?: boolean;
 }
 
+/** An empty native model of this config (weights to be set with setTensor / setLinearQuant / randomize). */
+export function createNativeModel(config: ModelConfig, maxContext = config.maxPositions): NativeModel {
+  return new ((native() as unknown as RuntimeAddon).Model)({ ...config, maxContext });
+}
+
 export class ModelError extends Error {
   constructor(message: string) {
     super(message);
@@ -83,7 +88,7 @@ export class LlamaModel implements EvalModel {
   }
 
   private static createNative(config: ModelConfig, maxContext: number): NativeModel {
-    return new (LlamaModel.addon().Model)({ ...config, maxContext });
+    return createNativeModel(config, maxContext);
   }
 
   /** Loads a Hugging Face model directory (config.json, safetensors, tokenizer.json). */
