@@ -11,6 +11,7 @@ import path from "node:path";
 import type {
   EvalModel, GenerateOptions, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, WindowScore,
 } from "../eval/model.js";
+import type { PackedWeight } from "../kernels.js";
 import { native } from "../native.js";
 import { loadCheckpoint, type LoadReport } from "./checkpoint.js";
 import { readConfig, type ModelConfig } from "./config.js";
@@ -124,6 +125,19 @@ export class LlamaModel implements EvalModel {
   /** A new session over the same weights (its own KV caches). */
   newSession(opts: { kvType?: KVType; maxLen?: number } = {}): NativeSession {
     return new (LlamaModel.addon().Session)(this.native, { kvType: opts.kvType ?? "f32", maxLen: opts.maxLen ?? this.maxContext });
+  }
+
+  /** Sets a linear (module name, e.g. 'model.layers.0.mlp.down_proj') from a packed weight of lib/kernels.ts. */
+  setLinearPacked(name: string, w: PackedWeight): void {
+    const info = this.native.linearInfo(name);
+    if (info.N !== w.N || info.K !== w.K)
+      throw new ModelError(`setLinearPacked: '${name}' is [${info.N}, ${info.K}], the packed weight is [${w.N}, ${w.K}]`);
+    this.native.setLinearQuant(name, w.format, w.codes, w.scales, w.zeros ?? null);
+  }
+
+  /** RTN-quantizes every decoder linear (lm_head too when `lmHead`) in place. */
+  async quantizeAll(format: NativeQuantFormat, opts: { lmHead?: boolean } = {}): Promise<void> {
+    for (const n of this.native.linearNames()) if (n !== "lm_head" || opts.lmHead) await this.native.quantizeLinear(n, format);
   }
 
   /** Replaces the default session by one whose KV cache is stored as `kv` (f32, f16, int8, int4). */
