@@ -77,11 +77,12 @@ async function buildModel(o: BenchOptions, w: string): Promise<LlamaModel> {
   const maxContext = Math.max(o.prefill, ...o.contexts) + o.steps + 8;
   if (o.model.startsWith("synthetic:")) {
     const preset = o.model.slice("synthetic:".length);
+    // Quantized settings pack lm_head too (as llama.cpp's Q4_0 / Q8_0 files do); the embedding stays bf16.
     return "dense" in set
       ? LlamaModel.synthetic(preset, { seed: o.seed, denseDtype: set.dense, maxContext })
-      : LlamaModel.synthetic(preset, { seed: o.seed, denseDtype: "bf16", format: set.format, maxContext });
+      : LlamaModel.synthetic(preset, { seed: o.seed, denseDtype: "bf16", format: set.format, maxContext, quantizeLmHead: true });
   }
-  const m = await LlamaModel.fromDir(o.model, { maxContext, keepDtype: !("dense" in set) || set.dense !== "f32" });
+  const m = await LlamaModel.load(o.model, { maxContext, keepDtype: !("dense" in set) || set.dense !== "f32" });
   if ("format" in set) await m.quantizeAll(set.format);
   return m;
 }

@@ -13,7 +13,9 @@ import type {
 } from "../eval/model.js";
 import type { PackedWeight } from "../kernels.js";
 import { native } from "../native.js";
+import { existsSync } from "node:fs";
 import { loadCheckpoint, type LoadReport } from "./checkpoint.js";
+import { downloadModel, type DownloadOptions } from "./hub.js";
 import { readConfig, type ModelConfig } from "./config.js";
 import type {
   DenseDType, KVType, NativeModel, NativeQuantFormat, NativeSession, PrefillResult, RuntimeAddon,
@@ -106,6 +108,17 @@ export class LlamaModel implements EvalModel {
       tok = undefined;
     }
     return new LlamaModel(config, nm, tok, { ...opts, maxContext }, path.basename(path.resolve(dir)), report);
+  }
+
+  /**
+   * A model from any source: a local directory, `synthetic:<preset or config.json>`, or a hub repo id
+   * ('owner/name', downloaded into the cache first; see hub.ts for the endpoint and cache settings).
+   */
+  static async load(source: string, opts: SyntheticOptions & { hub?: DownloadOptions } = {}): Promise<LlamaModel> {
+    if (source.startsWith("synthetic:")) return LlamaModel.synthetic(source.slice("synthetic:".length), opts);
+    if (existsSync(source)) return LlamaModel.fromDir(source, opts);
+    const dir = await downloadModel(source, opts.hub);
+    return LlamaModel.fromDir(dir, { name: source, ...opts });
   }
 
   /**
