@@ -1,4 +1,5 @@
 export { loadNative, native, nativeInfo, NativeLoadError, type Backend, type NativeInfo } from "./native.js";
+<<<<<<< HEAD
 export { LlamaModel, createNativeModel, ModelError, type ModelOptions, type SyntheticOptions } from "./model/model.js";
 export { readConfig, parseConfig, expectedTensors, ConfigError, type ModelConfig } from "./model/config.js";
 export { openSafetensors, writeSafetensors, SafetensorsFile, SafetensorsError, type TensorInfo } from "./model/safetensors.js";
@@ -7,3 +8,6 @@ export { loadCheckpoint, checkpointFiles, CheckpointError } from "./model/checkp
 export { downloadModel, HubError } from "./model/hub.js";
 export { PRESETS, resolvePreset } from "./model/synthetic.js";
 export type * from "./model/native-types.js";
+=======
+export * from "./kernels.js";
+>>>>>>> kernels-gemm
