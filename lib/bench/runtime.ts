@@ -7,6 +7,7 @@
 import os from "node:os";
 import { LlamaModel } from "../model/model.js";
 import type { KVType, NativeQuantFormat } from "../model/native-types.js";
+import { memReadBandwidth } from "../kernels.js";
 import { native } from "../native.js";
 
 export interface BenchOptions {
@@ -34,6 +35,8 @@ export interface DecodeFigure {
   tokensPerSecond: number;
   /** Weight bytes one decode step reads, divided by the p50 step time. */
   impliedGBps: number;
+  /** impliedGBps / the read bandwidth measured in the same run (1 = at the memory roofline). */
+  ofRoofline: number;
 }
 
 export interface BenchRow {
@@ -56,6 +59,10 @@ export interface BenchReport {
   cpu: string;
   threads: number;
   isa: string;
+  /** os.loadavg() at the start: other processes on the machine make every figure slower. */
+  loadAverage: number[];
+  /** Multi-threaded streaming read bandwidth measured in the same run (median of 5 reads of 512 MB), GB/s. */
+  readGBps: number;
   rows: BenchRow[];
 }
 
@@ -93,6 +100,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (o.threads) addon.setNumThreads(o.threads);
   const cpu = addon.cpuInfo();
   const rows: BenchRow[] = [];
+  const loadAverage = os.loadavg();
+  const bw = await memReadBandwidth(512 << 20, 5);
+  const readGBps = (512 << 20) / pct(Array.from(bw), 0.5) / 1e9;
+  log(`read bandwidth ${readGBps.toFixed(1)} GB/s (${cpu.threads} threads, isa ${cpu.isa})`);
   let seed = 12345;
   const rand = (V: number) => {
     seed = (seed * 1103515245 + 12345) >>> 0;
@@ -129,10 +140,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           }
           for (const id of ids) s.free(id);
           const p50 = pct(times, 0.5);
-          const f = { batch: B, context: C, p50Ms: p50, p90Ms: pct(times, 0.9), tokensPerSecond: (B * 1000) / p50, impliedGBps: bytes / (p50 * 1e6) };
+          const implied = bytes / (p50 * 1e6);
+          const f = { batch: B, context: C, p50Ms: p50, p90Ms: pct(times, 0.9), tokensPerSecond: (B * 1000) / p50, impliedGBps: implied, ofRoofline: implied / readGBps };
           decode.push(f);
           log(`${w.padEnd(7)} kv=${kv.padEnd(4)} B=${String(B).padStart(2)} ctx=${String(C).padStart(4)}  ` +
-            `decode p50 ${p50.toFixed(2)} ms  p90 ${f.p90Ms.toFixed(2)} ms  ${f.tokensPerSecond.toFixed(1)} tok/s  ${f.impliedGBps.toFixed(1)} GB/s`);
+            `decode p50 ${p50.toFixed(2)} ms  p90 ${f.p90Ms.toFixed(2)} ms  ${f.tokensPerSecond.toFixed(1)} tok/s  ${f.impliedGBps.toFixed(1)} GB/s = ${(100 * f.ofRoofline).toFixed(0)}% of read bw ` +
+            `(roofline ${((B * readGBps * 1e9) / bytes).toFixed(1)} tok/s)`);
         }
       const row: BenchRow = {
         weights: w, kv, execution: model.execution, prefillTokens: o.prefill, prefillMs,
@@ -147,6 +160,6 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   }
   return {
     model: o.model, date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? "unknown", threads: cpu.threads,
-    isa: cpu.isa, rows,
+    isa: cpu.isa, loadAverage, readGBps, rows,
   };
 }
