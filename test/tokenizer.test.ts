@@ -54,3 +54,20 @@ describe("llama2 tokenizer", () => {
     expect(sha256Int64(ids)).toBe(g.sha256_int64);
   });
 });
+
+describe("chat template", () => {
+  it("renders tokenizer_config's chat_template with @huggingface/jinja and encodes it without extra BOS", () => {
+    const dir = sharedPath("data", "models", "stories260K");
+    const tj = JSON.parse(readFileSync(`${dir}/tokenizer.json`, "utf8"));
+    const tc = {
+      ...JSON.parse(readFileSync(`${dir}/tokenizer_config.json`, "utf8")),
+      chat_template: "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}",
+    };
+    const tok = new Tokenizer(tj, tc);
+    const ids = tok.applyChatTemplate([{ role: "user", content: "Once upon a time" }]);
+    expect(ids[0]).toBe(1);
+    expect(ids.filter((x) => x === 1).length).toBe(1);
+    expect(tok.decode(ids)).toBe("user: Once upon a time\nassistant:");
+    expect(() => Tokenizer.fromDir(dir).applyChatTemplate([])).toThrow(/no chat_template/);
+  });
+});

@@ -94,10 +94,19 @@ export class LlamaModel implements EvalModel {
     return createNativeModel(config, maxContext);
   }
 
+  /**
+   * Longest accepted sequence: the option, else max_position_embeddings; never past a sliding window (the runtime
+   * attends to every cached token, which is exact only inside the window).
+   */
+  private static contextOf(config: ModelConfig, opts: ModelOptions): number {
+    const want = opts.maxContext ?? config.maxPositions;
+    return config.slidingWindow ? Math.min(want, config.slidingWindow) : want;
+  }
+
   /** Loads a Hugging Face model directory (config.json, safetensors, tokenizer.json). */
   static async fromDir(dir: string, opts: ModelOptions = {}): Promise<LlamaModel> {
     const config = readConfig(path.join(dir, "config.json"));
-    const maxContext = opts.maxContext ?? config.maxPositions;
+    const maxContext = LlamaModel.contextOf(config, opts);
     const nm = LlamaModel.createNative(config, maxContext);
     const report = loadCheckpoint(dir, config, nm, opts.keepDtype ?? true);
     nm.checkComplete();
@@ -127,7 +136,7 @@ export class LlamaModel implements EvalModel {
    */
   static async synthetic(spec: string | ModelConfig, opts: SyntheticOptions = {}): Promise<LlamaModel> {
     const { name, config } = typeof spec === "string" ? resolvePreset(spec) : { name: "synthetic", config: spec };
-    const maxContext = opts.maxContext ?? config.maxPositions;
+    const maxContext = LlamaModel.contextOf(config, opts);
     const nm = LlamaModel.createNative(config, maxContext);
     await nm.randomize(opts.seed ?? 0, {
       denseDtype: opts.denseDtype ?? "f32", format: opts.format, quantizeLmHead: opts.quantizeLmHead,
