@@ -22,6 +22,8 @@ export interface BenchOptions {
   prefill: number;
   /** Decode steps timed per (batch, context). */
   steps: number;
+  /** Prefill repetitions (median). Default 3. */
+  prefillReps?: number;
   threads?: number;
   seed?: number;
   log?: (line: string) => void;
@@ -114,9 +116,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const V = model.vocabSize;
     for (const kv of o.kv) {
       const s = model.newSession({ kvType: kv });
-      // Prefill / time to first token: one prompt of o.prefill tokens; median of 3.
+      // Prefill / time to first token: one prompt of o.prefill tokens; median of prefillReps.
       const pre: number[] = [];
-      for (let r = 0; r < 3; r++) {
+      for (let r = 0; r < (o.prefillReps ?? 3); r++) {
         const id = s.alloc();
         const toks = Int32Array.from({ length: o.prefill }, () => rand(V));
         const t0 = performance.now();
