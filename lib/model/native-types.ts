@@ -115,6 +115,8 @@ export interface NativeSession {
   free(seq: number): void;
   length(seq: number): number;
   truncate(seq: number, length: number): void;
+  /** Benchmarks only: grows the sequence to `length` cached tokens of zero K/V without running them. */
+  fillZeros(seq: number, length: number): void;
   /** Appends counts[s] tokens to sequence seqs[s] (tokens concatenated) and runs them. */
   prefill(seqs: Int32Array, tokens: Int32Array, counts: Int32Array, opts?: PrefillOptions): Promise<PrefillResult>;
   /** One token per sequence: logits [B, V]. */

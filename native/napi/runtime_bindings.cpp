@@ -398,6 +398,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
                          {InstanceMethod("alloc", &SessionWrap::Alloc), InstanceMethod("free", &SessionWrap::Free),
                           InstanceMethod("length", &SessionWrap::Length),
                           InstanceMethod("truncate", &SessionWrap::Truncate),
+                          InstanceMethod("fillZeros", &SessionWrap::FillZeros),
                           InstanceMethod("prefill", &SessionWrap::Prefill),
                           InstanceMethod("decode", &SessionWrap::Decode),
                           InstanceMethod("memory", &SessionWrap::Memory)});
@@ -447,6 +448,16 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     int64_t len = integer(env, arg(info, 1, "length"), "length", 0, INT32_MAX);
     std::lock_guard<std::mutex> g(s->model->mu);
     guarded(env, [&] { s->truncate(id, len); });
+    return env.Undefined();
+  }
+
+  // fillZeros(seq, length): benchmarks only — grows the cache to `length` tokens of zeros without computing them.
+  Napi::Value FillZeros(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    int id = (int)integer(env, arg(info, 0, "seq"), "seq", 0, INT32_MAX);
+    int64_t len = integer(env, arg(info, 1, "length"), "length", 0, INT32_MAX);
+    std::lock_guard<std::mutex> g(s->model->mu);
+    guarded(env, [&] { s->fill_zeros(id, len); });
     return env.Undefined();
   }
 

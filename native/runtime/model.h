@@ -173,6 +173,9 @@ class Session {
   int64_t seq_len(int id) const;
   // Drops the tail of a sequence (keeps the first `len` tokens).
   void truncate(int id, int64_t len);
+  // Benchmarks only: grows a sequence to `len` tokens of zero K/V without computing them (decode cost depends on
+  // the cache length, not its content).
+  void fill_zeros(int id, int64_t len);
   // Appends tokens to sequences and runs them: seqs[S], tokens concatenated, counts[S].
   void prefill(const int32_t* seqs, int64_t S, const int32_t* tokens, const int32_t* counts, StepOutputs& out);
   // One token per sequence, batched: logits [B, V].

@@ -94,6 +94,21 @@ void Session::truncate(int id, int64_t len) {
   c.len = len;
 }
 
+void Session::fill_zeros(int id, int64_t len) {
+  SeqCache& c = seq(id);
+  if (len < c.len) throw std::out_of_range("session: fill length " + std::to_string(len) + " is below the sequence length " + std::to_string(c.len));
+  reserve(c, len);
+  const size_t bpt = (size_t)model->cfg.n_kv_heads * kv_bytes_per_head(kv_type, model->cfg.head_dim);
+  for (int l = 0; l < model->cfg.n_layers; l++) {
+    std::memset(c.k[l].data() + c.len * bpt, 0, (len - c.len) * bpt);
+    std::memset(c.v[l].data() + c.len * bpt, 0, (len - c.len) * bpt);
+    if (kv_quantized(kv_type))
+      for (auto* vv : {&c.ks, &c.kz, &c.vs, &c.vz})
+        std::fill((*vv)[l].begin() + c.len * model->cfg.n_kv_heads, (*vv)[l].begin() + len * model->cfg.n_kv_heads, 0.f);
+  }
+  c.len = len;
+}
+
 void Session::reserve(SeqCache& c, int64_t need) {
   if (need > max_len)
     throw std::out_of_range("session: sequence of " + std::to_string(need) + " tokens exceeds max_len " +
