@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { loadNative } from "./native.js";
+import { registerEvalCommand } from "./eval/cli_eval.js";
 
 const program = new Command();
 program.name("quanteval").description("Quantize LLMs and measure what it costs them, on real low-bit kernels.");
@@ -21,6 +22,8 @@ program
     console.log(`cuda      ${cuda.compiled ? `${cuda.devices.length} device(s)` : "not compiled in"}`);
     for (const d of cuda.devices) console.log(`          ${d.name} sm_${d.computeCapability.replace(".", "")}`);
   });
+
+registerEvalCommand(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`quanteval: ${e.message}`);
