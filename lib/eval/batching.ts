@@ -115,7 +115,7 @@ export async function scoreWindowsBatched(
 export async function generateBatched(
   model: EvalModel,
   prompts: readonly (readonly number[])[],
-  gen: GenerateOptions,
+  gen: GenerateOptions | ((index: number) => GenerateOptions),
   opts: BatchOptions = {},
   progress?: Progress,
 ): Promise<GenerateResult[]> {
@@ -125,7 +125,7 @@ export async function generateBatched(
   async function worker(): Promise<void> {
     while (next < prompts.length) {
       const i = next++;
-      out[i] = await model.generate(prompts[i], gen);
+      out[i] = await model.generate(prompts[i], typeof gen === "function" ? gen(i) : gen);
       progress?.tick(1);
     }
   }

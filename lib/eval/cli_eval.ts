@@ -30,6 +30,8 @@ interface EvalCliOptions {
   maxGenTokens?: string;
   contextLengths?: string;
   depths?: string;
+  judgeModel?: string;
+  decodeBatchSizes?: string;
   progress: string;
 }
 
@@ -73,8 +75,10 @@ export function registerEvalCommand(program: Command): void {
     .option("--stride <n>", "perplexity: sliding windows with this stride (default: non-overlapping windows)")
     .option("--no-bos", "do not prepend BOS to contexts")
     .option("--max-gen-tokens <n>", "generation tasks: cap on generated tokens")
-    .option("--context-lengths <list>", "needle-in-a-haystack context lengths (tokens)")
+    .option("--context-lengths <list>", "needle-in-a-haystack / efficiency context lengths (tokens)")
     .option("--depths <list>", "needle-in-a-haystack depths (percent)")
+    .option("--judge-model <source>", "mt_bench: judge the answers with this model (same sources as --model)")
+    .option("--decode-batch-sizes <list>", "efficiency: batch sizes to time decode at (default 1,4,16)")
     .option("--progress <mode>", "auto | bar | lines | silent", "auto")
     .action(async (o: EvalCliOptions) => {
       const tasks = o.tasks.split(",").map((t) => t.trim()).filter((t) => t !== "");
@@ -91,6 +95,8 @@ export function registerEvalCommand(program: Command): void {
         maxGenTokens: int("--max-gen-tokens", o.maxGenTokens, 1),
         contextLengths: intList("--context-lengths", o.contextLengths),
         depths: intList("--depths", o.depths),
+        judgeModel: o.judgeModel,
+        batchSizes: intList("--decode-batch-sizes", o.decodeBatchSizes),
       };
       for (const k of Object.keys(options) as (keyof TaskOptions)[]) if (options[k] === undefined) delete options[k];
       const config: EvalConfig = {

@@ -4,6 +4,11 @@ import { mmlu } from "./mmlu.js";
 import { textPerplexity, tinystories, wikitext2 } from "./perplexity_task.js";
 import { truthfulqaMc1, truthfulqaMc2 } from "./truthfulqa.js";
 import type { EvalTask } from "./types.js";
+import { gsm8k, gsm8kCot } from "./gsm8k.js";
+import { mtBench } from "./mt_bench.js";
+import { longevalLines, longevalTopics } from "./longeval.js";
+import { needleHaystack } from "./needle.js";
+import { efficiency } from "./efficiency_task.js";
 
 const TASKS: EvalTask<any>[] = [
   wikitext2,
@@ -20,6 +25,13 @@ const TASKS: EvalTask<any>[] = [
   mmlu,
   truthfulqaMc1,
   truthfulqaMc2,
+  gsm8kCot,
+  gsm8k,
+  mtBench,
+  longevalLines,
+  longevalTopics,
+  needleHaystack,
+  efficiency,
 ];
 
 const ALIASES: Record<string, string> = {
@@ -28,6 +40,8 @@ const ALIASES: Record<string, string> = {
   wikitext: "wikitext2",
   arc_e: "arc_easy",
   arc_c: "arc_challenge",
+  niah: "needle",
+  needle_haystack: "needle",
 };
 
 export function taskNames(): string[] {

@@ -29,6 +29,10 @@ export interface TaskOptions {
   contextLengths?: number[];
   /** Needle depths in percent. */
   depths?: number[];
+  /** MT-Bench: model source (as --model) that judges the answers; none = answers only. */
+  judgeModel?: string;
+  /** Efficiency: batch sizes to time decode at (default 1, 4, 16). */
+  batchSizes?: number[];
 }
 
 export interface PrepareEnv {
