@@ -162,8 +162,8 @@ describe("long context", () => {
   it("needle: inserted after a sentence at each depth, prompt within the length, scored by the needle's value", async () => {
     const m = new ScriptedModel((p) => {
       const k = p.indexOf(NEEDLE);
-      // answers correctly unless the needle sits in the last quarter of the prompt
-      return k >= 0 && k < p.length * 0.75 ? "Eat a sandwich and sit in Dolores Park." : "I don't know.";
+      // answers correctly unless the needle is the last thing of the context (depth 100)
+      return k >= 0 && !p.slice(k + NEEDLE.length).startsWith("\n\nWhat is") ? "Eat a sandwich and sit in Dolores Park." : "I don't know.";
     }, { maxContext: 4096, chat: true });
     const r = await run("needle", dir, m, { contextLengths: [800, 1600, 100000], depths: [0, 50, 100] });
     expect(r.notes).toContain("context length 100000 skipped: exceeds maxContext 4096");
