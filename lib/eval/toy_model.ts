@@ -82,8 +82,12 @@ export class ToyBigramModel implements EvalModel {
   }
 
   encode(text: string, opts?: { bos?: boolean }): number[] {
-    const ids = Array.from(enc.encode(text));
-    return opts?.bos ? [TOY_BOS, ...ids] : ids;
+    const bytes = enc.encode(text);
+    const off = opts?.bos ? 1 : 0;
+    const ids = new Array<number>(bytes.length + off);
+    if (off) ids[0] = TOY_BOS;
+    for (let i = 0; i < bytes.length; i++) ids[i + off] = bytes[i];
+    return ids;
   }
 
   decode(ids: readonly number[]): string {

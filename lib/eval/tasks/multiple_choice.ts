@@ -39,9 +39,29 @@ export interface PreparedMc {
 export function prepareMc(tok: Tokenizer, docs: McDoc[], bos: boolean, notes: string[] = []): PreparedMc {
   const requests: LoglikelihoodRequest[] = [];
   const offsets: number[] = [];
+  // The choices of a document share its context: encode it once (long few-shot prompts dominate the cost).
+  const cache = new Map<string, number[]>();
+  // (explicit fields: a runner's properties may be prototype getters, which a spread would drop)
+  const cached: Tokenizer = {
+    name: tok.name,
+    vocabSize: tok.vocabSize,
+    bosId: tok.bosId,
+    eosIds: tok.eosIds,
+    maxContext: tok.maxContext,
+    encode: (text, o) => {
+      if (o?.bos) return tok.encode(text, o);
+      let ids = cache.get(text);
+      if (!ids) {
+        if (cache.size > 64) cache.clear();
+        cache.set(text, (ids = tok.encode(text, o)));
+      }
+      return ids;
+    },
+    decode: tok.decode.bind(tok),
+  };
   for (const d of docs) {
     offsets.push(requests.length);
-    for (const p of d.pairs) requests.push(encodePair(tok, p.context, p.continuation, { bos }));
+    for (const p of d.pairs) requests.push(encodePair(cached, p.context, p.continuation, { bos }));
   }
   return { docs, requests, offsets, notes };
 }
