@@ -108,9 +108,20 @@ export async function scoreWindowsBatched(
   return out;
 }
 
+/** A runner that decodes several prompts in one batched loop (lib/model's LlamaModel.generateBatch). */
+export interface BatchGenerator {
+  generateBatch(prompts: readonly (readonly number[])[], opts: Omit<GenerateOptions, "onToken">): Promise<GenerateResult[]>;
+}
+
+function hasGenerateBatch(m: EvalModel): m is EvalModel & BatchGenerator {
+  return typeof (m as Partial<BatchGenerator>).generateBatch === "function";
+}
+
 /**
- * Generation requests: `batchSize` prompts are in flight at once (a runner that batches decode steps across
- * concurrent sessions can use them; results do not depend on it). Results in input order.
+ * Generation requests, results in input order. Greedy requests go to the runner's batched decode
+ * (`generateBatch`) in groups of `batchSize` (auto: 16) prompts that share their options; sampled requests run one
+ * at a time with their own seed, so a sample never depends on its batch. Calls to one model never overlap (a
+ * runner's session is not re-entrant).
  */
 export async function generateBatched(
   model: EvalModel,
@@ -119,16 +130,37 @@ export async function generateBatched(
   opts: BatchOptions = {},
   progress?: Progress,
 ): Promise<GenerateResult[]> {
-  const width = opts.batchSize === undefined || opts.batchSize === "auto" ? 8 : opts.batchSize;
+  const width = opts.batchSize === undefined || opts.batchSize === "auto" ? 16 : opts.batchSize;
+  const optsOf = (i: number) => (typeof gen === "function" ? gen(i) : gen);
   const out: GenerateResult[] = new Array(prompts.length);
-  let next = 0;
-  async function worker(): Promise<void> {
-    while (next < prompts.length) {
-      const i = next++;
-      out[i] = await model.generate(prompts[i], typeof gen === "function" ? gen(i) : gen);
+  const greedy: number[] = [];
+  for (let i = 0; i < prompts.length; i++) {
+    const o = optsOf(i);
+    if (hasGenerateBatch(model) && !((o.temperature ?? 0) > 0) && !o.onToken && width > 1) greedy.push(i);
+    else {
+      out[i] = await model.generate(prompts[i], o);
       progress?.tick(1);
     }
   }
-  await Promise.all(Array.from({ length: Math.min(width, prompts.length) }, worker));
+  if (greedy.length > 0 && hasGenerateBatch(model)) {
+    // Group by identical options (maxTokens, stops), longest prompts first, then cut into batches.
+    const groups = new Map<string, number[]>();
+    for (const i of greedy) {
+      const o = optsOf(i);
+      const key = JSON.stringify([o.maxTokens, o.stop ?? []]);
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key)!.push(i);
+    }
+    for (const idx of groups.values()) {
+      idx.sort((a, b) => prompts[b].length - prompts[a].length || a - b);
+      for (let k = 0; k < idx.length; k += width) {
+        const part = idx.slice(k, k + width);
+        const { onToken: _drop, ...o } = optsOf(part[0]);
+        const res = await model.generateBatch(part.map((i) => prompts[i]), { ...o, temperature: 0 });
+        part.forEach((i, j) => (out[i] = res[j]));
+        progress?.tick(part.length);
+      }
+    }
+  }
   return out;
 }
