@@ -28,7 +28,9 @@ class Pool {
     std::lock_guard<std::mutex> g(submit_mu_);
     stop();
     quit_ = false;
-    for (int i = 1; i < n; i++) workers_.emplace_back([this, i] { loop(i); });
+    // A new worker must start from the current generation, or it would run the last (finished) job again.
+    const uint64_t gen = generation_.load(std::memory_order_acquire);
+    for (int i = 1; i < n; i++) workers_.emplace_back([this, i, gen] { loop(i, gen); });
   }
 
   void run(int n_tasks, const std::function<void(int)>& fn) {
@@ -53,9 +55,8 @@ class Pool {
   }
 
  private:
-  void loop(int id) {
+  void loop(int id, uint64_t seen) {
     t_in_worker = true;
-    uint64_t seen = 0;
     for (;;) {
       // Spin a little before sleeping: decode steps issue parallel regions back to back.
       for (int spin = 0; spin < 2000 && generation_.load(std::memory_order_acquire) == seen && !quit_; spin++)

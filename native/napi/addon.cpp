@@ -84,6 +84,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   init_kernel_bindings(env, exports);
   init_ops_bindings(env, exports);
   init_runtime_bindings(env, exports);
+  init_calib_bindings(env, exports);
   return exports;
 }
 

@@ -1,5 +1,542 @@
+// N-API surface of the runtime (native/runtime): `Model` (weights, quantization hooks, calibration capture) and
+// `Session` (KV caches, prefill / decode / scoring). One call per model step; every step returns a Promise.
+// lib/model/native-types.ts documents the JS side of each method.
+#include <cstring>
+#include <memory>
+
+#include "../runtime/model.h"
+#include "args.h"
 #include "modules.h"
 
 namespace quanteval::napi {
-void init_runtime_bindings(Napi::Env, Napi::Object) {}
+namespace {
+
+using rt::ActMode;
+
+double num_field(Napi::Env env, Napi::Object o, const char* k, const std::string& where, double dflt, bool required) {
+  Napi::Value v = o.Get(k);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) type_error(env, where + "." + k + ": required");
+    return dflt;
+  }
+  return number(env, v, where + "." + k);
+}
+int64_t int_field(Napi::Env env, Napi::Object o, const char* k, const std::string& where, int64_t dflt, bool required,
+                  int64_t lo = 0, int64_t hi = INT32_MAX) {
+  Napi::Value v = o.Get(k);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) type_error(env, where + "." + k + ": required");
+    return dflt;
+  }
+  return integer(env, v, where + "." + k, lo, hi);
+}
+bool bool_field(Napi::Env env, Napi::Object o, const char* k, const std::string& where, bool dflt) {
+  Napi::Value v = o.Get(k);
+  if (v.IsUndefined() || v.IsNull()) return dflt;
+  return boolean(env, v, where + "." + k);
+}
+
+QuantFormat read_format(Napi::Env env, const Napi::Value& v, const std::string& name) {
+  auto o = object(env, v, name);
+  QuantFormat f;
+  f.bits = (int)int_field(env, o, "bits", name, 4, true, 2, 8);
+  if (!valid_bits(f.bits)) range_error(env, name + ".bits: expected 2, 3, 4 or 8, got " + std::to_string(f.bits));
+  f.group_size = (int)int_field(env, o, "groupSize", name, 0, true, 1, INT32_MAX);
+  f.symmetric = bool_field(env, o, "symmetric", name, false);
+  Napi::Value sd = o.Get("scaleDtype");
+  f.scale_dtype = sd.IsUndefined() ? DType::F32 : dtype_from_string(env, string(env, sd, name + ".scaleDtype"), name + ".scaleDtype");
+  if (f.scale_dtype != DType::F32 && f.scale_dtype != DType::F16 && f.scale_dtype != DType::BF16)
+    range_error(env, name + ".scaleDtype: expected f32, f16 or bf16");
+  return f;
+}
+
+Napi::Object format_object(Napi::Env env, const QuantFormat& f) {
+  auto o = Napi::Object::New(env);
+  o.Set("bits", f.bits);
+  o.Set("groupSize", f.group_size);
+  o.Set("symmetric", f.symmetric);
+  o.Set("scaleDtype", dtype_name(f.scale_dtype));
+  return o;
+}
+
+template <typename T>
+Napi::Value to_js(Napi::Env env, const std::vector<T>& v);
+template <>
+Napi::Value to_js(Napi::Env env, const std::vector<float>& v) {
+  auto a = Napi::Float32Array::New(env, v.size());
+  if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * 4);
+  return a;
+}
+template <>
+Napi::Value to_js(Napi::Env env, const std::vector<int32_t>& v) {
+  auto a = Napi::Int32Array::New(env, v.size());
+  if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * 4);
+  return a;
+}
+template <>
+Napi::Value to_js(Napi::Env env, const std::vector<double>& v) {
+  auto a = Napi::Float64Array::New(env, v.size());
+  if (!v.empty()) std::memcpy(a.Data(), v.data(), v.size() * 8);
+  return a;
+}
+
+Napi::Object memory_object(Napi::Env env, const std::map<std::string, size_t>& m) {
+  auto o = Napi::Object::New(env);
+  for (auto& [k, v] : m) o.Set(k, (double)v);
+  return o;
+}
+
+// ── Model ──────────────────────────────────────────────────────────────────────────────────────────────────────
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::FunctionReference* ctor;
+  std::shared_ptr<rt::Model> m;
+
+  static void Init(Napi::Env env, Napi::Object exports) {
+    auto f = DefineClass(env, "Model",
+                         {InstanceMethod("setTensor", &ModelWrap::SetTensor),
+                          InstanceMethod("setLinearQuant", &ModelWrap::SetLinearQuant),
+                          InstanceMethod("quantizeLinear", &ModelWrap::QuantizeLinear),
+                          InstanceMethod("setActivation", &ModelWrap::SetActivation),
+                          InstanceMethod("linearNames", &ModelWrap::LinearNames),
+                          InstanceMethod("linearInfo", &ModelWrap::LinearInfo),
+                          InstanceMethod("getLinearWeight", &ModelWrap::GetLinearWeight),
+                          InstanceMethod("scaleChannels", &ModelWrap::ScaleChannels),
+                          InstanceMethod("randomize", &ModelWrap::Randomize),
+                          InstanceMethod("captureStart", &ModelWrap::CaptureStart),
+                          InstanceMethod("captureGet", &ModelWrap::CaptureGet),
+                          InstanceMethod("captureStop", &ModelWrap::CaptureStop),
+                          InstanceMethod("checkComplete", &ModelWrap::CheckComplete),
+                          InstanceMethod("memory", &ModelWrap::Memory),
+                          InstanceMethod("info", &ModelWrap::Info)});
+    ctor = new Napi::FunctionReference(Napi::Persistent(f));
+    exports.Set("Model", f);
+  }
+
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    auto env = info.Env();
+    auto o = object(env, arg(info, 0, "config"), "config");
+    rt::ModelConfig c;
+    const std::string w = "config";
+    c.hidden = (int)int_field(env, o, "hiddenSize", w, 0, true, 1);
+    c.intermediate = (int)int_field(env, o, "intermediateSize", w, 0, true, 1);
+    c.n_layers = (int)int_field(env, o, "numLayers", w, 0, true, 1);
+    c.n_heads = (int)int_field(env, o, "numHeads", w, 0, true, 1);
+    c.n_kv_heads = (int)int_field(env, o, "numKvHeads", w, 0, true, 1);
+    c.head_dim = (int)int_field(env, o, "headDim", w, 0, true, 1);
+    c.vocab = (int)int_field(env, o, "vocabSize", w, 0, true, 1);
+    c.eps = (float)num_field(env, o, "rmsNormEps", w, 1e-5, true);
+    c.tie_embeddings = bool_field(env, o, "tieWordEmbeddings", w, false);
+    c.qkv_bias = bool_field(env, o, "qkvBias", w, false);
+    c.o_bias = bool_field(env, o, "oBias", w, false);
+    c.mlp_bias = bool_field(env, o, "mlpBias", w, false);
+    c.max_context = int_field(env, o, "maxContext", w, 2048, false, 1, INT32_MAX);
+    auto r = object(env, o.Get("rope"), "config.rope");
+    c.rope.head_dim = c.head_dim;
+    c.rope.theta = num_field(env, r, "theta", "config.rope", 10000, true);
+    c.rope.rotary_dim = (int)int_field(env, r, "rotaryDim", "config.rope", c.head_dim, false, 2, c.head_dim);
+    std::string sc = r.Get("scaling").IsUndefined() ? "none" : string(env, r.Get("scaling"), "config.rope.scaling");
+    if (sc == "none") c.rope.scaling = 0;
+    else if (sc == "llama3") c.rope.scaling = 1;
+    else if (sc == "linear") c.rope.scaling = 2;
+    else range_error(env, "config.rope.scaling: expected none, llama3 or linear, got '" + sc + "'");
+    c.rope.factor = num_field(env, r, "factor", "config.rope", 1, false);
+    c.rope.low_freq_factor = num_field(env, r, "lowFreqFactor", "config.rope", 1, false);
+    c.rope.high_freq_factor = num_field(env, r, "highFreqFactor", "config.rope", 4, false);
+    c.rope.original_max_position = num_field(env, r, "originalMaxPosition", "config.rope", 8192, false);
+    guarded(env, [&] { m = std::make_shared<rt::Model>(c); });
+  }
+
+  // setTensor(name, dtype 'f32'|'f16'|'bf16', shape number[], data TypedArray, keepDtype = true)
+  Napi::Value SetTensor(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto name = string(env, arg(info, 0, "name"), "name");
+    DType dt = dtype_from_string(env, string(env, arg(info, 1, "dtype"), "dtype"), "dtype");
+    auto sv = arg(info, 2, "shape");
+    if (!sv.IsArray()) type_error(env, "shape: expected an array of integers, got " + describe(sv));
+    auto sa = sv.As<Napi::Array>();
+    std::vector<int64_t> shape;
+    size_t n = 1;
+    for (uint32_t i = 0; i < sa.Length(); i++) {
+      shape.push_back(integer(env, sa.Get(i), "shape[" + std::to_string(i) + "]", 0, INT64_MAX / 2));
+      n *= (size_t)shape.back();
+    }
+    const uint8_t* data = bytes_of(env, arg(info, 3, "data"), "data " + name, n * dtype_size(dt));
+    bool keep = info.Length() > 4 && !info[4].IsUndefined() ? boolean(env, info[4], "keepDtype") : true;
+    std::lock_guard<std::mutex> g(m->mu);
+    guarded(env, [&] { m->set_tensor(name, dt, shape, data, keep); });
+    return env.Undefined();
+  }
+
+  // setLinearQuant(name, format, codes Uint8Array, scales TypedArray, zeros Uint8Array | null)
+  Napi::Value SetLinearQuant(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto name = string(env, arg(info, 0, "name"), "name");
+    QuantFormat f = read_format(env, arg(info, 1, "format"), "format");
+    auto cv = arg(info, 2, "codes");
+    const uint8_t* codes = typed_array<uint8_t>(env, cv, "codes");
+    size_t cb = cv.As<Napi::TypedArray>().ByteLength();
+    auto sv = arg(info, 3, "scales");
+    const uint8_t* scales = bytes_of(env, sv, "scales");
+    size_t sb = sv.As<Napi::TypedArray>().ByteLength();
+    const uint8_t* zeros = nullptr;
+    size_t zb = 0;
+    if (info.Length() > 4 && !info[4].IsNull() && !info[4].IsUndefined()) {
+      zeros = typed_array<uint8_t>(env, info[4], "zeros");
+      zb = info[4].As<Napi::TypedArray>().ByteLength();
+    }
+    std::lock_guard<std::mutex> g(m->mu);
+    guarded(env, [&] { m->set_linear_quant(name, f, codes, cb, scales, sb, zeros, zb); });
+    return env.Undefined();
+  }
+
+  // quantizeLinear(name, format): Promise<void> — RTN in place.
+  Napi::Value QuantizeLinear(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto name = string(env, arg(info, 0, "name"), "name");
+    QuantFormat f = read_format(env, arg(info, 1, "format"), "format");
+    guarded(env, [&] { m->linear(name); });
+    auto mm = m;
+    return run_async(
+        env, [mm, name, f] { std::lock_guard<std::mutex> g(mm->mu); mm->quantize_linear(name, f); },
+        [](Napi::Env e) { return e.Undefined(); }, {info.This()});
+  }
+
+  // setActivation(name, mode 'none'|'a8'|'sim', bits = 8)
+  Napi::Value SetActivation(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto name = string(env, arg(info, 0, "name"), "name");
+    auto mode = string(env, arg(info, 1, "mode"), "mode");
+    int bits = info.Length() > 2 && !info[2].IsUndefined() ? (int)integer(env, info[2], "bits", 2, 16) : 8;
+    std::lock_guard<std::mutex> g(m->mu);
+    guarded(env, [&] {
+      auto& L = m->linear(name);
+      if (mode == "none") L.act = ActMode::None;
+      else if (mode == "a8") L.act = ActMode::A8;
+      else if (mode == "sim") L.act = ActMode::Simulated;
+      else throw std::out_of_range("mode: expected none, a8 or sim, got '" + mode + "'");
+      L.act_bits = mode == "a8" ? 8 : bits;
+    });
+    return env.Undefined();
+  }
+
+  Napi::Value LinearNames(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto names = m->linear_names();
+    auto a = Napi::Array::New(env, names.size());
+    for (size_t i = 0; i < names.size(); i++) a.Set((uint32_t)i, names[i]);
+    return a;
+  }
+
+  Napi::Value LinearInfo(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto name = string(env, arg(info, 0, "name"), "name");
+    std::lock_guard<std::mutex> g(m->mu);
+    return guarded(env, [&]() -> Napi::Value {
+      auto& L = m->linear(name);
+      auto o = Napi::Object::New(env);
+      o.Set("name", L.name);
+      o.Set("N", (double)L.N);
+      o.Set("K", (double)L.K);
+      o.Set("set", L.set);
+      o.Set("quantized", L.quantized);
+      o.Set("format", L.format_name());
+      if (L.quantized) o.Set("quant", format_object(env, L.fmt));
+      else o.Set("dtype", dtype_name(L.dtype));
+      o.Set("tied", L.set && !L.quantized && L.dense_ptr != L.dense.data());
+      o.Set("hasBias", L.has_bias);
+      o.Set("activation", L.act == ActMode::None ? "none" : L.act == ActMode::A8 ? "a8" : "sim");
+      o.Set("activationBits", L.act == ActMode::None ? 0 : L.act_bits);
+      o.Set("execution", L.simulated() ? "simulated" : "native");
+      o.Set("bytes", (double)L.weight_bytes());
+      return o;
+    });
+  }
+
+  // getLinearWeight(name): Float32Array [N * K], the dequantized weight (what the kernels compute with).
+  Napi::Value GetLinearWeight(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto name = string(env, arg(info, 0, "name"), "name");
+    std::lock_guard<std::mutex> g(m->mu);
+    return guarded(env, [&]() -> Napi::Value { return to_js(env, m->linear(name).to_f32()); });
+  }
+
+  // scaleChannels(prev, next string[], scales Float32Array[K])
+  Napi::Value ScaleChannels(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto prev = string(env, arg(info, 0, "prev"), "prev");
+    auto nv = arg(info, 1, "next");
+    if (!nv.IsArray()) type_error(env, "next: expected an array of linear names, got " + describe(nv));
+    std::vector<std::string> next;
+    auto na = nv.As<Napi::Array>();
+    for (uint32_t i = 0; i < na.Length(); i++) next.push_back(string(env, na.Get(i), "next[" + std::to_string(i) + "]"));
+    auto sv = arg(info, 2, "scales");
+    const float* s = typed_array<float>(env, sv, "scales");
+    int64_t K = (int64_t)sv.As<Napi::TypedArray>().ElementLength();
+    std::lock_guard<std::mutex> g(m->mu);
+    guarded(env, [&] { m->scale_channels(prev, next, s, K); });
+    return env.Undefined();
+  }
+
+  // randomize(seed, { denseDtype, format?, quantizeLmHead? }): Promise<void>
+  Napi::Value Randomize(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    uint64_t seed = (uint64_t)integer(env, arg(info, 0, "seed"), "seed", 0, (int64_t)1 << 52);
+    auto o = info.Length() > 1 ? object(env, info[1], "options") : Napi::Object::New(env);
+    DType dd = o.Get("denseDtype").IsUndefined()
+                   ? DType::F32
+                   : dtype_from_string(env, string(env, o.Get("denseDtype"), "options.denseDtype"), "options.denseDtype");
+    if (dd != DType::F32 && dd != DType::F16 && dd != DType::BF16) range_error(env, "options.denseDtype: expected f32, f16 or bf16");
+    bool has_fmt = !o.Get("format").IsUndefined() && !o.Get("format").IsNull();
+    QuantFormat f;
+    if (has_fmt) f = read_format(env, o.Get("format"), "options.format");
+    bool qlm = bool_field(env, o, "quantizeLmHead", "options", false);
+    auto mm = m;
+    return run_async(
+        env, [mm, seed, dd, f, has_fmt, qlm] {
+          std::lock_guard<std::mutex> g(mm->mu);
+          mm->randomize(seed, dd, has_fmt ? &f : nullptr, qlm);
+        },
+        [](Napi::Env e) { return e.Undefined(); }, {info.This()});
+  }
+
+  // captureStart(names string[], { hessian = true }): starts (and zeroes) statistics for these linears.
+  Napi::Value CaptureStart(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto nv = arg(info, 0, "names");
+    if (!nv.IsArray()) type_error(env, "names: expected an array of linear names, got " + describe(nv));
+    bool hess = true;
+    if (info.Length() > 1 && !info[1].IsUndefined()) hess = bool_field(env, object(env, info[1], "options"), "hessian", "options", true);
+    auto na = nv.As<Napi::Array>();
+    std::lock_guard<std::mutex> g(m->mu);
+    for (uint32_t i = 0; i < na.Length(); i++) {
+      auto name = string(env, na.Get(i), "names[" + std::to_string(i) + "]");
+      guarded(env, [&] {
+        auto& L = m->linear(name);
+        L.capture = std::make_unique<rt::Capture>();
+        L.capture->K = L.K;
+        L.capture->hessian = hess;
+        if (hess) L.capture->H.assign((size_t)(L.K * L.K), 0.0);
+        L.capture->abs_sum.assign(L.K, 0.0);
+        L.capture->abs_max.assign(L.K, 0.f);
+      });
+    }
+    return env.Undefined();
+  }
+
+  // captureGet(name): { rows, hessian?: Float64Array [K*K] (symmetric, sum x^T x), absMean: Float64Array [K],
+  // absMax: Float32Array [K] }
+  Napi::Value CaptureGet(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto name = string(env, arg(info, 0, "name"), "name");
+    std::lock_guard<std::mutex> g(m->mu);
+    return guarded(env, [&]() -> Napi::Value {
+      auto& L = m->linear(name);
+      if (!L.capture) throw std::invalid_argument("captureGet: no capture was started for '" + name + "'");
+      auto& c = *L.capture;
+      auto o = Napi::Object::New(env);
+      o.Set("rows", (double)c.rows);
+      if (c.hessian) {
+        auto h = Napi::Float64Array::New(env, c.H.size());
+        for (int64_t i = 0; i < c.K; i++)
+          for (int64_t j = 0; j < c.K; j++) h.Data()[i * c.K + j] = j >= i ? c.H[i * c.K + j] : c.H[j * c.K + i];
+        o.Set("hessian", h);
+      }
+      std::vector<double> mean(c.K);
+      for (int64_t k = 0; k < c.K; k++) mean[k] = c.rows ? c.abs_sum[k] / (double)c.rows : 0;
+      o.Set("absMean", to_js(env, mean));
+      o.Set("absMax", to_js(env, c.abs_max));
+      return o;
+    });
+  }
+
+  // captureStop(names?: string[]): frees capture buffers (all when omitted).
+  Napi::Value CaptureStop(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    std::lock_guard<std::mutex> g(m->mu);
+    if (info.Length() > 0 && info[0].IsArray()) {
+      auto na = info[0].As<Napi::Array>();
+      for (uint32_t i = 0; i < na.Length(); i++)
+        guarded(env, [&] { m->linear(string(env, na.Get(i), "names[" + std::to_string(i) + "]")).capture.reset(); });
+    } else {
+      for (auto& L : m->layers)
+        for (auto& l : L.lin) l.capture.reset();
+      m->lm_head.capture.reset();
+    }
+    return env.Undefined();
+  }
+
+  Napi::Value CheckComplete(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> g(m->mu);
+    guarded(info.Env(), [&] { m->check_complete(); });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Memory(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> g(m->mu);
+    return memory_object(info.Env(), m->weight_memory());
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    std::lock_guard<std::mutex> g(m->mu);
+    auto o = Napi::Object::New(env);
+    o.Set("simulated", m->any_simulated());
+    o.Set("decodeWeightBytes", (double)m->decode_weight_bytes());
+    return o;
+  }
+};
+Napi::FunctionReference* ModelWrap::ctor = nullptr;
+
+// ── Session ────────────────────────────────────────────────────────────────────────────────────────────────────
+class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
+ public:
+  std::shared_ptr<rt::Session> s;
+
+  static void Init(Napi::Env env, Napi::Object exports) {
+    auto f = DefineClass(env, "Session",
+                         {InstanceMethod("alloc", &SessionWrap::Alloc), InstanceMethod("free", &SessionWrap::Free),
+                          InstanceMethod("length", &SessionWrap::Length),
+                          InstanceMethod("truncate", &SessionWrap::Truncate),
+                          InstanceMethod("prefill", &SessionWrap::Prefill),
+                          InstanceMethod("decode", &SessionWrap::Decode),
+                          InstanceMethod("memory", &SessionWrap::Memory)});
+    exports.Set("Session", f);
+    new Napi::FunctionReference(Napi::Persistent(f));  // kept for the addon's lifetime
+  }
+
+  // new Session(model, { kvType: 'f32'|'f16'|'int8'|'int4', maxLen })
+  explicit SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
+    auto env = info.Env();
+    auto mv = arg(info, 0, "model");
+    if (!mv.IsObject() || !mv.As<Napi::Object>().InstanceOf(ModelWrap::ctor->Value()))
+      type_error(env, "model: expected a native Model, got " + describe(mv));
+    auto* mw = ModelWrap::Unwrap(mv.As<Napi::Object>());
+    auto o = info.Length() > 1 ? object(env, info[1], "options") : Napi::Object::New(env);
+    std::string kt = o.Get("kvType").IsUndefined() ? "f32" : string(env, o.Get("kvType"), "options.kvType");
+    KVType t;
+    if (kt == "f32") t = KVType::F32;
+    else if (kt == "f16") t = KVType::F16;
+    else if (kt == "int8") t = KVType::I8;
+    else if (kt == "int4") t = KVType::I4;
+    else range_error(env, "options.kvType: expected f32, f16, int8 or int4, got '" + kt + "'");
+    int64_t ml = int_field(env, o, "maxLen", "options", mw->m->cfg.max_context, false, 1, mw->m->cfg.max_context);
+    guarded(env, [&] { s = std::make_shared<rt::Session>(mw->m, t, ml); });
+  }
+
+  Napi::Value Alloc(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> g(s->model->mu);
+    return Napi::Number::New(info.Env(), s->alloc_seq());
+  }
+  Napi::Value Free(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    int id = (int)integer(env, arg(info, 0, "seq"), "seq", 0, INT32_MAX);
+    std::lock_guard<std::mutex> g(s->model->mu);
+    guarded(env, [&] { s->free_seq(id); });
+    return env.Undefined();
+  }
+  Napi::Value Length(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    int id = (int)integer(env, arg(info, 0, "seq"), "seq", 0, INT32_MAX);
+    std::lock_guard<std::mutex> g(s->model->mu);
+    return guarded(env, [&]() -> Napi::Value { return Napi::Number::New(env, (double)s->seq_len(id)); });
+  }
+  Napi::Value Truncate(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    int id = (int)integer(env, arg(info, 0, "seq"), "seq", 0, INT32_MAX);
+    int64_t len = integer(env, arg(info, 1, "length"), "length", 0, INT32_MAX);
+    std::lock_guard<std::mutex> g(s->model->mu);
+    guarded(env, [&] { s->truncate(id, len); });
+    return env.Undefined();
+  }
+
+  // prefill(seqs Int32Array[S], tokens Int32Array[sum counts], counts Int32Array[S], options) → Promise<{ rows,
+  //   logits?, logSoftmax?, argmax, logprobs?, topkIds?, topkLogprobs? }>
+  // options: { rows: 'none'|'last'|'all' = 'last', logits = true, logSoftmax = false, topk = 0,
+  //            targets?: Int32Array[sum counts] (−1: none; needs rows 'all'), capture = false }
+  Napi::Value Prefill(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto sv = arg(info, 0, "seqs"), tv = arg(info, 1, "tokens"), cv = arg(info, 2, "counts");
+    const int32_t* seqs = typed_array<int32_t>(env, sv, "seqs");
+    const int64_t S = (int64_t)sv.As<Napi::TypedArray>().ElementLength();
+    const int32_t* counts = typed_array<int32_t>(env, cv, "counts", (size_t)S);
+    int64_t total = 0;
+    for (int64_t i = 0; i < S; i++) total += counts[i];
+    const int32_t* tokens = typed_array<int32_t>(env, tv, "tokens", (size_t)total);
+    auto o = info.Length() > 3 && !info[3].IsUndefined() ? object(env, info[3], "options") : Napi::Object::New(env);
+    auto out = std::make_shared<rt::StepOutputs>();
+    std::string rows = o.Get("rows").IsUndefined() ? "last" : string(env, o.Get("rows"), "options.rows");
+    if (rows == "none") out->rows_mode = 0;
+    else if (rows == "last") out->rows_mode = 1;
+    else if (rows == "all") out->rows_mode = 2;
+    else range_error(env, "options.rows: expected none, last or all, got '" + rows + "'");
+    out->want_logits = bool_field(env, o, "logits", "options", true);
+    out->want_log_softmax = bool_field(env, o, "logSoftmax", "options", false);
+    out->topk = (int)int_field(env, o, "topk", "options", 0, false, 0, 1 << 20);
+    if (out->topk > s->model->cfg.vocab) range_error(env, "options.topk: must be <= vocab size " + std::to_string(s->model->cfg.vocab));
+    out->capture = bool_field(env, o, "capture", "options", false);
+    std::vector<Napi::Value> keep{info.This(), sv, tv, cv};
+    if (!o.Get("targets").IsUndefined()) {
+      if (out->rows_mode != 2) range_error(env, "options.targets: needs options.rows 'all'");
+      out->targets = typed_array<int32_t>(env, o.Get("targets"), "options.targets", (size_t)total);
+      keep.push_back(o.Get("targets"));
+    }
+    auto ss = s;
+    return run_async(
+        env,
+        [ss, seqs, S, tokens, counts, out] {
+          std::lock_guard<std::mutex> g(ss->model->mu);
+          ss->prefill(seqs, S, tokens, counts, *out);
+        },
+        [out](Napi::Env e) -> Napi::Value {
+          auto r = Napi::Object::New(e);
+          r.Set("rows", (double)out->R);
+          if (out->R) {
+            if (out->want_logits) r.Set("logits", to_js(e, out->logits));
+            if (out->want_log_softmax) r.Set("logSoftmax", to_js(e, out->log_softmax));
+            r.Set("argmax", to_js(e, out->argmax));
+            if (out->targets) r.Set("logprobs", to_js(e, out->logprobs));
+            if (out->topk) {
+              r.Set("topkIds", to_js(e, out->topk_idx));
+              r.Set("topkLogprobs", to_js(e, out->topk_logp));
+            }
+          }
+          return r;
+        },
+        keep);
+  }
+
+  // decode(seqs Int32Array[B], tokens Int32Array[B]) → Promise<Float32Array [B, V]> logits.
+  Napi::Value Decode(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto sv = arg(info, 0, "seqs"), tv = arg(info, 1, "tokens");
+    const int32_t* seqs = typed_array<int32_t>(env, sv, "seqs");
+    const int64_t B = (int64_t)sv.As<Napi::TypedArray>().ElementLength();
+    const int32_t* tokens = typed_array<int32_t>(env, tv, "tokens", (size_t)B);
+    if (B < 1) range_error(env, "seqs: expected at least one sequence");
+    auto V = s->model->cfg.vocab;
+    auto logits = std::make_shared<std::vector<float>>((size_t)(B * V));
+    auto ss = s;
+    return run_async(
+        env,
+        [ss, seqs, B, tokens, logits] {
+          std::lock_guard<std::mutex> g(ss->model->mu);
+          ss->decode(seqs, B, tokens, logits->data());
+        },
+        [logits](Napi::Env e) -> Napi::Value { return to_js(e, *logits); }, {info.This(), sv, tv});
+  }
+
+  Napi::Value Memory(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> g(s->model->mu);
+    return memory_object(info.Env(), s->memory());
+  }
+};
+
+}  // namespace
+
+void init_runtime_bindings(Napi::Env env, Napi::Object exports) {
+  ModelWrap::Init(env, exports);
+  SessionWrap::Init(env, exports);
+}
+
 }  // namespace quanteval::napi

@@ -1,0 +1,129 @@
+/**
+ * Types of the raw runtime classes registered by native/napi/runtime_bindings.cpp. Public code wraps them
+ * (lib/model/model.ts); the quantization engineer calls the weight / capture methods directly.
+ */
+import type { ModelConfig } from "./config.js";
+
+export type DenseDType = "f32" | "f16" | "bf16";
+export type KVType = "f32" | "f16" | "int8" | "int4";
+
+/** A packed weight format (formats.h): bits 2/3/4/8, group size along K (K itself = per output channel). */
+export interface NativeQuantFormat {
+  bits: 2 | 3 | 4 | 8;
+  groupSize: number;
+  /** true: no zero points, z = 2^(bits-1). Default false. */
+  symmetric?: boolean;
+  /** Dtype of the stored scales. Default 'f32'. */
+  scaleDtype?: DenseDType;
+}
+
+export interface NativeLinearInfo {
+  name: string;
+  N: number;
+  K: number;
+  set: boolean;
+  quantized: boolean;
+  /** Memory category: 'f32', 'bf16', 'q4g128', 'q8' (per channel), 'q4g128s' (symmetric), ... */
+  format: string;
+  quant?: Required<NativeQuantFormat>;
+  dtype?: DenseDType;
+  /** lm_head sharing the embedding matrix. */
+  tied: boolean;
+  hasBias: boolean;
+  activation: "none" | "a8" | "sim";
+  activationBits: number;
+  /** 'simulated' when activations are fake-quantized (no integer kernel for this combination). */
+  execution: "native" | "simulated";
+  bytes: number;
+}
+
+export interface NativeCapture {
+  /** Rows (tokens) accumulated. */
+  rows: number;
+  /** [K, K] Σ xᵀx over every captured row (fp64, symmetric), when started with hessian: true. */
+  hessian?: Float64Array;
+  /** [K] mean |x| per input channel. */
+  absMean: Float64Array;
+  /** [K] max |x| per input channel. */
+  absMax: Float32Array;
+}
+
+/** Config fields the native Model reads (a {@link ModelConfig} plus the longest context to accept). */
+export type NativeModelConfig = ModelConfig & { maxContext: number };
+
+export interface NativeModel {
+  /** Sets a tensor by HF name (norms, embedding, linear weights and biases); copies it. keepDtype (default true)
+   * stores dense linears in their own dtype, false converts them to f32. */
+  setTensor(name: string, dtype: DenseDType, shape: number[], data: ArrayBufferView, keepDtype?: boolean): void;
+  /** Packed weight for a linear (module name, e.g. 'model.layers.0.mlp.down_proj'): codes [N, rowBytes(K, bits)],
+   * scales [N, nGroups] of format.scaleDtype (Float32Array or Uint16Array bits), zeros [N, nGroups] uint8 or null
+   * when symmetric. */
+  setLinearQuant(name: string, format: NativeQuantFormat, codes: Uint8Array, scales: Float32Array | Uint16Array,
+    zeros: Uint8Array | null): void;
+  /** RTN-quantizes a dense linear in place (quantize_rtn_ref). */
+  quantizeLinear(name: string, format: NativeQuantFormat): Promise<void>;
+  /** Activation handling of a linear: 'none', 'a8' (real gemm_w8a8; needs a per-channel 8/4-bit weight, else it
+   * runs simulated), 'sim' (fake-quantize to `bits` then the weight kernel). */
+  setActivation(name: string, mode: "none" | "a8" | "sim", bits?: number): void;
+  linearNames(): string[];
+  linearInfo(name: string): NativeLinearInfo;
+  /** The weight as the kernels see it (dequantized when packed), fp32 [N * K]. */
+  getLinearWeight(name: string): Float32Array;
+  /** Divides the output channels of `prev` (a norm module like 'model.layers.0.input_layernorm' or a linear) by
+   * scales[K] and multiplies the input channels of each linear in `next` by them (SmoothQuant / AWQ folding). */
+  scaleChannels(prev: string, next: string[], scales: Float32Array): void;
+  /** Seeded random weights for every tensor; packed directly when `format` is given. */
+  randomize(seed: number, opts?: { denseDtype?: DenseDType; format?: NativeQuantFormat; quantizeLmHead?: boolean }): Promise<void>;
+  /** Starts (zeroes) calibration statistics for these linears; prefill with capture: true accumulates them. */
+  captureStart(names: string[], opts?: { hessian?: boolean }): void;
+  captureGet(name: string): NativeCapture;
+  captureStop(names?: string[]): void;
+  checkComplete(): void;
+  /** Bytes by category: 'weights:<format>', 'weights:embedding', 'weights:norms', 'calibration'. */
+  memory(): Record<string, number>;
+  info(): { simulated: boolean; decodeWeightBytes: number };
+}
+
+export interface PrefillOptions {
+  /** Which rows produce outputs: none, the last token of each sequence (default), every token. */
+  rows?: "none" | "last" | "all";
+  /** Return raw logits [rows, V] (default true). */
+  logits?: boolean;
+  /** Return log-softmax rows [rows, V]. */
+  logSoftmax?: boolean;
+  /** Return the top-k log-probabilities per row. */
+  topk?: number;
+  /** rows 'all': per-token targets (−1: none); returns logprobs[t] = log p(targets[t] | tokens ≤ t). */
+  targets?: Int32Array;
+  /** Accumulate calibration statistics (see captureStart). */
+  capture?: boolean;
+}
+
+export interface PrefillResult {
+  rows: number;
+  logits?: Float32Array;
+  logSoftmax?: Float32Array;
+  argmax: Int32Array;
+  logprobs?: Float32Array;
+  topkIds?: Int32Array;
+  topkLogprobs?: Float32Array;
+}
+
+export interface NativeSession {
+  /** A fresh (empty) sequence id; ids and their cache memory are reused after free(). */
+  alloc(): number;
+  free(seq: number): void;
+  length(seq: number): number;
+  truncate(seq: number, length: number): void;
+  /** Appends counts[s] tokens to sequence seqs[s] (tokens concatenated) and runs them. */
+  prefill(seqs: Int32Array, tokens: Int32Array, counts: Int32Array, opts?: PrefillOptions): Promise<PrefillResult>;
+  /** One token per sequence: logits [B, V]. */
+  decode(seqs: Int32Array, tokens: Int32Array): Promise<Float32Array>;
+  /** Bytes by category: 'kv:<type>', 'workspace'. */
+  memory(): Record<string, number>;
+}
+
+export interface RuntimeAddon {
+  Model: new (config: NativeModelConfig) => NativeModel;
+  Session: new (model: NativeModel, opts?: { kvType?: KVType; maxLen?: number }) => NativeSession;
+}

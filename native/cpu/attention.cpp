@@ -1,0 +1,187 @@
+// Fast attention over a (quantized) KV cache: validation, the split of the work over the thread pool, the merge of
+// split-K partial states, and the scalar fallback. The inner loops for AVX2 live in attention_avx2.cpp.
+//
+// Decode: one task = (sequence b, kv head, token range). Every task serves all G = n_heads / n_kv_heads query heads
+// of its kv head, so each cached K/V row is loaded and dequantized once per step, not G times. When B × n_kv_heads
+// tasks cannot keep the pool busy (one long sequence, few kv heads), each sequence's tokens are split into ranges of
+// >= kMinSplit tokens whose online-softmax states are merged afterwards (split-K / flash-decoding).
+// Prefill: one task = (kv head, tile of query positions); tasks are handed out dynamically, largest (latest
+// positions, the longest causal rows) first.
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "attention_impl.h"
+#include "kv_common.h"
+#include "quanteval/cpu_features.h"
+#include "quanteval/threadpool.h"
+
+namespace quanteval {
+namespace detail {
+
+void decode_task_scalar(const DecodeTask& t) {
+  const KVView& kv = *t.kv;
+  const int D = t.D, H = kv.n_kv_heads;
+  const size_t rb = kv_bytes_per_head(kv.type, D);
+  const bool quant = kv_quantized(kv.type);
+  for (int g = 0; g < t.G; g++) {
+    t.m[g] = -std::numeric_limits<float>::infinity();
+    t.l[g] = 0.f;
+    std::fill(t.acc + (int64_t)g * D, t.acc + (int64_t)(g + 1) * D, 0.f);
+  }
+  std::vector<float> k(D), v(D);
+  for (int64_t tok = t.t0; tok < t.t1; tok++) {
+    const int64_t r = tok * H + t.kvh;
+    const void* krow = static_cast<const uint8_t*>(kv.k) + r * rb;
+    const void* vrow = static_cast<const uint8_t*>(kv.v) + r * rb;
+    const float ks = quant ? kv.k_scale[r] : 1.f, kz = quant ? kv.k_zero[r] : 0.f;
+    const float vs = quant ? kv.v_scale[r] : 1.f, vz = quant ? kv.v_zero[r] : 0.f;
+    for (int d = 0; d < D; d++) { k[d] = kv_load(kv.type, krow, d, ks, kz); v[d] = kv_load(kv.type, vrow, d, vs, vz); }
+    for (int g = 0; g < t.G; g++) {
+      const float* q = t.q + (int64_t)g * D;
+      float dot = 0.f;
+      for (int d = 0; d < D; d++) dot += q[d] * k[d];
+      const float s = dot * t.scale, m_new = std::max(t.m[g], s);
+      const float alpha = std::exp(t.m[g] - m_new), p = std::exp(s - m_new);
+      t.l[g] = t.l[g] * alpha + p;
+      float* acc = t.acc + (int64_t)g * D;
+      for (int d = 0; d < D; d++) acc[d] = acc[d] * alpha + p * v[d];
+      t.m[g] = m_new;
+    }
+  }
+}
+
+namespace {
+
+constexpr int64_t kMinSplit = 256;  // tokens per split-K range: below this the merge costs more than it saves
+
+// Runs body(i) for i in [0, n) on the pool, items handed out one at a time (uneven item sizes balance themselves).
+template <typename F>
+void run_dynamic(int64_t n, F&& body) {
+  std::atomic<int64_t> next{0};
+  const int nt = (int)std::min<int64_t>(num_threads(), n);
+  parallel_for(nt, 1, [&](int64_t, int64_t) {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) body(i);
+  });
+}
+
+bool use_avx2() { return cpu_isa() >= Isa::Avx2; }
+
+}  // namespace
+}  // namespace detail
+
+void kv_store(const float* x, int64_t T, int n_kv_heads, int head_dim, KVType type, void* dst, float* scale,
+              float* zero) {
+  if (!detail::use_avx2()) return kv_store_ref(x, T, n_kv_heads, head_dim, type, dst, scale, zero);
+  detail::check_kv_type(type, "kv_store");
+  detail::check_head_dim(head_dim, type, "kv_store");
+  if (n_kv_heads <= 0) throw std::invalid_argument("kv_store: n_kv_heads must be > 0");
+  if (T < 0) throw std::invalid_argument("kv_store: T must be >= 0");
+  if (kv_quantized(type) && (!scale || !zero))
+    throw std::invalid_argument("kv_store: quantized KV needs scale and zero outputs");
+  const int64_t rows = T * n_kv_heads;
+  const int64_t grain = std::max<int64_t>(1, 16384 / head_dim);  // ~64 KiB of input per thread at least
+  parallel_for(rows, grain, [&](int64_t r0, int64_t r1) {
+    detail::kv_store_rows_avx2(x, r0, r1, head_dim, type, dst, scale, zero);
+  });
+}
+
+void attention_decode(const float* q, int64_t B, int n_heads, const KVView* kv, const int64_t* lens, float scale,
+                      float* out) {
+  if (B < 0) throw std::invalid_argument("attention_decode: B must be >= 0");
+  if (B == 0) return;
+  const int D = kv[0].head_dim;
+  for (int64_t b = 0; b < B; b++) {
+    detail::check_kv_view(kv[b], n_heads, D, "attention_decode");
+    if (lens[b] < 1)
+      throw std::out_of_range("attention_decode: lens[" + std::to_string(b) + "] must be >= 1, got " +
+                              std::to_string(lens[b]));
+  }
+  // Work items: (b, kv head, split). Splits only when there are fewer than ~4 items per thread.
+  int64_t base_items = 0;
+  for (int64_t b = 0; b < B; b++) base_items += kv[b].n_kv_heads;
+  const int64_t want = 4 * (int64_t)num_threads();
+  struct Item { int64_t b; int kvh; int64_t t0, t1; int64_t state; };
+  std::vector<Item> items;
+  std::vector<int64_t> first_item(B + 1);
+  int64_t n_states = 0;  // one state per (item, g)
+  for (int64_t b = 0; b < B; b++) {
+    const int G = n_heads / kv[b].n_kv_heads;
+    int64_t splits = std::max<int64_t>(1, (want + base_items - 1) / base_items);
+    splits = std::min(splits, std::max<int64_t>(1, lens[b] / detail::kMinSplit));
+    first_item[b] = (int64_t)items.size();
+    for (int h = 0; h < kv[b].n_kv_heads; h++)
+      for (int64_t s = 0; s < splits; s++) {
+        items.push_back({b, h, lens[b] * s / splits, lens[b] * (s + 1) / splits, n_states});
+        n_states += G;
+      }
+  }
+  first_item[B] = (int64_t)items.size();
+  std::vector<float> ml(2 * n_states), acc((size_t)n_states * D);
+  const bool avx2 = detail::use_avx2();
+  detail::run_dynamic((int64_t)items.size(), [&](int64_t i) {
+    const Item& it = items[i];
+    const int G = n_heads / kv[it.b].n_kv_heads;
+    detail::DecodeTask t{q + (it.b * n_heads + (int64_t)it.kvh * G) * D, G, D, &kv[it.b], it.kvh, it.t0, it.t1, scale,
+                         ml.data() + it.state, ml.data() + n_states + it.state, acc.data() + it.state * D};
+    if (avx2) detail::decode_task_avx2(t);
+    else detail::decode_task_scalar(t);
+  });
+  // Merge the splits of each (b, kv head) in token order and normalize.
+  for (int64_t b = 0; b < B; b++) {
+    const int G = n_heads / kv[b].n_kv_heads;
+    const int64_t n_b = first_item[b + 1] - first_item[b], splits = n_b / kv[b].n_kv_heads;
+    for (int h = 0; h < kv[b].n_kv_heads; h++) {
+      const int64_t i0 = first_item[b] + h * splits;
+      for (int g = 0; g < G; g++) {
+        const int64_t s0 = items[i0].state + g;
+        detail::SoftmaxState st{ml[s0], ml[n_states + s0], acc.data() + s0 * D};
+        for (int64_t s = 1; s < splits; s++) {
+          const int64_t si = items[i0 + s].state + g;
+          detail::merge_state(st, {ml[si], ml[n_states + si], acc.data() + si * D}, D);
+        }
+        float* o = out + (b * n_heads + (int64_t)h * G + g) * D;
+        const float inv = 1.f / st.l;
+        for (int d = 0; d < D; d++) o[d] = st.acc[d] * inv;
+      }
+    }
+  }
+}
+
+void attention_prefill(const float* q, int64_t Tq, int n_heads, const KVView& kv, int64_t pos0, float scale,
+                       float* out) {
+  if (Tq < 0) throw std::invalid_argument("attention_prefill: Tq must be >= 0");
+  if (pos0 < 0) throw std::out_of_range("attention_prefill: pos0 must be >= 0, got " + std::to_string(pos0));
+  const int D = kv.head_dim;
+  detail::check_kv_view(kv, n_heads, D, "attention_prefill");
+  if (Tq == 0) return;
+  const int H = kv.n_kv_heads, G = n_heads / H;
+  if (!detail::use_avx2()) {
+    // Scalar: one decode-style task per (query position, kv head).
+    detail::run_dynamic(Tq * H, [&](int64_t i) {
+      const int64_t qi = Tq - 1 - i / H;
+      const int h = (int)(i % H);
+      std::vector<float> ml(2 * G), acc((size_t)G * D);
+      detail::DecodeTask t{q + (qi * n_heads + (int64_t)h * G) * D, G, D, &kv, h, 0, pos0 + qi + 1, scale,
+                           ml.data(), ml.data() + G, acc.data()};
+      detail::decode_task_scalar(t);
+      for (int g = 0; g < G; g++) {
+        float* o = out + (qi * n_heads + (int64_t)h * G + g) * D;
+        for (int d = 0; d < D; d++) o[d] = acc[(size_t)g * D + d] / ml[G + g];
+      }
+    });
+    return;
+  }
+  // Query tiles of ~32 rows (positions × G heads) share each dequantized K/V block.
+  const int64_t qt = std::max<int64_t>(1, 32 / G);
+  const int64_t n_tiles = (Tq + qt - 1) / qt;
+  detail::run_dynamic(n_tiles * H, [&](int64_t i) {
+    const int64_t tile = n_tiles - 1 - i / H;  // latest positions first: they are the longest
+    detail::PrefillTask t{q, n_heads, G, D, &kv, (int)(i % H), tile * qt, std::min(Tq, (tile + 1) * qt), pos0, scale, out};
+    detail::prefill_task_avx2(t);
+  });
+}
+
+}  // namespace quanteval

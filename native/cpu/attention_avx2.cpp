@@ -1,0 +1,623 @@
+#pragma GCC target("avx2,fma,f16c")
+// AVX2 inner kernels of attention over a (quantized) KV cache, and of kv_store.
+//
+// Decode (decode_task_avx2): blocks of kTB tokens; per block the scores of the G query heads are computed with the
+// dequantization fused into the dot product, the online-softmax state is updated once per block, then the block's V
+// rows are accumulated. For int8/int4 the scale and zero point are taken out of the inner loops:
+//   q·k = s·(Σ q_d c_d − z·Σ q_d)            Σ_t w_t v_t = Σ_t (w_t s_t) (c_t − z_t)
+// so each K element costs a widen, a convert and one FMA per query head that shares the kv head (V one subtract
+// more, see v_accum).
+// int4 rows hold code 2j in the low and 2j+1 in the high nibble of byte j: instead of shuffling codes back into
+// order, the query is permuted once into [even dims | odd dims] ("kernel layout") and so is the V accumulator.
+//
+// Prefill (prefill_task_avx2): a tile of up to 32 rows (query positions × heads of one kv head) against key blocks
+// of kKB tokens dequantized once into fp32 scratch; S = Q·K^T by 2×4 dot-product tiles, O += P·V by 4-row × 16-dim
+// register tiles, online softmax per row, causal limit per row.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "attention_impl.h"
+#include "kv_common.h"
+#include "simd_avx2.h"
+
+namespace quanteval::detail {
+namespace {
+
+using namespace simd;
+
+constexpr int kTB = 64;  // decode: tokens per softmax block
+constexpr int kKB = 64;  // prefill: keys per block
+
+// ── Element access per KV type, in kernel layout ────────────────────────────────────────────────────────────────
+// A row is consumed in `steps(D)` SIMD steps; step i yields N vectors of 8 fp32 values (codes for int8/int4, the
+// values themselves for f32/f16) that pair with kernel-layout positions pos(i, 0..N-1). The last D % 8 (f32, f16,
+// int8) or the last (D/2) % 8 bytes (int4) are the scalar tail.
+template <KVType T> struct Codec;
+template <> struct Codec<KVType::F32> {
+  static constexpr int N = 1;
+  static int steps(int D) { return D / 8; }
+  static int pos(int i, int, int) { return 8 * i; }
+  static void load(const uint8_t* row, int i, __m256* v) { v[0] = _mm256_loadu_ps((const float*)row + 8 * i); }
+  static float code(const uint8_t* row, int p, int) { return ((const float*)row)[p]; }
+  static int tail_begin(int D) { return D / 8 * 8; }
+};
+template <> struct Codec<KVType::F16> {
+  static constexpr int N = 1;
+  static int steps(int D) { return D / 8; }
+  static int pos(int i, int, int) { return 8 * i; }
+  static void load(const uint8_t* row, int i, __m256* v) {
+    v[0] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const uint16_t*)row + 8 * i)));
+  }
+  static float code(const uint8_t* row, int p, int) { return f16_to_f32(((const uint16_t*)row)[p]); }
+  static int tail_begin(int D) { return D / 8 * 8; }
+};
+template <> struct Codec<KVType::I8> {
+  static constexpr int N = 1;
+  static int steps(int D) { return D / 8; }
+  static int pos(int i, int, int) { return 8 * i; }
+  static void load(const uint8_t* row, int i, __m256* v) {
+    v[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(row + 8 * i))));
+  }
+  static float code(const uint8_t* row, int p, int) { return (float)row[p]; }
+  static int tail_begin(int D) { return D / 8 * 8; }
+};
+template <> struct Codec<KVType::I4> {
+  static constexpr int N = 2;
+  static int steps(int D) { return D / 2 / 8; }
+  static int pos(int i, int n, int D) { return 8 * i + n * (D / 2); }
+  static void load(const uint8_t* row, int i, __m256* v) {
+    const __m128i b = _mm_loadl_epi64((const __m128i*)(row + 8 * i));
+    const __m128i m = _mm_set1_epi8(0x0F);
+    v[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(b, m)));
+    v[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m)));
+  }
+  // Kernel-layout position p: p < D/2 is dim 2p (low nibble of byte p), else dim 2(p - D/2) + 1.
+  static float code(const uint8_t* row, int p, int D) {
+    const int h = D / 2;
+    return p < h ? (float)(row[p] & 0xF) : (float)(row[p - h] >> 4);
+  }
+  static int tail_begin(int D) { return D / 2 / 8 * 8; }  // in bytes; tail covers positions j and j + D/2
+};
+
+// Kernel layout of a D-vector (identity except int4: [even dims | odd dims]).
+template <KVType T>
+inline int kernel_pos(int d, int D) {
+  if constexpr (T == KVType::I4) return (d & 1) ? D / 2 + d / 2 : d / 2;
+  else return d;
+}
+
+// Scalar tail of a dot product row·q (kernel layout).
+template <KVType T>
+inline float dot_tail(const uint8_t* row, const float* q, int D) {
+  float s = 0.f;
+  if constexpr (T == KVType::I4) {
+    for (int j = Codec<T>::tail_begin(D); j < D / 2; j++)
+      s += q[j] * Codec<T>::code(row, j, D) + q[j + D / 2] * Codec<T>::code(row, j + D / 2, D);
+  } else {
+    for (int d = Codec<T>::tail_begin(D); d < D; d++) s += q[d] * Codec<T>::code(row, d, D);
+  }
+  return s;
+}
+
+// Dot products of TT cached rows with GT query vectors (kernel layout, stride D): out[tt * GT + gt].
+template <KVType T, int TT, int GT>
+inline void dot_tile(const uint8_t* const* rows, const float* q, int D, float* out) {
+  using C = Codec<T>;
+  __m256 acc[TT * GT];
+  for (int a = 0; a < TT * GT; a++) acc[a] = _mm256_setzero_ps();
+  const int ns = C::steps(D);
+  for (int i = 0; i < ns; i++) {
+    __m256 qv[GT][C::N];
+#pragma GCC unroll 4
+    for (int gt = 0; gt < GT; gt++)
+      for (int n = 0; n < C::N; n++) qv[gt][n] = _mm256_loadu_ps(q + gt * D + C::pos(i, n, D));
+#pragma GCC unroll 4
+    for (int tt = 0; tt < TT; tt++) {
+      __m256 v[C::N];
+      C::load(rows[tt], i, v);
+#pragma GCC unroll 4
+      for (int gt = 0; gt < GT; gt++)
+        for (int n = 0; n < C::N; n++) acc[tt * GT + gt] = _mm256_fmadd_ps(qv[gt][n], v[n], acc[tt * GT + gt]);
+    }
+  }
+  if constexpr (TT * GT == 4) {
+    _mm_storeu_ps(out, hsum4x8(acc[0], acc[1], acc[2], acc[3]));
+  } else {
+    for (int a = 0; a < TT * GT; a++) out[a] = hsum8(acc[a]);
+  }
+  for (int tt = 0; tt < TT; tt++)
+    for (int gt = 0; gt < GT; gt++) out[tt * GT + gt] += dot_tail<T>(rows[tt], q + gt * D, D);
+}
+
+// acc[GT][D] (kernel layout) += Σ_t w[gt * ws + t] · (row_t - z[t]) (codes minus zero point, or values), t < n.
+// The zero point is subtracted per token (exact in fp32) rather than as one Σ w·z term at the end: that term grows
+// with the context and cancels against Σ w·c, costing ~10x the rounding error at a few thousand tokens.
+template <KVType T, int GT>
+inline void v_accum(const uint8_t* const* rows, int n, const float* w, int ws, const float* z, int D, float* acc) {
+  constexpr bool quant = T == KVType::I8 || T == KVType::I4;
+  using C = Codec<T>;
+  const int ns = C::steps(D);
+  // Two steps per pass when possible: more FMAs per broadcast of w.
+  constexpr int NS = C::N == 1 ? 2 : 1;
+  int i = 0;
+  for (; i + NS <= ns; i += NS) {
+    __m256 a[GT][NS * C::N];
+    for (int gt = 0; gt < GT; gt++)
+      for (int s = 0; s < NS; s++)
+        for (int k = 0; k < C::N; k++) a[gt][s * C::N + k] = _mm256_loadu_ps(acc + gt * D + C::pos(i + s, k, D));
+    for (int t = 0; t < n; t++) {
+      __m256 v[NS * C::N];
+      for (int s = 0; s < NS; s++) C::load(rows[t], i + s, v + s * C::N);
+      if constexpr (quant) {
+        const __m256 zb = _mm256_broadcast_ss(z + t);
+        for (int k = 0; k < NS * C::N; k++) v[k] = _mm256_sub_ps(v[k], zb);
+      }
+#pragma GCC unroll 4
+      for (int gt = 0; gt < GT; gt++) {
+        const __m256 wb = _mm256_broadcast_ss(w + gt * ws + t);
+        for (int k = 0; k < NS * C::N; k++) a[gt][k] = _mm256_fmadd_ps(wb, v[k], a[gt][k]);
+      }
+    }
+    for (int gt = 0; gt < GT; gt++)
+      for (int s = 0; s < NS; s++)
+        for (int k = 0; k < C::N; k++) _mm256_storeu_ps(acc + gt * D + C::pos(i + s, k, D), a[gt][s * C::N + k]);
+  }
+  for (; i < ns; i++) {  // a last odd step (N == 1 only)
+    for (int t = 0; t < n; t++) {
+      __m256 v[C::N];
+      C::load(rows[t], i, v);
+      if constexpr (quant)
+        for (int k = 0; k < C::N; k++) v[k] = _mm256_sub_ps(v[k], _mm256_broadcast_ss(z + t));
+      for (int gt = 0; gt < GT; gt++) {
+        const __m256 wb = _mm256_broadcast_ss(w + gt * ws + t);
+        for (int k = 0; k < C::N; k++) {
+          float* p = acc + gt * D + C::pos(i, k, D);
+          _mm256_storeu_ps(p, _mm256_fmadd_ps(wb, v[k], _mm256_loadu_ps(p)));
+        }
+      }
+    }
+  }
+  // Scalar tail positions.
+  const int tb = C::tail_begin(D);
+  const int tail_end = T == KVType::I4 ? D / 2 : D;
+  for (int j = tb; j < tail_end; j++)
+    for (int t = 0; t < n; t++)
+      for (int gt = 0; gt < GT; gt++) {
+        const float wt = w[gt * ws + t], zt = quant ? z[t] : 0.f;
+        acc[gt * D + j] += wt * (C::code(rows[t], j, D) - zt);
+        if constexpr (T == KVType::I4) acc[gt * D + j + D / 2] += wt * (C::code(rows[t], j + D / 2, D) - zt);
+      }
+}
+
+// Scores S[g * kTB + t] (raw dot products) for n tokens and G heads; tiles keep 4 accumulators live.
+template <KVType T>
+void block_scores(const uint8_t* const* rows, int n, const float* q, int G, int D, float* S) {
+  float o[4];
+  int g = 0;
+  for (; g < G;) {
+    const int rem = G - g;
+    if (rem >= 4) {
+      for (int t = 0; t < n; t++) {
+        dot_tile<T, 1, 4>(rows + t, q + g * D, D, o);
+        for (int k = 0; k < 4; k++) S[(g + k) * kTB + t] = o[k];
+      }
+      g += 4;
+    } else if (rem >= 2) {
+      int t = 0;
+      for (; t + 2 <= n; t += 2) {
+        dot_tile<T, 2, 2>(rows + t, q + g * D, D, o);
+        S[g * kTB + t] = o[0]; S[(g + 1) * kTB + t] = o[1];
+        S[g * kTB + t + 1] = o[2]; S[(g + 1) * kTB + t + 1] = o[3];
+      }
+      for (; t < n; t++) {
+        dot_tile<T, 1, 2>(rows + t, q + g * D, D, o);
+        S[g * kTB + t] = o[0]; S[(g + 1) * kTB + t] = o[1];
+      }
+      g += 2;
+    } else {
+      int t = 0;
+      for (; t + 4 <= n; t += 4) {
+        dot_tile<T, 4, 1>(rows + t, q + g * D, D, o);
+        for (int k = 0; k < 4; k++) S[g * kTB + t + k] = o[k];
+      }
+      for (; t < n; t++) dot_tile<T, 1, 1>(rows + t, q + g * D, D, S + g * kTB + t);
+      g += 1;
+    }
+  }
+}
+
+template <KVType T>
+void block_v(const uint8_t* const* rows, int n, const float* w, const float* z, int G, int D, float* acc) {
+  int g = 0;
+  for (; g + 4 <= G; g += 4) v_accum<T, 4>(rows, n, w + g * kTB, kTB, z, D, acc + (int64_t)g * D);
+  for (; g + 2 <= G; g += 2) v_accum<T, 2>(rows, n, w + g * kTB, kTB, z, D, acc + (int64_t)g * D);
+  for (; g < G; g++) v_accum<T, 1>(rows, n, w + g * kTB, kTB, z, D, acc + (int64_t)g * D);
+}
+
+// p[t] = exp(x[t] - m) in place for t < n; returns Σ p.
+inline float exp_shift_sum(float* x, int n, float m) {
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 s = _mm256_setzero_ps();
+  int t = 0;
+  for (; t + 8 <= n; t += 8) {
+    const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + t), mv));
+    _mm256_storeu_ps(x + t, p);
+    s = _mm256_add_ps(s, p);
+  }
+  float sum = hsum8(s);
+  for (; t < n; t++) { x[t] = std::exp(x[t] - m); sum += x[t]; }
+  return sum;
+}
+
+inline float max_of(const float* x, int n) {
+  __m256 m = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  int t = 0;
+  for (; t + 8 <= n; t += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(x + t));
+  float r = hmax8(m);
+  for (; t < n; t++) r = std::max(r, x[t]);
+  return r;
+}
+
+inline void scale_vec(float* x, int n, float a) {
+  const __m256 av = _mm256_set1_ps(a);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), av));
+  for (; i < n; i++) x[i] *= a;
+}
+
+struct DecodeScratch {
+  std::vector<float> q, qsum, S, vz;
+  std::vector<const uint8_t*> krows, vrows;
+};
+
+template <KVType T>
+void decode_task_t(const DecodeTask& task) {
+  const KVView& kv = *task.kv;
+  const int G = task.G, D = task.D, H = kv.n_kv_heads;
+  const size_t rb = kv_bytes_per_head(T, D);
+  constexpr bool quant = T == KVType::I8 || T == KVType::I4;
+  thread_local DecodeScratch sc;
+  sc.q.resize((size_t)G * D);
+  sc.qsum.assign(G, 0.f);
+  sc.S.resize((size_t)G * kTB);
+  sc.vz.resize(kTB);
+  sc.krows.resize(kTB);
+  sc.vrows.resize(kTB);
+  // q scaled by `scale` once, permuted into kernel layout; Σq for the zero-point term.
+  for (int g = 0; g < G; g++) {
+    double qs = 0;
+    for (int d = 0; d < D; d++) {
+      const float v = task.q[(int64_t)g * D + d] * task.scale;
+      sc.q[(size_t)g * D + kernel_pos<T>(d, D)] = v;
+      qs += v;
+    }
+    sc.qsum[g] = (float)qs;
+  }
+  float* m = task.m;
+  float* l = task.l;
+  float* acc = task.acc;  // kernel layout while running
+  for (int g = 0; g < G; g++) { m[g] = -std::numeric_limits<float>::infinity(); l[g] = 0.f; }
+  std::fill(acc, acc + (size_t)G * D, 0.f);
+  const uint8_t* kb = static_cast<const uint8_t*>(kv.k);
+  const uint8_t* vb = static_cast<const uint8_t*>(kv.v);
+  float* S = sc.S.data();
+  for (int64_t t0 = task.t0; t0 < task.t1; t0 += kTB) {
+    const int n = (int)std::min<int64_t>(kTB, task.t1 - t0);
+    for (int t = 0; t < n; t++) {
+      const int64_t r = (t0 + t) * H + task.kvh;
+      sc.krows[t] = kb + r * rb;
+      sc.vrows[t] = vb + r * rb;
+      if constexpr (quant) sc.vz[t] = kv.v_zero[r];
+    }
+    block_scores<T>(sc.krows.data(), n, sc.q.data(), G, D, S);
+    for (int g = 0; g < G; g++) {
+      float* s = S + g * kTB;
+      if constexpr (quant) {
+        for (int t = 0; t < n; t++) {
+          const int64_t r = (t0 + t) * H + task.kvh;
+          s[t] = kv.k_scale[r] * (s[t] - kv.k_zero[r] * sc.qsum[g]);
+        }
+      }
+      const float m_new = std::max(m[g], max_of(s, n));
+      const float alpha = std::exp(m[g] - m_new);
+      const float psum = exp_shift_sum(s, n, m_new);
+      l[g] = l[g] * alpha + psum;
+      if (alpha != 1.f) scale_vec(acc + (size_t)g * D, D, alpha);
+      m[g] = m_new;
+      if constexpr (quant)  // w_t = p_t · s_t multiplies (c_t - z_t)
+        for (int t = 0; t < n; t++) s[t] *= kv.v_scale[(t0 + t) * H + task.kvh];
+    }
+    block_v<T>(sc.vrows.data(), n, S, sc.vz.data(), G, D, acc);
+  }
+  if constexpr (T == KVType::I4) {  // back to natural layout
+    std::vector<float> tmp(D);
+    for (int g = 0; g < G; g++) {
+      float* a = acc + (size_t)g * D;
+      for (int d = 0; d < D; d++) tmp[d] = a[kernel_pos<T>(d, D)];
+      std::memcpy(a, tmp.data(), D * sizeof(float));
+    }
+  }
+}
+
+// ── Prefill ───────────────────────────────────────────────────────────────────────────────────────────────────
+// Row t of the block, dequantized to fp32 in natural order: x = (c - z) * s.
+template <KVType T>
+inline void dequant_row(const uint8_t* row, float s, float z, int D, float* out) {
+  int d = 0;
+  if constexpr (T == KVType::F32) {
+    std::memcpy(out, row, D * sizeof(float));
+    return;
+  } else if constexpr (T == KVType::F16) {
+    for (; d + 8 <= D; d += 8)
+      _mm256_storeu_ps(out + d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)((const uint16_t*)row + d))));
+    for (; d < D; d++) out[d] = f16_to_f32(((const uint16_t*)row)[d]);
+  } else if constexpr (T == KVType::I8) {
+    const __m256 sv = _mm256_set1_ps(s), zv = _mm256_set1_ps(z);
+    for (; d + 8 <= D; d += 8) {
+      const __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(row + d))));
+      _mm256_storeu_ps(out + d, _mm256_mul_ps(_mm256_sub_ps(c, zv), sv));
+    }
+    for (; d < D; d++) out[d] = ((float)row[d] - z) * s;
+  } else {
+    const __m256 sv = _mm256_set1_ps(s), zv = _mm256_set1_ps(z);
+    const __m128i mk = _mm_set1_epi8(0x0F);
+    for (; d + 16 <= D; d += 16) {
+      const __m128i b = _mm_loadl_epi64((const __m128i*)(row + d / 2));
+      const __m128i lo = _mm_and_si128(b, mk), hi = _mm_and_si128(_mm_srli_epi16(b, 4), mk);
+      const __m128i c = _mm_unpacklo_epi8(lo, hi);  // 16 codes in dim order
+      const __m256 c0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(c));
+      const __m256 c1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(c, 8)));
+      _mm256_storeu_ps(out + d, _mm256_mul_ps(_mm256_sub_ps(c0, zv), sv));
+      _mm256_storeu_ps(out + d + 8, _mm256_mul_ps(_mm256_sub_ps(c1, zv), sv));
+    }
+    for (; d < D; d++) out[d] = ((float)((row[d >> 1] >> ((d & 1) * 4)) & 0xF) - z) * s;
+  }
+}
+
+inline float dot_f32(const float* a, const float* b, int D) {
+  __m256 s = _mm256_setzero_ps();
+  int d = 0;
+  for (; d + 8 <= D; d += 8) s = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), s);
+  float r = hsum8(s);
+  for (; d < D; d++) r += a[d] * b[d];
+  return r;
+}
+
+// S[r][j] for 2 query rows × 4 keys (fp32 rows).
+inline void dot_2x4(const float* q0, const float* q1, const float* const* k, int D, float* s0, float* s1) {
+  __m256 a[8];
+  for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+  int d = 0;
+  for (; d + 8 <= D; d += 8) {
+    const __m256 x0 = _mm256_loadu_ps(q0 + d), x1 = _mm256_loadu_ps(q1 + d);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+      const __m256 kv = _mm256_loadu_ps(k[j] + d);
+      a[j] = _mm256_fmadd_ps(x0, kv, a[j]);
+      a[4 + j] = _mm256_fmadd_ps(x1, kv, a[4 + j]);
+    }
+  }
+  _mm_storeu_ps(s0, hsum4x8(a[0], a[1], a[2], a[3]));
+  _mm_storeu_ps(s1, hsum4x8(a[4], a[5], a[6], a[7]));
+  for (; d < D; d++)
+    for (int j = 0; j < 4; j++) { s0[j] += q0[d] * k[j][d]; s1[j] += q1[d] * k[j][d]; }
+}
+
+struct PrefillScratch {
+  std::vector<float> Q, K, V, S, O, m, l;
+  std::vector<const float*> krows, vrows;
+};
+
+template <KVType T>
+void prefill_task_t(const PrefillTask& task) {
+  const KVView& kv = *task.kv;
+  const int G = task.G, D = task.D, H = kv.n_kv_heads;
+  const int R = (int)(task.i1 - task.i0) * G;  // rows: (position, head) pairs
+  const size_t rb = kv_bytes_per_head(T, D);
+  constexpr bool quant = T == KVType::I8 || T == KVType::I4;
+  thread_local PrefillScratch sc;
+  sc.Q.resize((size_t)R * D);
+  sc.S.resize((size_t)R * kKB);
+  sc.O.assign((size_t)R * D, 0.f);
+  sc.m.assign(R, -std::numeric_limits<float>::infinity());
+  sc.l.assign(R, 0.f);
+  sc.krows.resize(kKB);
+  sc.vrows.resize(kKB);
+  if constexpr (T != KVType::F32) {
+    sc.K.resize((size_t)kKB * D);
+    sc.V.resize((size_t)kKB * D);
+  }
+  for (int r = 0; r < R; r++) {
+    const int64_t qi = task.i0 + r / G;
+    const float* src = task.q + (qi * task.n_heads + (int64_t)task.kvh * G + r % G) * D;
+    for (int d = 0; d < D; d++) sc.Q[(size_t)r * D + d] = src[d] * task.scale;
+  }
+  const uint8_t* kb = static_cast<const uint8_t*>(kv.k);
+  const uint8_t* vb = static_cast<const uint8_t*>(kv.v);
+  const int64_t t_end = task.pos0 + task.i1;  // the last row sees tokens [0, pos0 + i1 - 1]
+  for (int64_t t0 = 0; t0 < t_end; t0 += kKB) {
+    const int n = (int)std::min<int64_t>(kKB, t_end - t0);
+    for (int t = 0; t < n; t++) {
+      const int64_t r = (t0 + t) * H + task.kvh;
+      if constexpr (T == KVType::F32) {
+        sc.krows[t] = (const float*)(kb + r * rb);
+        sc.vrows[t] = (const float*)(vb + r * rb);
+      } else {
+        float* kd = sc.K.data() + (size_t)t * D;
+        float* vd = sc.V.data() + (size_t)t * D;
+        dequant_row<T>(kb + r * rb, quant ? kv.k_scale[r] : 1.f, quant ? kv.k_zero[r] : 0.f, D, kd);
+        dequant_row<T>(vb + r * rb, quant ? kv.v_scale[r] : 1.f, quant ? kv.v_zero[r] : 0.f, D, vd);
+        sc.krows[t] = kd;
+        sc.vrows[t] = vd;
+      }
+    }
+    // Valid keys of row r in this block: tokens <= pos0 + qi.
+    auto n_valid = [&](int r) {
+      return (int)std::clamp<int64_t>(task.pos0 + task.i0 + r / G - t0 + 1, 0, n);
+    };
+    // S = Q K^T over the valid prefix of each row pair (2 × 4 tiles), masked entries are never read.
+    int r = 0;
+    for (; r < R; r += 2) {
+      const bool two = r + 1 < R;
+      const int nv = n_valid(two ? r + 1 : r);  // the later row sees at least as many keys
+      float* s0 = sc.S.data() + (size_t)r * kKB;
+      float* s1 = two ? s0 + kKB : nullptr;
+      const float* q0 = sc.Q.data() + (size_t)r * D;
+      const float* q1 = two ? q0 + D : nullptr;
+      int j = 0;
+      if (two) {
+        for (; j + 4 <= nv; j += 4) dot_2x4(q0, q1, sc.krows.data() + j, D, s0 + j, s1 + j);
+        for (; j < nv; j++) { s0[j] = dot_f32(q0, sc.krows[j], D); s1[j] = dot_f32(q1, sc.krows[j], D); }
+      } else {
+        for (; j < nv; j++) s0[j] = dot_f32(q0, sc.krows[j], D);
+      }
+    }
+    // Online softmax per row; P overwrites S (zeros past the causal limit).
+    for (r = 0; r < R; r++) {
+      const int nv = n_valid(r);
+      float* s = sc.S.data() + (size_t)r * kKB;
+      if (nv == 0) { std::fill(s, s + n, 0.f); continue; }
+      const float m_new = std::max(sc.m[r], max_of(s, nv));
+      const float alpha = std::exp(sc.m[r] - m_new);
+      sc.l[r] = sc.l[r] * alpha + exp_shift_sum(s, nv, m_new);
+      std::fill(s + nv, s + n, 0.f);
+      if (alpha != 1.f) scale_vec(sc.O.data() + (size_t)r * D, D, alpha);
+      sc.m[r] = m_new;
+    }
+    // O += P V: 4 rows × 16 dims of accumulators, each V row loaded once per tile.
+    for (r = 0; r < R; r += 4) {
+      const int rr = std::min(4, R - r);
+      int nmax = 0;
+      for (int k = 0; k < rr; k++) nmax = std::max(nmax, n_valid(r + k));
+      const float* P = sc.S.data() + (size_t)r * kKB;
+      float* O = sc.O.data() + (size_t)r * D;
+      int d = 0;
+      for (; d + 16 <= D; d += 16) {
+        __m256 a[4][2];
+        for (int k = 0; k < 4; k++)
+          for (int h = 0; h < 2; h++) a[k][h] = k < rr ? _mm256_loadu_ps(O + k * D + d + 8 * h) : _mm256_setzero_ps();
+        for (int t = 0; t < nmax; t++) {
+          const __m256 v0 = _mm256_loadu_ps(sc.vrows[t] + d), v1 = _mm256_loadu_ps(sc.vrows[t] + d + 8);
+#pragma GCC unroll 4
+          for (int k = 0; k < 4; k++) {
+            const __m256 p = _mm256_broadcast_ss(P + (k < rr ? k : 0) * kKB + t);
+            a[k][0] = _mm256_fmadd_ps(p, v0, a[k][0]);
+            a[k][1] = _mm256_fmadd_ps(p, v1, a[k][1]);
+          }
+        }
+        for (int k = 0; k < rr; k++)
+          for (int h = 0; h < 2; h++) _mm256_storeu_ps(O + k * D + d + 8 * h, a[k][h]);
+      }
+      for (; d + 8 <= D; d += 8)
+        for (int k = 0; k < rr; k++) {
+          __m256 a = _mm256_loadu_ps(O + k * D + d);
+          for (int t = 0; t < nmax; t++)
+            a = _mm256_fmadd_ps(_mm256_broadcast_ss(P + k * kKB + t), _mm256_loadu_ps(sc.vrows[t] + d), a);
+          _mm256_storeu_ps(O + k * D + d, a);
+        }
+      for (; d < D; d++)
+        for (int k = 0; k < rr; k++) {
+          float a = O[k * D + d];
+          for (int t = 0; t < nmax; t++) a += P[k * kKB + t] * sc.vrows[t][d];
+          O[k * D + d] = a;
+        }
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    const int64_t qi = task.i0 + r / G;
+    float* dst = task.out + (qi * task.n_heads + (int64_t)task.kvh * G + r % G) * D;
+    const float inv = 1.f / sc.l[r];
+    for (int d = 0; d < D; d++) dst[d] = sc.O[(size_t)r * D + d] * inv;
+  }
+}
+
+// ── kv_store ──────────────────────────────────────────────────────────────────────────────────────────────────
+// Same arithmetic as kv_store_ref lane by lane (IEEE division, round half to even), so the codes are identical.
+void store_row(const float* x, int D, KVType type, uint8_t* out, float* scale, float* zero) {
+  if (type == KVType::F32) { std::memcpy(out, x, D * sizeof(float)); return; }
+  int d = 0;
+  if (type == KVType::F16) {
+    uint16_t* o = (uint16_t*)out;
+    for (; d + 8 <= D; d += 8)
+      _mm_storeu_si128((__m128i*)(o + d), _mm256_cvtps_ph(_mm256_loadu_ps(x + d), _MM_FROUND_TO_NEAREST_INT));
+    for (; d < D; d++) o[d] = f32_to_f16(x[d]);
+    return;
+  }
+  const int bits = type == KVType::I8 ? 8 : 4;
+  const float qmax = (float)((1 << bits) - 1);
+  __m256 vmn = _mm256_set1_ps(x[0]), vmx = vmn;
+  for (; d + 8 <= D; d += 8) {
+    const __m256 v = _mm256_loadu_ps(x + d);
+    vmn = _mm256_min_ps(vmn, v);
+    vmx = _mm256_max_ps(vmx, v);
+  }
+  float mn = hmin8(vmn), mx = hmax8(vmx);
+  for (; d < D; d++) { mn = std::min(mn, x[d]); mx = std::max(mx, x[d]); }
+  const float s = std::max(mx - mn, 1e-5f) / qmax;
+  const float z = std::min(std::max(-std::nearbyint(mn / s), 0.f), qmax);
+  *scale = s;
+  *zero = z;
+  const __m256 sv = _mm256_set1_ps(s), zv = _mm256_set1_ps(z), hi = _mm256_set1_ps(qmax), lo = _mm256_setzero_ps();
+  auto codes8 = [&](const float* p) {  // 8 codes as int32
+    __m256 c = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(p), sv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    c = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(c, zv), lo), hi);
+    return _mm256_cvttps_epi32(c);
+  };
+  // 8 int32 codes -> 8 bytes in order.
+  auto pack8 = [](__m256i c) {
+    const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256(c, 1));
+    return _mm_packus_epi16(w, w);
+  };
+  d = 0;
+  if (bits == 8) {
+    for (; d + 8 <= D; d += 8) _mm_storel_epi64((__m128i*)(out + d), pack8(codes8(x + d)));
+  } else {
+    for (; d + 16 <= D; d += 16) {
+      // bytes c0..c15 -> 16-bit lanes (c[2j] | c[2j+1] << 8) -> c[2j] | c[2j+1] << 4 -> 8 bytes.
+      const __m128i b = _mm_unpacklo_epi64(pack8(codes8(x + d)), pack8(codes8(x + d + 8)));
+      const __m128i nib = _mm_or_si128(_mm_and_si128(b, _mm_set1_epi16(0x000F)),
+                                       _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi16(0x00F0)));
+      _mm_storel_epi64((__m128i*)(out + d / 2), _mm_packus_epi16(nib, nib));
+    }
+    for (int j = d / 2; j < D / 2; j++) out[j] = 0;
+  }
+  for (; d < D; d++) {
+    const int q = (int)std::min(std::max(std::nearbyint(x[d] / s) + z, 0.f), qmax);
+    if (bits == 8) out[d] = (uint8_t)q;
+    else out[d >> 1] |= (uint8_t)(q << ((d & 1) * 4));
+  }
+}
+
+}  // namespace
+
+void decode_task_avx2(const DecodeTask& t) {
+  switch (t.kv->type) {
+    case KVType::F32: return decode_task_t<KVType::F32>(t);
+    case KVType::F16: return decode_task_t<KVType::F16>(t);
+    case KVType::I8: return decode_task_t<KVType::I8>(t);
+    case KVType::I4: return decode_task_t<KVType::I4>(t);
+  }
+}
+
+void prefill_task_avx2(const PrefillTask& t) {
+  switch (t.kv->type) {
+    case KVType::F32: return prefill_task_t<KVType::F32>(t);
+    case KVType::F16: return prefill_task_t<KVType::F16>(t);
+    case KVType::I8: return prefill_task_t<KVType::I8>(t);
+    case KVType::I4: return prefill_task_t<KVType::I4>(t);
+  }
+}
+
+void kv_store_rows_avx2(const float* x, int64_t r0, int64_t r1, int head_dim, KVType type, void* dst, float* scale,
+                        float* zero) {
+  const size_t rb = kv_bytes_per_head(type, head_dim);
+  const bool quant = kv_quantized(type);
+  for (int64_t r = r0; r < r1; r++)
+    store_row(x + r * head_dim, head_dim, type, static_cast<uint8_t*>(dst) + r * rb, quant ? scale + r : nullptr,
+              quant ? zero + r : nullptr);
+}
+
+}  // namespace quanteval::detail

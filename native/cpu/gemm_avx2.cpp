@@ -1,0 +1,563 @@
+#pragma GCC target("avx2,fma,f16c")
+// AVX2 + FMA + F16C GEMM kernels: Y[M, N] = X[M, K] · W[N, K]^T (+ bias), fp32 accumulation.
+//
+// Design. Every kernel is written in the "dot" form: both operands are read along K (X rows and W rows are both
+// K-contiguous), so neither packed weights nor fp16/bf16 weights need a transpose.
+//  - Tiled path (any M): a 4 x 3 register tile (4 rows of X, 3 rows of W, 12 ymm accumulators + 3 W vectors + 1 X
+//    vector = 16 registers) runs over a K block of KC values; X's 4-row tile (KC floats each) stays in L1 while
+//    it meets the NB rows of a W block that stay in L2. Dense weights are read in place (fp16/bf16 converted in
+//    registers); quantized weights are first dequantized, one block of NB x KC at a time, into an fp32 panel that
+//    every row tile of X reuses — the whole dequantized matrix is never built.
+//  - Quantized GEMV (M <= kGemvMaxM, group size a multiple of 32): memory bound, so each packed row is streamed
+//    once: 32 codes are unpacked to 4 fp32 vectors and multiplied by all M activation rows; per group
+//    y += s * sum(x * q) and, once per group, y -= s * z * sum_group(x) with the group sums of x precomputed.
+//  - W8A8: exact int16 x int16 -> int32 products with vpmaddwd (pairs of 255 * 255 fit int32; the int8 vpmaddubsw
+//    would saturate its int16 pair sums on 8-bit x 8-bit codes), same 4 x 3 tiling.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "gemm_common.h"
+#include "gemm_impl.h"
+#include "quanteval/threadpool.h"
+
+namespace quanteval::impl::avx2 {
+
+using namespace detail;
+
+namespace {
+
+constexpr int MR = 4;              // X rows per register tile
+constexpr int NR = 3;              // W rows per register tile
+constexpr int64_t kGemvMaxM = 8;   // quantized GEMV path up to this many rows of X
+
+// ── small helpers ───────────────────────────────────────────────────────────────────────────────────────────
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// Weight element types read in place by the tiled kernel.
+struct F16 { uint16_t v; };
+struct BF16 { uint16_t v; };
+
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const F16* p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)p)); }
+inline __m256 load8(const BF16* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+}
+// The first r (< 8) elements, zeros after: never reads past them.
+template <class T>
+inline __m256 load_tail(const T* p, int r) {
+  alignas(32) T buf[8];
+  std::memset(buf, 0, sizeof(buf));
+  std::memcpy(buf, p, sizeof(T) * r);
+  return load8(buf);
+}
+
+// ── tiled fp32 GEMM over one K block ────────────────────────────────────────────────────────────────────────
+// Y[m, n] += sum_{k < kc} X[m, k] * W[n, k] for m < mr (<= MR), n < nr (<= NR). X row stride ldx, W row stride ldw,
+// Y row stride ldy.
+template <int mr, int nr, class WT>
+void micro(const float* X, int64_t ldx, const WT* W, int64_t ldw, int64_t kc, float* Y, int64_t ldy) {
+  __m256 acc[mr][nr];
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) acc[i][j] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    __m256 w[nr];
+    for (int j = 0; j < nr; j++) w[j] = load8(W + j * ldw + k);
+    for (int i = 0; i < mr; i++) {
+      __m256 x = _mm256_loadu_ps(X + i * ldx + k);
+      for (int j = 0; j < nr; j++) acc[i][j] = _mm256_fmadd_ps(x, w[j], acc[i][j]);
+    }
+  }
+  if (k < kc) {
+    const int r = (int)(kc - k);
+    __m256 w[nr];
+    for (int j = 0; j < nr; j++) w[j] = load_tail(W + j * ldw + k, r);
+    for (int i = 0; i < mr; i++) {
+      __m256 x = load_tail(X + i * ldx + k, r);
+      for (int j = 0; j < nr; j++) acc[i][j] = _mm256_fmadd_ps(x, w[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) Y[i * ldy + j] += hsum(acc[i][j]);
+}
+
+template <int mr, class WT>
+void micro_n(int nr, const float* X, int64_t ldx, const WT* W, int64_t ldw, int64_t kc, float* Y, int64_t ldy) {
+  if (nr == 3) micro<mr, 3>(X, ldx, W, ldw, kc, Y, ldy);
+  else if (nr == 2) micro<mr, 2>(X, ldx, W, ldw, kc, Y, ldy);
+  else micro<mr, 1>(X, ldx, W, ldw, kc, Y, ldy);
+}
+
+// Y[M, nrows] += X[M, kc] · W[nrows, kc]^T with every register tile.
+template <class WT>
+void tiles(const float* X, int64_t ldx, int64_t M, const WT* W, int64_t ldw, int64_t nrows, int64_t kc, float* Y,
+           int64_t ldy) {
+  for (int64_t m = 0; m < M; m += MR) {
+    const int mr = (int)std::min<int64_t>(MR, M - m);
+    const float* x = X + m * ldx;
+    float* y = Y + m * ldy;
+    for (int64_t j = 0; j < nrows; j += NR) {
+      const int nr = (int)std::min<int64_t>(NR, nrows - j);
+      const WT* w = W + j * ldw;
+      switch (mr) {
+        case 4: micro_n<4>(nr, x, ldx, w, ldw, kc, y + j, ldy); break;
+        case 3: micro_n<3>(nr, x, ldx, w, ldw, kc, y + j, ldy); break;
+        case 2: micro_n<2>(nr, x, ldx, w, ldw, kc, y + j, ldy); break;
+        default: micro_n<1>(nr, x, ldx, w, ldw, kc, y + j, ldy); break;
+      }
+    }
+  }
+}
+
+// Block sizes: NB rows of W (a multiple of NR) x KC inputs. fp32 KC x NB = 512 x 48 x 4 B = 96 KiB sits in L2
+// (512 KiB a core here) while X's 4-row tile (8 KiB) sits in L1. Small M reads W once anyway: no K blocking then,
+// which saves the horizontal sums.
+constexpr int64_t NB = 48;
+constexpr int64_t KC = 512;
+
+inline void init_y(float* Y, int64_t M, int64_t N, const float* bias, int64_t n0, int64_t n1) {
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = n0; n < n1; n++) Y[m * N + n] = bias ? bias[n] : 0.f;
+}
+
+// X as fp32 (converted from bf16 when needed) with rows of ld >= K floats, zero past K.
+struct XF32 {
+  std::vector<float> buf;
+  const float* p = nullptr;
+  int64_t ld = 0;
+  XF32(const void* X, DType t, int64_t M, int64_t K, int64_t pad_to) {
+    const int64_t Kp = (K + pad_to - 1) / pad_to * pad_to;
+    if (t == DType::F32 && Kp == K) { p = static_cast<const float*>(X); ld = K; return; }
+    buf.assign((size_t)(M * Kp), 0.f);
+    for (int64_t m = 0; m < M; m++) {
+      float* d = buf.data() + m * Kp;
+      if (t == DType::F32) std::memcpy(d, static_cast<const float*>(X) + m * K, sizeof(float) * K);
+      else {
+        const uint16_t* s = static_cast<const uint16_t*>(X) + m * K;
+        int64_t k = 0;
+        for (; k + 8 <= K; k += 8)
+          _mm256_storeu_ps(d + k, _mm256_castsi256_ps(_mm256_slli_epi32(
+                                      _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(s + k))), 16)));
+        for (; k < K; k++) d[k] = bf16_to_f32(s[k]);
+      }
+    }
+    p = buf.data();
+    ld = Kp;
+  }
+};
+
+template <class WT>
+void dense_rows(const float* X, int64_t ldx, int64_t M, const WT* W, int64_t K, int64_t n0, int64_t n1, float* Y,
+                int64_t N) {
+  const int64_t kcb = M <= MR ? K : KC;
+  for (int64_t nb = n0; nb < n1; nb += NB) {
+    const int64_t nrows = std::min(NB, n1 - nb);
+    for (int64_t k0 = 0; k0 < K; k0 += kcb)
+      tiles(X + k0, ldx, M, W + nb * K + k0, K, nrows, std::min(kcb, K - k0), Y + nb, N);
+  }
+}
+
+// ── packed-code unpacking: 32 codes of one chunk -> 4 fp32 vectors (codes 0-7, 8-15, 16-23, 24-31) ──────────
+template <int BITS>
+inline void unpack32(const uint8_t* c, __m256 q[4]) {
+  if constexpr (BITS == 8) {
+    for (int s = 0; s < 4; s++)
+      q[s] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(c + 8 * s))));
+  } else if constexpr (BITS == 4) {
+    const __m128i v = _mm_loadu_si128((const __m128i*)c), m4 = _mm_set1_epi8(0x0F);
+    const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+  } else {
+    // 2-bit: byte j (< 8) holds codes j, j+8, j+16, j+24 at bit offsets 0, 2, 4, 6. 3-bit adds bit 2 of code j
+    // from bit j of the little-endian uint32 in bytes 8..11.
+    const __m128i v = _mm_loadl_epi64((const __m128i*)c), m2 = _mm_set1_epi8(3);
+    __m256i hib = _mm256_setzero_si256();
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), one = _mm256_set1_epi32(1);
+    uint32_t hbits = 0;
+    if constexpr (BITS == 3) std::memcpy(&hbits, c + 8, 4);
+    for (int s = 0; s < 4; s++) {
+      __m256i lo = _mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 2 * s), m2));
+      if constexpr (BITS == 3) {
+        hib = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)(hbits >> (8 * s))), lane), one);
+        lo = _mm256_or_si256(lo, _mm256_slli_epi32(hib, 2));
+      }
+      q[s] = _mm256_cvtepi32_ps(lo);
+    }
+    (void)hib;
+  }
+}
+
+inline float scale_at(const void* scales, DType t, int64_t i) {
+  switch (t) {
+    case DType::F16: return _cvtsh_ss(static_cast<const uint16_t*>(scales)[i]);
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(scales)[i]);
+    default: return static_cast<const float*>(scales)[i];
+  }
+}
+
+// ── quantized GEMV: rows [n0, n1) for M <= kGemvMaxM, group_size % 32 == 0 ────────────────────────────────────
+// X[M, ldx] fp32 padded with zeros to whole chunks; gsum[M, G] the per-group sums of X.
+template <int BITS, int M>
+void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias, float* Y,
+                 int64_t n0, int64_t n1) {
+  constexpr int A = M == 1 ? 4 : M == 2 ? 2 : 1;  // accumulators per row of X: >= 4 FMA chains in flight
+  const int64_t G = W.groups(), stride = W.stride(), chunks = chunks_per_row(W.K);
+  const int64_t cpg = W.fmt.group_size / kChunk;  // chunks per group
+  const int64_t cb = (int64_t)chunk_bytes(BITS);
+  const float zsym = (float)(1 << (BITS - 1));
+  for (int64_t n = n0; n < n1; n++) {
+    const uint8_t* row = W.codes + n * stride;
+    __m256 yacc[M];
+    float corr[M];
+    for (int m = 0; m < M; m++) { yacc[m] = _mm256_setzero_ps(); corr[m] = 0.f; }
+    for (int64_t g = 0; g < G; g++) {
+      const int64_t c0 = g * cpg, c1 = std::min(chunks, c0 + cpg);
+      __m256 acc[M][A];
+      for (int m = 0; m < M; m++)
+        for (int a = 0; a < A; a++) acc[m][a] = _mm256_setzero_ps();
+      for (int64_t c = c0; c < c1; c++) {
+        __m256 q[4];
+        unpack32<BITS>(row + c * cb, q);
+        const float* xc = X + c * kChunk;
+        for (int m = 0; m < M; m++)
+          for (int s = 0; s < 4; s++)
+            acc[m][s % A] = _mm256_fmadd_ps(q[s], _mm256_loadu_ps(xc + m * ldx + 8 * s), acc[m][s % A]);
+      }
+      const float s = scale_at(W.scales, W.fmt.scale_dtype, n * G + g);
+      const float z = W.fmt.symmetric ? zsym : (float)W.zeros[n * G + g];
+      const __m256 sv = _mm256_set1_ps(s);
+      for (int m = 0; m < M; m++) {
+        __m256 a = acc[m][0];
+        for (int i = 1; i < A; i++) a = _mm256_add_ps(a, acc[m][i]);
+        yacc[m] = _mm256_fmadd_ps(a, sv, yacc[m]);
+        corr[m] += s * z * gsum[m * G + g];
+      }
+    }
+    const float b = bias ? bias[n] : 0.f;
+    for (int m = 0; m < M; m++) Y[m * W.N + n] = hsum(yacc[m]) - corr[m] + b;
+  }
+}
+
+template <int BITS>
+void gemv_q_dispatch_m(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum,
+                       const float* bias, float* Y, int64_t n0, int64_t n1) {
+  switch (M) {
+    case 1: gemv_q_rows<BITS, 1>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 2: gemv_q_rows<BITS, 2>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 3: gemv_q_rows<BITS, 3>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 4: gemv_q_rows<BITS, 4>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 5: gemv_q_rows<BITS, 5>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 6: gemv_q_rows<BITS, 6>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 7: gemv_q_rows<BITS, 7>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    default: gemv_q_rows<BITS, 8>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+  }
+}
+
+// ── dequantization of a block of rows into an fp32 panel ───────────────────────────────────────────────────
+// P[r, k - k0] = (q[n0 + r, k] - z) * s for r < nrows, k in [k0, k1); k0 is a multiple of 32. Exactly
+// dequantize_ref's values.
+template <int BITS>
+void dequant_block(const QuantWeight& W, int64_t n0, int64_t nrows, int64_t k0, int64_t k1, float* P, int64_t ldp) {
+  const int64_t G = W.groups(), stride = W.stride(), gs = W.fmt.group_size;
+  const int64_t cb = (int64_t)chunk_bytes(BITS);
+  const float zsym = (float)(1 << (BITS - 1));
+  const bool aligned = gs % kChunk == 0;
+  alignas(32) float tmp[kChunk];
+  for (int64_t r = 0; r < nrows; r++) {
+    const int64_t n = n0 + r;
+    const uint8_t* row = W.codes + n * stride;
+    float* p = P + r * ldp;
+    for (int64_t k = k0; k < k1; k += kChunk) {
+      __m256 q[4];
+      unpack32<BITS>(row + (k / kChunk) * cb, q);
+      const int64_t kend = std::min(k1, k + kChunk);
+      if (aligned) {
+        // One group covers the whole chunk.
+        const int64_t g = k / gs;
+        const __m256 sv = _mm256_set1_ps(scale_at(W.scales, W.fmt.scale_dtype, n * G + g));
+        const __m256 zv = _mm256_set1_ps(W.fmt.symmetric ? zsym : (float)W.zeros[n * G + g]);
+        for (int s = 0; s < 4; s++) _mm256_store_ps(tmp + 8 * s, _mm256_mul_ps(_mm256_sub_ps(q[s], zv), sv));
+      } else {
+        for (int s = 0; s < 4; s++) _mm256_store_ps(tmp + 8 * s, q[s]);
+        int64_t g = k / gs;
+        float sc = scale_at(W.scales, W.fmt.scale_dtype, n * G + g);
+        float z = W.fmt.symmetric ? zsym : (float)W.zeros[n * G + g];
+        int64_t gend = (g + 1) * gs;
+        for (int64_t kk = k; kk < kend; kk++) {
+          if (kk == gend) {
+            g++;
+            gend += gs;
+            sc = scale_at(W.scales, W.fmt.scale_dtype, n * G + g);
+            z = W.fmt.symmetric ? zsym : (float)W.zeros[n * G + g];
+          }
+          tmp[kk - k] = (tmp[kk - k] - z) * sc;
+        }
+      }
+      std::memcpy(p + (k - k0), tmp, sizeof(float) * (kend - k));
+    }
+  }
+}
+
+template <int BITS>
+void gemm_q_tiled_rows(const QuantWeight& W, const float* X, int64_t ldx, int64_t M, int64_t n0, int64_t n1,
+                       float* Y) {
+  const int64_t K = W.K;
+  std::vector<float> panel((size_t)(NB * KC));
+  for (int64_t nb = n0; nb < n1; nb += NB) {
+    const int64_t nrows = std::min(NB, n1 - nb);
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t kc = std::min(KC, K - k0);
+      dequant_block<BITS>(W, nb, nrows, k0, k0 + kc, panel.data(), KC);
+      tiles(X + k0, ldx, M, panel.data(), KC, nrows, kc, Y + nb, W.N);
+    }
+  }
+}
+
+// General GEMV (group sizes that are not multiples of 32): one row is dequantized into fp32 at a time.
+template <int BITS>
+void gemv_q_general_rows(const QuantWeight& W, const float* X, int64_t ldx, int64_t M, const float* bias, float* Y,
+                         int64_t n0, int64_t n1) {
+  const int64_t K = W.K;
+  std::vector<float> wrow((size_t)(chunks_per_row(K) * kChunk));
+  for (int64_t n = n0; n < n1; n++) {
+    dequant_block<BITS>(W, n, 1, 0, K, wrow.data(), 0);
+    for (int64_t m = 0; m < M; m++) {
+      float y = 0.f;
+      micro<1, 1>(X + m * ldx, ldx, wrow.data(), 0, K, &y, 1);
+      Y[m * W.N + n] = y + (bias ? bias[n] : 0.f);
+    }
+  }
+}
+
+template <int BITS>
+void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
+  const int64_t N = W.N, K = W.K, G = W.groups();
+  const bool aligned = W.fmt.group_size % kChunk == 0;
+  if (M <= kGemvMaxM) {
+    XF32 x(X, x_dtype, M, K, kChunk);  // zero-padded to whole chunks: padded codes meet x = 0
+    if (aligned) {
+      std::vector<float> gsum((size_t)(M * G), 0.f);
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t g = 0; g < G; g++) {
+          const int64_t k0 = g * W.fmt.group_size, k1 = std::min(K, k0 + W.fmt.group_size);
+          float s = 0.f;
+          for (int64_t k = k0; k < k1; k++) s += x.p[m * x.ld + k];
+          gsum[m * G + g] = s;
+        }
+      parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
+        gemv_q_dispatch_m<BITS>(M, W, x.p, x.ld, gsum.data(), bias, Y, n0, n1);
+      });
+    } else {
+      parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
+        gemv_q_general_rows<BITS>(W, x.p, x.ld, M, bias, Y, n0, n1);
+      });
+    }
+    return;
+  }
+  XF32 x(X, x_dtype, M, K, 1);
+  parallel_for(N, NB, [&](int64_t n0, int64_t n1) {
+    init_y(Y, M, N, bias, n0, n1);
+    gemm_q_tiled_rows<BITS>(W, x.p, x.ld, M, n0, n1, Y);
+  });
+}
+
+// ── W8A8 integer core ──────────────────────────────────────────────────────────────────────────────────────
+// acc[m, n] (+)= sum_{k < kc} A[m, k] * B[n, k]; A int16 (row stride lda), B uint8 codes (row stride ldb).
+// kc is a multiple of 16 (A and B are zero-padded to whole 32-code chunks).
+template <int mr, int nr>
+void micro_i16(const int16_t* A, int64_t lda, const uint8_t* B, int64_t ldb, int64_t kc, int32_t* C, int64_t ldc) {
+  __m256i acc[mr][nr];
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) acc[i][j] = _mm256_setzero_si256();
+  for (int64_t k = 0; k < kc; k += 16) {
+    __m256i b[nr];
+    for (int j = 0; j < nr; j++) b[j] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(B + j * ldb + k)));
+    for (int i = 0; i < mr; i++) {
+      const __m256i a = _mm256_loadu_si256((const __m256i*)(A + i * lda + k));
+      for (int j = 0; j < nr; j++) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(a, b[j]));
+    }
+  }
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) C[i * ldc + j] += hsum_i32(acc[i][j]);
+}
+
+template <int mr>
+void micro_i16_n(int nr, const int16_t* A, int64_t lda, const uint8_t* B, int64_t ldb, int64_t kc, int32_t* C,
+                 int64_t ldc) {
+  if (nr == 3) micro_i16<mr, 3>(A, lda, B, ldb, kc, C, ldc);
+  else if (nr == 2) micro_i16<mr, 2>(A, lda, B, ldb, kc, C, ldc);
+  else micro_i16<mr, 1>(A, lda, B, ldb, kc, C, ldc);
+}
+
+void tiles_i16(const int16_t* A, int64_t lda, int64_t M, const uint8_t* B, int64_t ldb, int64_t nrows, int64_t kc,
+               int32_t* C, int64_t ldc) {
+  for (int64_t m = 0; m < M; m += MR) {
+    const int mr = (int)std::min<int64_t>(MR, M - m);
+    for (int64_t j = 0; j < nrows; j += NR) {
+      const int nr = (int)std::min<int64_t>(NR, nrows - j);
+      const int16_t* a = A + m * lda;
+      const uint8_t* b = B + j * ldb;
+      int32_t* c = C + m * ldc + j;
+      switch (mr) {
+        case 4: micro_i16_n<4>(nr, a, lda, b, ldb, kc, c, ldc); break;
+        case 3: micro_i16_n<3>(nr, a, lda, b, ldb, kc, c, ldc); break;
+        case 2: micro_i16_n<2>(nr, a, lda, b, ldb, kc, c, ldc); break;
+        default: micro_i16_n<1>(nr, a, lda, b, ldb, kc, c, ldc); break;
+      }
+    }
+  }
+}
+
+// 4-bit chunks -> plain bytes (one code a byte), for rows [n0, n0 + nrows) and chunks covering [k0, k0 + kc).
+void unpack4_block(const QuantWeight& W, int64_t n0, int64_t nrows, int64_t k0, int64_t kc, uint8_t* P, int64_t ldp) {
+  const int64_t stride = W.stride();
+  const __m128i m4 = _mm_set1_epi8(0x0F);
+  for (int64_t r = 0; r < nrows; r++) {
+    const uint8_t* row = W.codes + (n0 + r) * stride;
+    for (int64_t k = k0; k < k0 + kc; k += kChunk) {
+      const __m128i v = _mm_loadu_si128((const __m128i*)(row + (k / kChunk) * 16));
+      _mm_storeu_si128((__m128i*)(P + r * ldp + (k - k0)), _mm_and_si128(v, m4));
+      _mm_storeu_si128((__m128i*)(P + r * ldp + (k - k0) + 16), _mm_and_si128(_mm_srli_epi16(v, 4), m4));
+    }
+  }
+}
+
+}  // namespace
+
+// ── entry points ───────────────────────────────────────────────────────────────────────────────────────────
+void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y) {
+  const int64_t N = W.N, K = W.K;
+  XF32 x(X, x_dtype, M, K, 1);
+  parallel_for(N, NB, [&](int64_t n0, int64_t n1) {
+    init_y(Y, M, N, bias, n0, n1);
+    switch (W.dtype) {
+      case DType::F16: dense_rows(x.p, x.ld, M, static_cast<const F16*>(W.data), K, n0, n1, Y, N); break;
+      case DType::BF16: dense_rows(x.p, x.ld, M, static_cast<const BF16*>(W.data), K, n0, n1, Y, N); break;
+      default: dense_rows(x.p, x.ld, M, static_cast<const float*>(W.data), K, n0, n1, Y, N); break;
+    }
+  });
+}
+
+void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
+  switch (W.fmt.bits) {
+    case 2: gemm_q_bits<2>(X, x_dtype, M, W, bias, Y); break;
+    case 3: gemm_q_bits<3>(X, x_dtype, M, W, bias, Y); break;
+    case 4: gemm_q_bits<4>(X, x_dtype, M, W, bias, Y); break;
+    default: gemm_q_bits<8>(X, x_dtype, M, W, bias, Y); break;
+  }
+}
+
+void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
+               int64_t ldc) {
+  // K blocks of 1024 codes: A's 4-row tile (8 KiB) in L1, NB rows of B (48 KiB) in L2.
+  constexpr int64_t KCI = 1024;
+  const int64_t Kp = chunks_per_row(W.K) * kChunk;
+  for (int64_t m = 0; m < M; m++) std::fill(acc + m * ldc + n0, acc + m * ldc + n1, 0);
+  if (W.fmt.bits == 8) {
+    // 8-bit chunks are plain bytes: B is read in place.
+    const int64_t stride = W.stride();
+    for (int64_t nb = n0; nb < n1; nb += NB) {
+      const int64_t nrows = std::min(NB, n1 - nb);
+      for (int64_t k0 = 0; k0 < Kp; k0 += KCI)
+        tiles_i16(A + k0, lda, M, W.codes + nb * stride + k0, stride, nrows, std::min(KCI, Kp - k0), acc + nb, ldc);
+    }
+    return;
+  }
+  std::vector<uint8_t> panel((size_t)(NB * KCI));
+  for (int64_t nb = n0; nb < n1; nb += NB) {
+    const int64_t nrows = std::min(NB, n1 - nb);
+    for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
+      const int64_t kc = std::min(KCI, Kp - k0);
+      unpack4_block(W, nb, nrows, k0, kc, panel.data(), KCI);
+      tiles_i16(A + k0, lda, M, panel.data(), KCI, nrows, kc, acc + nb, ldc);
+    }
+  }
+}
+
+void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t lda, float* scale, int32_t* asum) {
+  for (int64_t m = 0; m < M; m++) {
+    const float* x = X + m * K;
+    __m256 vmn = _mm256_set1_ps(x[0]), vmx = vmn;
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+      const __m256 v = _mm256_loadu_ps(x + k);
+      vmn = _mm256_min_ps(vmn, v);
+      vmx = _mm256_max_ps(vmx, v);
+    }
+    alignas(32) float a[8], b[8];
+    _mm256_store_ps(a, vmn);
+    _mm256_store_ps(b, vmx);
+    float mn = a[0], mx = b[0];
+    for (int i = 1; i < 8; i++) { mn = std::min(mn, a[i]); mx = std::max(mx, b[i]); }
+    for (; k < K; k++) { mn = std::min(mn, x[k]); mx = std::max(mx, x[k]); }
+    const ActQuant p = act_params(mn, mx, 8);
+    scale[m] = p.s;
+    // A = clamp(round(x / s) + z, 0, 255) - z: division and round-half-even as the scalar reference, so the codes
+    // are identical.
+    const __m256 sv = _mm256_set1_ps(p.s), zv = _mm256_set1_ps(p.z), lo = _mm256_setzero_ps(),
+                 hi = _mm256_set1_ps(255.f);
+    int16_t* d = A + m * lda;
+    __m256i sum = _mm256_setzero_si256();
+    k = 0;
+    for (; k + 8 <= K; k += 8) {
+      __m256 q = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + k), sv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      q = _mm256_sub_ps(_mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zv), lo), hi), zv);
+      const __m256i qi = _mm256_cvtps_epi32(q);
+      sum = _mm256_add_epi32(sum, qi);
+      const __m128i packed = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+      _mm_storeu_si128((__m128i*)(d + k), packed);
+    }
+    int32_t s = hsum_i32(sum);
+    for (; k < K; k++) {
+      const int v = (int)act_code(x[k], p, 255.f) - (int)p.z;
+      d[k] = (int16_t)v;
+      s += v;
+    }
+    for (; k < lda; k++) d[k] = 0;
+    asum[m] = s;
+  }
+}
+
+double read_sum(const uint8_t* p, int64_t bytes) {
+  std::mutex mu;
+  double total = 0;
+  parallel_for(bytes / 4096, 1, [&](int64_t b0, int64_t b1) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    const __m256i zero = _mm256_setzero_si256();
+    for (int64_t b = b0; b < b1; b++) {
+      const __m256i* q = (const __m256i*)(p + b * 4096);
+      for (int i = 0; i < 128; i += 4) {
+        a0 = _mm256_add_epi64(a0, _mm256_sad_epu8(_mm256_load_si256(q + i), zero));
+        a1 = _mm256_add_epi64(a1, _mm256_sad_epu8(_mm256_load_si256(q + i + 1), zero));
+        a2 = _mm256_add_epi64(a2, _mm256_sad_epu8(_mm256_load_si256(q + i + 2), zero));
+        a3 = _mm256_add_epi64(a3, _mm256_sad_epu8(_mm256_load_si256(q + i + 3), zero));
+      }
+    }
+    const __m256i t = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    alignas(32) int64_t o[4];
+    _mm256_store_si256((__m256i*)o, t);
+    std::lock_guard<std::mutex> g(mu);
+    total += (double)(o[0] + o[1] + o[2] + o[3]);
+  });
+  return total;
+}
+
+}  // namespace quanteval::impl::avx2

@@ -1,0 +1,95 @@
+// Shared helpers of the GEMM / quantization kernels (reference and fast): argument checks and scalar loads.
+// Internal to native/cpu; the public contract is kernels.h.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "quanteval/formats.h"
+#include "quanteval/half.h"
+
+namespace quanteval::detail {
+
+// Round half to even, as torch.round (the default FE_TONEAREST mode).
+inline float round_even(float v) { return std::nearbyintf(v); }
+
+inline float clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+// Element i of a dense fp32 / fp16 / bf16 tensor as fp32.
+inline float load_elem(const void* p, DType t, int64_t i) {
+  switch (t) {
+    case DType::F32: return static_cast<const float*>(p)[i];
+    case DType::F16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::BF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    default: throw std::invalid_argument(std::string("unsupported element type ") + dtype_name(t));
+  }
+}
+
+// Store fp32 v as dtype t (round to nearest even) and return the value actually stored, as fp32.
+inline float store_elem(void* p, DType t, int64_t i, float v) {
+  switch (t) {
+    case DType::F32: static_cast<float*>(p)[i] = v; return v;
+    case DType::F16: { uint16_t h = f32_to_f16(v); static_cast<uint16_t*>(p)[i] = h; return f16_to_f32(h); }
+    case DType::BF16: { uint16_t h = f32_to_bf16(v); static_cast<uint16_t*>(p)[i] = h; return bf16_to_f32(h); }
+    default: throw std::invalid_argument(std::string("unsupported scale type ") + dtype_name(t));
+  }
+}
+
+inline bool float_dtype(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+inline void check_format(const QuantFormat& f, const char* who) {
+  if (!valid_bits(f.bits))
+    throw std::invalid_argument(std::string(who) + ": bits must be 2, 3, 4 or 8, got " + std::to_string(f.bits));
+  if (f.group_size < 1)
+    throw std::invalid_argument(std::string(who) + ": group_size must be >= 1, got " + std::to_string(f.group_size));
+  if (!float_dtype(f.scale_dtype))
+    throw std::invalid_argument(std::string(who) + ": scale dtype must be f32, f16 or bf16, got " +
+                                dtype_name(f.scale_dtype));
+}
+
+inline void check_weight(const QuantWeight& w, const char* who) {
+  check_format(w.fmt, who);
+  if (w.N < 0 || w.K < 1)
+    throw std::invalid_argument(std::string(who) + ": need N >= 0 and K >= 1, got N=" + std::to_string(w.N) +
+                                " K=" + std::to_string(w.K));
+  if (w.N > 0 && (!w.codes || !w.scales))
+    throw std::invalid_argument(std::string(who) + ": codes and scales must not be null");
+  if (w.N > 0 && !w.fmt.symmetric && !w.zeros)
+    throw std::invalid_argument(std::string(who) + ": asymmetric format needs zero points");
+}
+
+inline void check_act(DType x_dtype, int64_t M, const char* who) {
+  if (x_dtype != DType::F32 && x_dtype != DType::BF16)
+    throw std::invalid_argument(std::string(who) + ": activations must be f32 or bf16, got " + dtype_name(x_dtype));
+  if (M < 0) throw std::invalid_argument(std::string(who) + ": M must be >= 0, got " + std::to_string(M));
+}
+
+inline void check_w8a8(const QuantWeight& w, const char* who) {
+  check_weight(w, who);
+  if (w.fmt.bits != 8 && w.fmt.bits != 4)
+    throw std::invalid_argument(std::string(who) + ": W8A8 weights must be 8- or 4-bit, got " +
+                                std::to_string(w.fmt.bits));
+  if (n_groups(w.K, w.fmt.group_size) != 1)
+    throw std::invalid_argument(std::string(who) + ": W8A8 weights must be per output channel (group_size >= K), got "
+                                "group_size=" + std::to_string(w.fmt.group_size) + " K=" + std::to_string(w.K));
+}
+
+// Zero point of group g of row n (the constant 2^(bits-1) when symmetric).
+inline int zero_of(const QuantWeight& w, int64_t n, int64_t g) {
+  return w.fmt.symmetric ? (1 << (w.fmt.bits - 1)) : (int)w.zeros[n * w.groups() + g];
+}
+
+// Per-token asymmetric quantization parameters of one row x[K] with `bits` bits (pseudo_quantize_tensor):
+// s = max(max - min, 1e-5) / (2^b - 1), z = clamp(-round(min / s), 0, 2^b - 1). Computed in fp32 exactly as torch.
+struct ActQuant { float s; float z; };
+inline ActQuant act_params(float mn, float mx, int bits) {
+  float maxq = (float)((1 << bits) - 1);
+  float s = std::fmax(mx - mn, 1e-5f) / maxq;
+  float z = clampf(-round_even(mn / s), 0.f, maxq);
+  return {s, z};
+}
+// Code of x: clamp(round(x / s) + z, 0, 2^b - 1).
+inline float act_code(float x, ActQuant p, float maxq) { return clampf(round_even(x / p.s) + p.z, 0.f, maxq); }
+
+}  // namespace quanteval::detail

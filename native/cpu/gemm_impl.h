@@ -1,0 +1,41 @@
+// Internal interface between the GEMM dispatcher (gemm.cpp) and its per-ISA implementations (gemm_avx2.cpp,
+// gemm_scalar.cpp). Arguments are already validated by the dispatcher.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "quanteval/kernels.h"
+
+namespace quanteval::impl {
+
+// W8A8 integer core. A[M, lda] int16 = activation codes minus their zero point (qa - za), zero past K.
+// Writes acc[m, n] = sum_k A[m, k] * qw[n, k] (int32, exact) for the W rows [n0, n1) of W (bits 8 or 4).
+// ldc is acc's row stride (in elements).
+using W8A8Core = void (*)(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1,
+                          int32_t* acc, int64_t ldc);
+
+namespace scalar {
+void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y);
+void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y);
+void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
+               int64_t ldc);
+// Per-token activation codes of X[M, K] (8-bit asymmetric, exactly as gemm_w8a8_ref): A[m, k] = qa - za (zero past K,
+// row stride lda), scale[m], zero[m] (za) and asum[m] = sum_k A[m, k].
+void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t lda, float* scale, int32_t* asum);
+}  // namespace scalar
+
+namespace avx2 {
+void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y);
+void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y);
+void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
+               int64_t ldc);
+void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t lda, float* scale, int32_t* asum);
+// Streams `bytes` bytes of p with every thread (sum of the data, so the reads are not optimized away).
+double read_sum(const uint8_t* p, int64_t bytes);
+}  // namespace avx2
+
+// Memory read bandwidth probe for the benchmarks: every thread streams its share of a `bytes`-byte buffer (fresh,
+// page-faulted in beforehand) `reps` times; returns the seconds of each pass.
+std::vector<double> read_bandwidth_seconds(int64_t bytes, int reps);
+
+}  // namespace quanteval::impl

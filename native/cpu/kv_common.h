@@ -1,0 +1,68 @@
+// Shared by the attention kernels (reference and fast): validation of a KVView and the scalar reads of one cached
+// element. Internal to native/cpu.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "quanteval/formats.h"
+#include "quanteval/half.h"
+#include "quanteval/kernels.h"
+
+namespace quanteval::detail {
+
+inline const char* kv_type_name(KVType t) {
+  switch (t) {
+    case KVType::F32: return "f32"; case KVType::F16: return "f16";
+    case KVType::I8: return "i8"; case KVType::I4: return "i4";
+  }
+  return "?";
+}
+
+inline void check_kv_type(KVType t, const char* who) {
+  if (t != KVType::F32 && t != KVType::F16 && t != KVType::I8 && t != KVType::I4)
+    throw std::invalid_argument(std::string(who) + ": unknown KV type " + std::to_string((int)t));
+}
+
+// head_dim: > 0 and even for int4 (two codes a byte). Rope and the SIMD paths need nothing more.
+inline void check_head_dim(int head_dim, KVType t, const char* who) {
+  if (head_dim <= 0) throw std::invalid_argument(std::string(who) + ": head_dim must be > 0, got " + std::to_string(head_dim));
+  if (t == KVType::I4 && head_dim % 2)
+    throw std::invalid_argument(std::string(who) + ": int4 KV needs an even head_dim, got " + std::to_string(head_dim));
+}
+
+// Validates the view of one sequence's cache for `n_heads` query heads of width `head_dim`.
+inline void check_kv_view(const KVView& kv, int n_heads, int head_dim, const char* who) {
+  check_kv_type(kv.type, who);
+  if (kv.n_kv_heads <= 0)
+    throw std::invalid_argument(std::string(who) + ": n_kv_heads must be > 0, got " + std::to_string(kv.n_kv_heads));
+  if (n_heads <= 0 || n_heads % kv.n_kv_heads)
+    throw std::invalid_argument(std::string(who) + ": n_heads (" + std::to_string(n_heads) +
+                                ") must be a positive multiple of n_kv_heads (" + std::to_string(kv.n_kv_heads) + ")");
+  if (kv.head_dim != head_dim)
+    throw std::invalid_argument(std::string(who) + ": KV head_dim " + std::to_string(kv.head_dim) +
+                                " differs from the first sequence's " + std::to_string(head_dim));
+  check_head_dim(kv.head_dim, kv.type, who);
+  if (!kv.k || !kv.v) throw std::invalid_argument(std::string(who) + ": KV k/v pointers are null");
+  if (kv_quantized(kv.type) && (!kv.k_scale || !kv.k_zero || !kv.v_scale || !kv.v_zero))
+    throw std::invalid_argument(std::string(who) + ": quantized KV needs k_scale, k_zero, v_scale and v_zero");
+}
+
+// Element d of the cached head `row` (bytes of [token, kv_head]) dequantized with scale s and zero z:
+// x = (q - z) * s, the definition in formats.h.
+inline float kv_load(KVType t, const void* row, int d, float s, float z) {
+  switch (t) {
+    case KVType::F32: return static_cast<const float*>(row)[d];
+    case KVType::F16: return f16_to_f32(static_cast<const uint16_t*>(row)[d]);
+    case KVType::I8: return ((float)static_cast<const uint8_t*>(row)[d] - z) * s;
+    case KVType::I4: {
+      uint8_t b = static_cast<const uint8_t*>(row)[d >> 1];
+      int c = (d & 1) ? (b >> 4) : (b & 0xF);
+      return ((float)c - z) * s;
+    }
+  }
+  return 0.f;
+}
+
+}  // namespace quanteval::detail

@@ -1,0 +1,77 @@
+// attention_decode_ref / attention_prefill_ref: the definition of attention over a (quantized) KV cache.
+//
+// One query row at a time, one cached token at a time, in fp32: each K/V element is dequantized on the fly
+// (x = (q - z) * s), the score is scale * q·k, and the softmax is the online (streaming) form: a running max m, a
+// running sum l of exp(score - m) and an accumulator rescaled by exp(m_old - m_new) when the max grows.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../kv_common.h"
+
+namespace quanteval {
+namespace {
+
+// out[head_dim] = softmax_t(scale * q·k_t) · v_t over tokens [0, len) of kv head `kvh`.
+void attend_one_ref(const float* q, const KVView& kv, int kvh, int64_t len, float scale, float* out) {
+  const int D = kv.head_dim, H = kv.n_kv_heads;
+  const size_t row_bytes = kv_bytes_per_head(kv.type, D);
+  const bool quant = kv_quantized(kv.type);
+  std::vector<float> acc(D, 0.f);
+  float m = -std::numeric_limits<float>::infinity(), l = 0.f;
+  for (int64_t t = 0; t < len; t++) {
+    const int64_t r = t * H + kvh;
+    const void* krow = static_cast<const uint8_t*>(kv.k) + r * row_bytes;
+    const void* vrow = static_cast<const uint8_t*>(kv.v) + r * row_bytes;
+    const float ks = quant ? kv.k_scale[r] : 1.f, kz = quant ? kv.k_zero[r] : 0.f;
+    const float vs = quant ? kv.v_scale[r] : 1.f, vz = quant ? kv.v_zero[r] : 0.f;
+    float dot = 0.f;
+    for (int d = 0; d < D; d++) dot += q[d] * detail::kv_load(kv.type, krow, d, ks, kz);
+    const float s = dot * scale;
+    const float m_new = std::max(m, s);
+    const float alpha = std::exp(m - m_new);  // exp(-inf) = 0 on the first token
+    const float p = std::exp(s - m_new);
+    l = l * alpha + p;
+    for (int d = 0; d < D; d++) acc[d] = acc[d] * alpha + p * detail::kv_load(kv.type, vrow, d, vs, vz);
+    m = m_new;
+  }
+  for (int d = 0; d < D; d++) out[d] = acc[d] / l;
+}
+
+}  // namespace
+
+void attention_decode_ref(const float* q, int64_t B, int n_heads, const KVView* kv, const int64_t* lens, float scale,
+                          float* out) {
+  if (B < 0) throw std::invalid_argument("attention_decode: B must be >= 0");
+  if (B == 0) return;
+  const int D = kv[0].head_dim;
+  for (int64_t b = 0; b < B; b++) {
+    detail::check_kv_view(kv[b], n_heads, D, "attention_decode");
+    if (lens[b] < 1)
+      throw std::out_of_range("attention_decode: lens[" + std::to_string(b) + "] must be >= 1, got " +
+                              std::to_string(lens[b]));
+  }
+  for (int64_t b = 0; b < B; b++) {
+    const int group = n_heads / kv[b].n_kv_heads;
+    for (int h = 0; h < n_heads; h++) {
+      const int64_t i = b * n_heads + h;
+      attend_one_ref(q + i * D, kv[b], h / group, lens[b], scale, out + i * D);
+    }
+  }
+}
+
+void attention_prefill_ref(const float* q, int64_t Tq, int n_heads, const KVView& kv, int64_t pos0, float scale,
+                           float* out) {
+  if (Tq < 0) throw std::invalid_argument("attention_prefill: Tq must be >= 0");
+  if (pos0 < 0) throw std::out_of_range("attention_prefill: pos0 must be >= 0, got " + std::to_string(pos0));
+  const int D = kv.head_dim;
+  detail::check_kv_view(kv, n_heads, D, "attention_prefill");
+  const int group = n_heads / kv.n_kv_heads;
+  for (int64_t i = 0; i < Tq; i++)
+    for (int h = 0; h < n_heads; h++) {
+      const int64_t r = i * n_heads + h;
+      attend_one_ref(q + r * D, kv, h / group, pos0 + i + 1, scale, out + r * D);
+    }
+}
+
+}  // namespace quanteval

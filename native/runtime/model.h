@@ -1,0 +1,194 @@
+// The native Llama-family runtime: a Model holds the weights resident (each linear dense fp32/fp16/bf16 or packed
+// QuantWeight), Sessions hold per-sequence KV caches and run whole decoder steps (prefill of prompts, batched
+// decode, scoring) with one call each. All compute is fp32 on the kernels of kernels.h.
+//
+// Shapes: D = hidden, Hq = n_heads * head_dim, Hkv = n_kv_heads * head_dim, I = intermediate, V = vocab.
+// Linear weights are W[N, K] as nn.Linear stores them; Y[M, N] = X[M, K] · W^T + b.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "quanteval/formats.h"
+#include "quanteval/kernels.h"
+
+namespace quanteval::rt {
+
+struct ModelConfig {
+  int hidden = 0, intermediate = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, vocab = 0;
+  float eps = 1e-5f;
+  RopeConfig rope;
+  bool tie_embeddings = false, qkv_bias = false, o_bias = false, mlp_bias = false;
+  int64_t max_context = 2048;  // longest sequence a session accepts (positions)
+};
+
+// Per-linear activation handling.
+//   None: fp32 activations into the weight kernel.
+//   A8: real W8A8 / W4A8 through gemm_w8a8 (needs a per-channel 8- or 4-bit packed weight).
+//   Simulated: fake_quant_act_ref(bits) then the weight kernel (results are marked simulated).
+enum class ActMode : int { None = 0, A8 = 1, Simulated = 2 };
+
+// Calibration statistics of a linear's input X[M, K], accumulated over every prefill run with capture on.
+struct Capture {
+  int64_t K = 0, rows = 0;
+  std::vector<double> H;        // [K, K] sum of x^T x (upper triangle accumulated, mirrored on read)
+  std::vector<double> abs_sum;  // [K] sum |x|
+  std::vector<float> abs_max;   // [K] max |x|
+  bool hessian = true;
+  void accumulate(const float* X, int64_t M);
+};
+
+struct Linear {
+  std::string name;
+  int64_t N = 0, K = 0;
+  bool set = false;
+  bool quantized = false;
+  // Dense storage ([N, K] of dtype) or a borrowed pointer (tied lm_head → embedding table).
+  DType dtype = DType::F32;
+  std::vector<uint8_t> dense;
+  const void* dense_ptr = nullptr;
+  // Packed storage (formats.h).
+  QuantFormat fmt;
+  std::vector<uint8_t> codes, scales, zeros;
+  bool has_bias = false;
+  std::vector<float> bias;  // [N]
+  ActMode act = ActMode::None;
+  int act_bits = 8;
+  std::unique_ptr<Capture> capture;
+
+  int64_t stride_bytes() const { return row_bytes(K, fmt.bits); }
+  DenseWeight dense_weight() const { return DenseWeight{dtype, N, K, dense_ptr}; }
+  QuantWeight quant_weight() const;
+  bool w8a8_capable() const { return quantized && fmt.group_size >= K && (fmt.bits == 8 || fmt.bits == 4); }
+  bool simulated() const { return act == ActMode::Simulated || (act == ActMode::A8 && !w8a8_capable()); }
+  // Bytes of the weight storage this linear owns (a borrowed tied matrix counts 0).
+  size_t weight_bytes() const;
+  // "f32", "bf16", "q4g128", "q8", "q4g128s" ...: the memory-accounting category.
+  std::string format_name() const;
+  // Y[M, N] = act(X)[M, K] · W^T + b; aq is scratch for fake-quantized activations.
+  void forward(const float* X, int64_t M, float* Y, std::vector<float>& aq, bool capture_on) const;
+  // Dequantized (or converted) fp32 copy of W [N, K].
+  std::vector<float> to_f32() const;
+};
+
+enum LinearId { kQ = 0, kK, kV, kO, kGate, kUp, kDown, kNumLinears };
+extern const char* const kLinearSuffix[kNumLinears];
+
+struct Layer {
+  std::vector<float> attn_norm, ffn_norm;  // [D]
+  bool attn_norm_set = false, ffn_norm_set = false;
+  Linear lin[kNumLinears];
+};
+
+// Scratch of one forward lane (one thread's worth of a step). Grows on demand.
+struct Workspace {
+  std::vector<float> x, h, q, k, v, att, g, u, aq, logits;
+  std::vector<int32_t> pos;
+  size_t bytes() const;
+};
+
+class Model {
+ public:
+  explicit Model(const ModelConfig& cfg);
+
+  const ModelConfig cfg;
+  std::vector<uint8_t> embed;  // [V, D] of embed_dtype
+  DType embed_dtype = DType::F32;
+  bool embed_set = false;
+  std::vector<Layer> layers;
+  std::vector<float> final_norm;
+  bool final_norm_set = false;
+  Linear lm_head;
+  std::vector<float> inv_freq;  // [rotary_dim / 2]
+
+  // Serializes steps and weight changes (the kernels use the whole thread pool anyway).
+  std::mutex mu;
+
+  // Linear by HF module name ("model.layers.3.self_attn.q_proj", "lm_head"); throws naming the name.
+  Linear& linear(const std::string& name);
+  std::vector<std::string> linear_names() const;
+  // Sets a tensor by its HF name (".weight" / ".bias" suffix). data is [shape] of dtype (F32/F16/BF16).
+  void set_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape, const void* data,
+                  bool keep_dtype);
+  // Packed weight for a linear: codes [N, row_bytes], scales [N, groups] (fmt.scale_dtype), zeros or null.
+  void set_linear_quant(const std::string& name, const QuantFormat& fmt, const uint8_t* codes, size_t codes_bytes,
+                        const void* scales, size_t scales_bytes, const uint8_t* zeros, size_t zeros_bytes);
+  // RTN-quantizes a dense linear in place (quantize_rtn_ref).
+  void quantize_linear(const std::string& name, const QuantFormat& fmt);
+  // Seeded random weights for every tensor (synthetic models): norms ~1, dense ~U(-a, a), packed codes uniform.
+  void randomize(uint64_t seed, DType dense_dtype, const QuantFormat* fmt, bool quantize_lm_head);
+  // Divides the output channels of `prev` (an RMSNorm weight or a linear's rows + bias) by s[K] and multiplies the
+  // input channels of each linear in `next` by s (SmoothQuant / AWQ folding; the function is unchanged).
+  void scale_channels(const std::string& prev, const std::vector<std::string>& next, const float* s, int64_t K);
+  // Throws naming the first tensor never set.
+  void check_complete() const;
+  // Memory by category: "weights:<format>", "weights:norms", "weights:embedding".
+  std::map<std::string, size_t> weight_memory() const;
+  bool any_simulated() const;
+  // Bytes of weights a decode step reads (every linear + one embedding row + norms).
+  size_t decode_weight_bytes() const;
+
+ private:
+  std::unordered_map<std::string, Linear*> by_name_;
+  std::vector<float>* norm(const std::string& name, bool** flag);
+};
+
+// One sequence's KV cache, per layer: k/v [cap, n_kv, bytes_per_head], scales/zeros [cap, n_kv] (quantized types).
+struct SeqCache {
+  bool in_use = false;
+  int64_t len = 0, cap = 0;
+  std::vector<std::vector<uint8_t>> k, v;
+  std::vector<std::vector<float>> ks, kz, vs, vz;
+  size_t bytes() const;
+};
+
+// What a prefill returns.
+struct StepOutputs {
+  // Which rows get logits: 0 none, 1 the last row of each sequence, 2 every row.
+  int rows_mode = 1;
+  bool want_logits = true, want_log_softmax = false;
+  int topk = 0;
+  const int32_t* targets = nullptr;  // [sum T] target per row (−1: none), rows_mode 2
+  bool capture = false;
+  // Results (rows R = S for mode 1, sum T for mode 2).
+  int64_t R = 0;
+  std::vector<float> logits, log_softmax, logprobs, topk_logp;
+  std::vector<int32_t> argmax, topk_idx;
+};
+
+class Session {
+ public:
+  Session(std::shared_ptr<Model> model, KVType kv_type, int64_t max_len);
+  ~Session();
+  std::shared_ptr<Model> model;
+  const KVType kv_type;
+  const int64_t max_len;
+
+  int alloc_seq();
+  void free_seq(int id);
+  int64_t seq_len(int id) const;
+  // Drops the tail of a sequence (keeps the first `len` tokens).
+  void truncate(int id, int64_t len);
+  // Appends tokens to sequences and runs them: seqs[S], tokens concatenated, counts[S].
+  void prefill(const int32_t* seqs, int64_t S, const int32_t* tokens, const int32_t* counts, StepOutputs& out);
+  // One token per sequence, batched: logits [B, V].
+  void decode(const int32_t* seqs, int64_t B, const int32_t* tokens, float* logits);
+  std::map<std::string, size_t> memory() const;
+
+ private:
+  SeqCache& seq(int id);
+  void reserve(SeqCache& c, int64_t need);
+  KVView view(const SeqCache& c, int layer) const;
+  // Runs T tokens of one sequence from its current length; leaves final-normed hidden rows in ws.h [T, D].
+  void forward_one(Workspace& ws, SeqCache& c, const int32_t* tokens, int64_t T, bool capture);
+  void logits_rows(Workspace& ws, const float* hrows, int64_t R, float* out);
+  std::vector<SeqCache> seqs_;
+  std::vector<std::unique_ptr<Workspace>> lanes_;
+  Workspace& lane(size_t i);
+};
+
+}  // namespace quanteval::rt

@@ -1,0 +1,343 @@
+// Sessions: per-sequence KV caches and whole decoder steps.
+//
+// prefill runs each sequence on its own (in chunks of kPrefillChunk tokens), so a sequence's results never depend
+// on which other sequences share the call: that is what makes scoring identical whatever the batch size. Small
+// models run the sequences of one call in parallel lanes (one thread each, kernels serial inside a lane: the thread
+// pool runs nested regions serially); larger models run them one after the other with every kernel parallel.
+// decode batches one new token of B sequences through each linear (weights read once per step) and attends with
+// attention_decode over the B caches.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+
+#include "model.h"
+#include "quanteval/threadpool.h"
+
+namespace quanteval::rt {
+
+namespace {
+constexpr int64_t kPrefillChunk = 512;
+// Models with fewer linear weights than this run the sequences of a prefill in parallel lanes.
+constexpr int64_t kLaneParams = 16 << 20;
+
+void add_inplace(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+// Full log-softmax of a row (max-subtracted, double-accumulated like log_softmax_gather).
+void log_softmax_row(const float* x, int64_t V, float* out) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < V; i++) mx = std::max(mx, x[i]);
+  double s = 0;
+  for (int64_t i = 0; i < V; i++) s += std::exp((double)x[i] - mx);
+  const float lse = mx + (float)std::log(s);
+  for (int64_t i = 0; i < V; i++) out[i] = x[i] - lse;
+}
+
+int32_t argmax_row(const float* x, int64_t V) {
+  int32_t best = 0;
+  for (int64_t i = 1; i < V; i++)
+    if (x[i] > x[best]) best = (int32_t)i;
+  return best;
+}
+}  // namespace
+
+Session::Session(std::shared_ptr<Model> m, KVType t, int64_t ml) : model(std::move(m)), kv_type(t), max_len(ml) {
+  if (ml <= 0) throw std::out_of_range("session: max_len must be > 0");
+  if (t == KVType::I4 && model->cfg.head_dim % 2)
+    throw std::invalid_argument("session: an int4 KV cache needs an even head_dim, got " + std::to_string(model->cfg.head_dim));
+}
+Session::~Session() = default;
+
+Workspace& Session::lane(size_t i) {
+  while (lanes_.size() <= i) lanes_.push_back(std::make_unique<Workspace>());
+  return *lanes_[i];
+}
+
+int Session::alloc_seq() {
+  int best = -1;
+  for (size_t i = 0; i < seqs_.size(); i++)
+    if (!seqs_[i].in_use && (best < 0 || seqs_[i].cap > seqs_[best].cap)) best = (int)i;
+  if (best < 0) {
+    seqs_.emplace_back();
+    best = (int)seqs_.size() - 1;
+  }
+  seqs_[best].in_use = true;
+  seqs_[best].len = 0;
+  return best;
+}
+
+SeqCache& Session::seq(int id) {
+  if (id < 0 || id >= (int)seqs_.size() || !seqs_[id].in_use)
+    throw std::out_of_range("session: no live sequence with id " + std::to_string(id));
+  return seqs_[id];
+}
+
+void Session::free_seq(int id) {
+  SeqCache& c = seq(id);
+  c.in_use = false;
+  c.len = 0;
+}
+
+int64_t Session::seq_len(int id) const {
+  if (id < 0 || id >= (int)seqs_.size() || !seqs_[id].in_use)
+    throw std::out_of_range("session: no live sequence with id " + std::to_string(id));
+  return seqs_[id].len;
+}
+
+void Session::truncate(int id, int64_t len) {
+  SeqCache& c = seq(id);
+  if (len < 0 || len > c.len)
+    throw std::out_of_range("session: truncate length must be in [0, " + std::to_string(c.len) + "], got " + std::to_string(len));
+  c.len = len;
+}
+
+void Session::reserve(SeqCache& c, int64_t need) {
+  if (need > max_len)
+    throw std::out_of_range("session: sequence of " + std::to_string(need) + " tokens exceeds max_len " +
+                            std::to_string(max_len));
+  if (need <= c.cap) return;
+  const auto& cfg = model->cfg;
+  int64_t cap = std::min(max_len, std::max<int64_t>({need, c.cap * 2, 64}));
+  const size_t bpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(kv_type, cfg.head_dim);
+  const int L = cfg.n_layers;
+  c.k.resize(L); c.v.resize(L);
+  for (int l = 0; l < L; l++) {
+    c.k[l].resize(cap * bpt);
+    c.v[l].resize(cap * bpt);
+  }
+  if (kv_quantized(kv_type)) {
+    for (auto* vv : {&c.ks, &c.kz, &c.vs, &c.vz}) {
+      vv->resize(L);
+      for (auto& a : *vv) a.resize(cap * cfg.n_kv_heads);
+    }
+  }
+  c.cap = cap;
+}
+
+KVView Session::view(const SeqCache& c, int l) const {
+  KVView v;
+  v.type = kv_type;
+  v.n_kv_heads = model->cfg.n_kv_heads;
+  v.head_dim = model->cfg.head_dim;
+  v.k = c.k[l].data();
+  v.v = c.v[l].data();
+  if (kv_quantized(kv_type)) {
+    v.k_scale = c.ks[l].data(); v.k_zero = c.kz[l].data();
+    v.v_scale = c.vs[l].data(); v.v_zero = c.vz[l].data();
+  }
+  return v;
+}
+
+void Session::forward_one(Workspace& ws, SeqCache& c, const int32_t* tokens, int64_t T, bool capture) {
+  Model& m = *model;
+  const auto& cfg = m.cfg;
+  const int64_t D = cfg.hidden, Hq = (int64_t)cfg.n_heads * cfg.head_dim, Hkv = (int64_t)cfg.n_kv_heads * cfg.head_dim,
+                I = cfg.intermediate;
+  const int64_t pos0 = c.len;
+  reserve(c, pos0 + T);
+  ws.x.resize(T * D); ws.h.resize(T * D); ws.q.resize(T * Hq); ws.att.resize(T * Hq);
+  ws.k.resize(T * Hkv); ws.v.resize(T * Hkv); ws.g.resize(T * I); ws.u.resize(T * I); ws.pos.resize(T);
+  for (int64_t t = 0; t < T; t++) ws.pos[t] = (int32_t)(pos0 + t);
+  embedding(m.embed.data(), m.embed_dtype, cfg.vocab, D, tokens, T, ws.x.data());
+  const float scale = 1.0f / std::sqrt((float)cfg.head_dim);
+  const size_t bpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(kv_type, cfg.head_dim);
+  const bool q = kv_quantized(kv_type);
+  for (int l = 0; l < cfg.n_layers; l++) {
+    Layer& L = m.layers[l];
+    rmsnorm(ws.x.data(), L.attn_norm.data(), T, D, cfg.eps, ws.h.data());
+    L.lin[kQ].forward(ws.h.data(), T, ws.q.data(), ws.aq, capture);
+    L.lin[kK].forward(ws.h.data(), T, ws.k.data(), ws.aq, capture);
+    L.lin[kV].forward(ws.h.data(), T, ws.v.data(), ws.aq, capture);
+    rope_apply(ws.q.data(), T, cfg.n_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
+    rope_apply(ws.k.data(), T, cfg.n_kv_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
+    const int64_t so = pos0 * cfg.n_kv_heads;
+    kv_store(ws.k.data(), T, cfg.n_kv_heads, cfg.head_dim, kv_type, c.k[l].data() + pos0 * bpt,
+             q ? c.ks[l].data() + so : nullptr, q ? c.kz[l].data() + so : nullptr);
+    kv_store(ws.v.data(), T, cfg.n_kv_heads, cfg.head_dim, kv_type, c.v[l].data() + pos0 * bpt,
+             q ? c.vs[l].data() + so : nullptr, q ? c.vz[l].data() + so : nullptr);
+    attention_prefill(ws.q.data(), T, cfg.n_heads, view(c, l), pos0, scale, ws.att.data());
+    L.lin[kO].forward(ws.att.data(), T, ws.h.data(), ws.aq, capture);
+    add_inplace(ws.x.data(), ws.h.data(), T * D);
+    rmsnorm(ws.x.data(), L.ffn_norm.data(), T, D, cfg.eps, ws.h.data());
+    L.lin[kGate].forward(ws.h.data(), T, ws.g.data(), ws.aq, capture);
+    L.lin[kUp].forward(ws.h.data(), T, ws.u.data(), ws.aq, capture);
+    silu_mul(ws.g.data(), ws.u.data(), T * I, ws.g.data());
+    L.lin[kDown].forward(ws.g.data(), T, ws.h.data(), ws.aq, capture);
+    add_inplace(ws.x.data(), ws.h.data(), T * D);
+  }
+  c.len = pos0 + T;
+  rmsnorm(ws.x.data(), m.final_norm.data(), T, D, cfg.eps, ws.h.data());
+}
+
+void Session::logits_rows(Workspace& ws, const float* hrows, int64_t R, float* out) {
+  model->lm_head.forward(hrows, R, out, ws.aq, false);
+}
+
+void Session::prefill(const int32_t* seq_ids, int64_t S, const int32_t* tokens, const int32_t* counts, StepOutputs& out) {
+  Model& m = *model;
+  m.check_complete();
+  const int64_t V = m.cfg.vocab, D = m.cfg.hidden;
+  std::vector<SeqCache*> cs(S);
+  std::vector<int64_t> tok_off(S + 1, 0);
+  for (int64_t s = 0; s < S; s++) {
+    cs[s] = &seq(seq_ids[s]);
+    for (int64_t r = 0; r < s; r++)
+      if (seq_ids[r] == seq_ids[s]) throw std::invalid_argument("prefill: sequence " + std::to_string(seq_ids[s]) + " given twice");
+    if (counts[s] < 1) throw std::out_of_range("prefill: counts[" + std::to_string(s) + "] must be >= 1, got " + std::to_string(counts[s]));
+    tok_off[s + 1] = tok_off[s] + counts[s];
+    if (cs[s]->len + counts[s] > max_len)
+      throw std::out_of_range("prefill: sequence " + std::to_string(seq_ids[s]) + " would reach " +
+                              std::to_string(cs[s]->len + counts[s]) + " tokens, over max_len " + std::to_string(max_len));
+  }
+  const int64_t total = tok_off[S];
+  for (int64_t i = 0; i < total; i++)
+    if (tokens[i] < 0 || tokens[i] >= V)
+      throw std::out_of_range("prefill: token " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                              " is outside the vocabulary [0, " + std::to_string(V) + ")");
+  const int64_t R = out.rows_mode == 2 ? total : out.rows_mode == 1 ? S : 0;
+  out.R = R;
+  auto row_of = [&](int64_t s, int64_t t) { return out.rows_mode == 2 ? tok_off[s] + t : s; };
+  if (R) {
+    if (out.want_logits) out.logits.assign(R * V, 0.f);
+    if (out.want_log_softmax) out.log_softmax.assign(R * V, 0.f);
+    out.argmax.assign(R, -1);
+    if (out.targets) out.logprobs.assign(R, std::numeric_limits<float>::quiet_NaN());
+    if (out.topk > 0) { out.topk_idx.assign(R * out.topk, -1); out.topk_logp.assign(R * out.topk, 0.f); }
+  }
+  if (out.capture)
+    for (auto& L : m.layers)
+      for (auto& l : L.lin)
+        if (l.capture && l.capture->K != l.K) throw std::logic_error("capture shape mismatch");
+
+  auto run_seq = [&](Workspace& ws, int64_t s) {
+    SeqCache& c = *cs[s];
+    const int64_t T = counts[s];
+    for (int64_t t0 = 0; t0 < T; t0 += kPrefillChunk) {
+      const int64_t Tc = std::min(kPrefillChunk, T - t0);
+      forward_one(ws, c, tokens + tok_off[s] + t0, Tc, out.capture);
+      if (!R) continue;
+      // Rows of this chunk that produce outputs.
+      int64_t r0 = 0, nr = Tc;
+      if (out.rows_mode == 1) {
+        if (t0 + Tc < T) continue;
+        r0 = Tc - 1;
+        nr = 1;
+      }
+      ws.logits.resize(nr * V);
+      logits_rows(ws, ws.h.data() + r0 * D, nr, ws.logits.data());
+      for (int64_t i = 0; i < nr; i++) {
+        const int64_t row = row_of(s, t0 + r0 + i);
+        const float* lg = ws.logits.data() + i * V;
+        if (out.want_logits) std::memcpy(out.logits.data() + row * V, lg, V * 4);
+        if (out.want_log_softmax) log_softmax_row(lg, V, out.log_softmax.data() + row * V);
+        out.argmax[row] = argmax_row(lg, V);
+        if (out.targets) {
+          const int32_t tg = out.targets[tok_off[s] + t0 + r0 + i];
+          if (tg >= 0) log_softmax_gather(lg, 1, V, &tg, out.logprobs.data() + row);
+        }
+        if (out.topk > 0) log_softmax_topk(lg, 1, V, out.topk, out.topk_idx.data() + row * out.topk,
+                                           out.topk_logp.data() + row * out.topk);
+      }
+    }
+  };
+
+  int64_t params = 0;
+  for (auto& L : m.layers)
+    for (auto& l : L.lin) params += l.N * l.K;
+  const int nl = (int)std::min<int64_t>(S, num_threads());
+  if (S > 1 && nl > 1 && !out.capture && params < kLaneParams) {
+    for (int i = 0; i < nl; i++) lane(i);
+    std::vector<std::string> errs(nl);
+    parallel_for(nl, 1, [&](int64_t a, int64_t b) {
+      for (int64_t li = a; li < b; li++) {
+        try {
+          for (int64_t s = li; s < S; s += nl) run_seq(*lanes_[li], s);
+        } catch (const std::exception& e) {
+          errs[li] = e.what();
+        }
+      }
+    });
+    for (auto& e : errs)
+      if (!e.empty()) throw std::runtime_error(e);
+  } else {
+    for (int64_t s = 0; s < S; s++) run_seq(lane(0), s);
+  }
+}
+
+void Session::decode(const int32_t* seq_ids, int64_t B, const int32_t* tokens, float* logits) {
+  Model& m = *model;
+  m.check_complete();
+  const auto& cfg = m.cfg;
+  const int64_t D = cfg.hidden, Hq = (int64_t)cfg.n_heads * cfg.head_dim, Hkv = (int64_t)cfg.n_kv_heads * cfg.head_dim,
+                I = cfg.intermediate, V = cfg.vocab;
+  std::vector<SeqCache*> cs(B);
+  std::vector<int64_t> lens(B);
+  std::vector<KVView> views(B);
+  Workspace& ws = lane(0);
+  ws.pos.resize(B);
+  for (int64_t b = 0; b < B; b++) {
+    cs[b] = &seq(seq_ids[b]);
+    for (int64_t r = 0; r < b; r++)
+      if (seq_ids[r] == seq_ids[b]) throw std::invalid_argument("decode: sequence " + std::to_string(seq_ids[b]) + " given twice");
+    if (tokens[b] < 0 || tokens[b] >= V)
+      throw std::out_of_range("decode: token " + std::to_string(tokens[b]) + " is outside the vocabulary [0, " + std::to_string(V) + ")");
+    if (cs[b]->len + 1 > max_len)
+      throw std::out_of_range("decode: sequence " + std::to_string(seq_ids[b]) + " is full (max_len " + std::to_string(max_len) + ")");
+  }
+  for (int64_t b = 0; b < B; b++) {
+    reserve(*cs[b], cs[b]->len + 1);
+    ws.pos[b] = (int32_t)cs[b]->len;
+    lens[b] = cs[b]->len + 1;
+  }
+  ws.x.resize(B * D); ws.h.resize(B * D); ws.q.resize(B * Hq); ws.att.resize(B * Hq);
+  ws.k.resize(B * Hkv); ws.v.resize(B * Hkv); ws.g.resize(B * I); ws.u.resize(B * I);
+  embedding(m.embed.data(), m.embed_dtype, V, D, tokens, B, ws.x.data());
+  const float scale = 1.0f / std::sqrt((float)cfg.head_dim);
+  const size_t bpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(kv_type, cfg.head_dim);
+  const bool q = kv_quantized(kv_type);
+  for (int l = 0; l < cfg.n_layers; l++) {
+    Layer& L = m.layers[l];
+    rmsnorm(ws.x.data(), L.attn_norm.data(), B, D, cfg.eps, ws.h.data());
+    L.lin[kQ].forward(ws.h.data(), B, ws.q.data(), ws.aq, false);
+    L.lin[kK].forward(ws.h.data(), B, ws.k.data(), ws.aq, false);
+    L.lin[kV].forward(ws.h.data(), B, ws.v.data(), ws.aq, false);
+    rope_apply(ws.q.data(), B, cfg.n_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
+    rope_apply(ws.k.data(), B, cfg.n_kv_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
+    for (int64_t b = 0; b < B; b++) {
+      SeqCache& c = *cs[b];
+      const int64_t p = c.len, so = p * cfg.n_kv_heads;
+      kv_store(ws.k.data() + b * Hkv, 1, cfg.n_kv_heads, cfg.head_dim, kv_type, c.k[l].data() + p * bpt,
+               q ? c.ks[l].data() + so : nullptr, q ? c.kz[l].data() + so : nullptr);
+      kv_store(ws.v.data() + b * Hkv, 1, cfg.n_kv_heads, cfg.head_dim, kv_type, c.v[l].data() + p * bpt,
+               q ? c.vs[l].data() + so : nullptr, q ? c.vz[l].data() + so : nullptr);
+      views[b] = view(c, l);
+    }
+    attention_decode(ws.q.data(), B, cfg.n_heads, views.data(), lens.data(), scale, ws.att.data());
+    L.lin[kO].forward(ws.att.data(), B, ws.h.data(), ws.aq, false);
+    add_inplace(ws.x.data(), ws.h.data(), B * D);
+    rmsnorm(ws.x.data(), L.ffn_norm.data(), B, D, cfg.eps, ws.h.data());
+    L.lin[kGate].forward(ws.h.data(), B, ws.g.data(), ws.aq, false);
+    L.lin[kUp].forward(ws.h.data(), B, ws.u.data(), ws.aq, false);
+    silu_mul(ws.g.data(), ws.u.data(), B * I, ws.g.data());
+    L.lin[kDown].forward(ws.g.data(), B, ws.h.data(), ws.aq, false);
+    add_inplace(ws.x.data(), ws.h.data(), B * D);
+  }
+  for (int64_t b = 0; b < B; b++) cs[b]->len += 1;
+  rmsnorm(ws.x.data(), m.final_norm.data(), B, D, cfg.eps, ws.h.data());
+  logits_rows(ws, ws.h.data(), B, logits);
+}
+
+std::map<std::string, size_t> Session::memory() const {
+  std::map<std::string, size_t> r;
+  size_t kv = 0, ws = 0;
+  for (auto& c : seqs_) kv += c.bytes();
+  for (auto& l : lanes_) ws += l->bytes();
+  r[std::string("kv:") + (kv_type == KVType::F32 ? "f32" : kv_type == KVType::F16 ? "f16" : kv_type == KVType::I8 ? "int8" : "int4")] = kv;
+  r["workspace"] = ws;
+  return r;
+}
+
+}  // namespace quanteval::rt

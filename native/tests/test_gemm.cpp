@@ -1,0 +1,341 @@
+// Quantization and GEMM kernels against their scalar references (kernels.h), on every ISA path the machine has.
+//
+// References and tolerances:
+//  - quantize_rtn_ref: hand-computed codes (round half to even, zero-point clamp), the pseudo_quantize_tensor scale
+//    formulas bit for bit (fp32 scales), and |w - w_hat| <= s/2 (+1e-6 relative slack) except where a code is
+//    clamped at 0 or 2^b - 1 (then w lies beyond the clamped value).
+//  - gemm_dense / gemm_q (fast) vs gemm_*_ref (double accumulation): ||y - y_ref||_2 <= 1e-5 ||y_ref||_2 — fp32
+//    accumulation, identical operands (bf16 activations and fp16/bf16 scales are converted identically by both).
+//  - gemm_w8a8 vs gemm_w8a8_ref: bit-exact (integer accumulation, same fp32 rescale); vs
+//    gemm_q_ref(fake_quant_act_ref(X)) within 1e-5 of the norm (the rescale rounds differently).
+//  - fast unpacking (tiled path) on identity activations reproduces dequantize_ref exactly.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "quanteval/cpu_features.h"
+#include "quanteval/half.h"
+#include "quanteval/kernels.h"
+#include "quanteval/threadpool.h"
+
+using namespace quanteval;
+
+static int failures = 0, checks = 0;
+#define CHECK(cond, ...)                                 \
+  do {                                                   \
+    checks++;                                            \
+    if (!(cond)) {                                       \
+      if (failures < 40) {                               \
+        std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
+        std::printf(__VA_ARGS__);                        \
+        std::printf("\n");                               \
+      }                                                  \
+      failures++;                                        \
+    }                                                    \
+  } while (0)
+
+static std::mt19937 rng(20240607);
+
+static std::vector<float> randn(size_t n, float scale = 1.f) {
+  std::normal_distribution<float> d(0.f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+static int64_t randint(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng); }
+
+static double rel_err(const std::vector<float>& y, const std::vector<float>& ref) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < y.size(); i++) {
+    double d = (double)y[i] - ref[i];
+    num += d * d;
+    den += (double)ref[i] * ref[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// A quantized matrix with its owning buffers.
+struct Packed {
+  QuantFormat fmt;
+  int64_t N, K;
+  std::vector<uint8_t> codes, zeros;
+  std::vector<uint8_t> scales;  // raw bytes of fmt.scale_dtype
+  QuantWeight view() const {
+    QuantWeight w;
+    w.fmt = fmt; w.N = N; w.K = K; w.codes = codes.data(); w.scales = scales.data();
+    w.zeros = fmt.symmetric ? nullptr : zeros.data();
+    return w;
+  }
+};
+static Packed quantize(const std::vector<float>& W, int64_t N, int64_t K, QuantFormat fmt) {
+  Packed p{fmt, N, K, {}, {}, {}};
+  const int64_t G = n_groups(K, fmt.group_size);
+  p.codes.assign((size_t)(N * row_bytes(K, fmt.bits)), 0xAB);  // callee must zero it
+  p.zeros.assign((size_t)(N * G), 0);
+  p.scales.assign((size_t)(N * G) * dtype_size(fmt.scale_dtype), 0);
+  quantize_rtn_ref(W.data(), N, K, fmt, p.codes.data(), p.scales.data(), p.zeros.data());
+  return p;
+}
+
+static const char* isa_label() { return isa_name(cpu_isa()); }
+
+// ── RTN semantics ──────────────────────────────────────────────────────────────────────────────────────────
+static void test_rtn_hand_cases() {
+  // 2-bit asym group [0, 0.5, 2.5, 3]: s = 3/3 = 1, z = 0; 0.5 and 2.5 round half to even -> 0 and 2.
+  {
+    std::vector<float> w = {0.f, 0.5f, 2.5f, 3.f};
+    Packed p = quantize(w, 1, 4, {2, 4, false, DType::F32});
+    float s; std::memcpy(&s, p.scales.data(), 4);
+    CHECK(s == 1.f, "2-bit scale %g", s);
+    CHECK(p.zeros[0] == 0, "2-bit zero %d", p.zeros[0]);
+    int want[4] = {0, 0, 2, 3};
+    for (int k = 0; k < 4; k++)
+      CHECK(get_code(p.codes.data(), k, 2) == want[k], "half-even code %d: %d want %d", k,
+            get_code(p.codes.data(), k, 2), want[k]);
+  }
+  // All-positive group: z = -round(min/s) < 0 is clamped to 0, then the top codes clamp at 2^b - 1.
+  {
+    std::vector<float> w = {10.f, 11.f, 12.f, 13.f, 14.f, 15.f, 16.f, 25.f};
+    Packed p = quantize(w, 1, 8, {4, 8, false, DType::F32});
+    float s; std::memcpy(&s, p.scales.data(), 4);
+    CHECK(s == 1.f, "positive group scale %g", s);
+    CHECK(p.zeros[0] == 0, "positive group zero %d (clamped)", p.zeros[0]);
+    CHECK(get_code(p.codes.data(), 0, 4) == 10, "code of 10: %d", get_code(p.codes.data(), 0, 4));
+    CHECK(get_code(p.codes.data(), 7, 4) == 15, "code of 25 clamps to 15: %d", get_code(p.codes.data(), 7, 4));
+  }
+  // Constant group: the range is clamped to 1e-5.
+  {
+    std::vector<float> w(5, 0.25f);
+    Packed p = quantize(w, 1, 5, {8, 5, false, DType::F32});
+    float s; std::memcpy(&s, p.scales.data(), 4);
+    CHECK(s == 1e-5f / 255.f, "constant group scale %g", s);
+  }
+  // Symmetric 4-bit: s = absmax / 7, z = 8; -absmax -> code 1, absmax -> 15.
+  {
+    std::vector<float> w = {-7.f, 7.f, 0.f, 3.5f};
+    Packed p = quantize(w, 1, 4, {4, 4, true, DType::F32});
+    float s; std::memcpy(&s, p.scales.data(), 4);
+    CHECK(s == 1.f, "sym scale %g", s);
+    int want[4] = {1, 15, 8, 12};  // 3.5 -> round half even 4 -> 12
+    for (int k = 0; k < 4; k++)
+      CHECK(get_code(p.codes.data(), k, 4) == want[k], "sym code %d: %d want %d", k, get_code(p.codes.data(), k, 4), want[k]);
+  }
+}
+
+static void test_rtn_bounds() {
+  for (int bits : {2, 3, 4, 8})
+    for (int sym = 0; sym < 2; sym++)
+      for (DType sd : {DType::F32, DType::F16, DType::BF16})
+        for (int gs : {32, 128, 43, 1, 0}) {
+          const int64_t N = randint(1, 9), K = gs == 0 ? randint(1, 300) : randint(1, 400);
+          QuantFormat f{bits, gs == 0 ? (int)K : gs, (bool)sym, sd};
+          std::vector<float> W = randn((size_t)(N * K));
+          for (int64_t n = 0; n < N; n++) W[n * K] += 3.f;  // a skewed group now and then
+          Packed p = quantize(W, N, K, f);
+          QuantWeight q = p.view();
+          std::vector<float> Wh((size_t)(N * K));
+          dequantize_ref(q, Wh.data());
+          const int64_t G = q.groups();
+          const int qmax = (1 << bits) - 1;
+          for (int64_t n = 0; n < N; n++)
+            for (int64_t g = 0; g < G; g++) {
+              const float s = load_scale(q, n, g);
+              const int64_t k0 = g * f.group_size, k1 = std::min<int64_t>(K, k0 + f.group_size);
+              if (sd == DType::F32) {  // the pseudo_quantize_tensor formula, bit for bit
+                float mn = W[n * K + k0], mx = mn, amax = 0;
+                for (int64_t k = k0; k < k1; k++) {
+                  mn = std::min(mn, W[n * K + k]); mx = std::max(mx, W[n * K + k]);
+                  amax = std::max(amax, std::fabs(W[n * K + k]));
+                }
+                const float want = sym ? std::fmax(amax, 1e-5f) / (float)((1 << (bits - 1)) - 1)
+                                       : std::fmax(mx - mn, 1e-5f) / (float)qmax;
+                CHECK(s == want, "scale bits=%d sym=%d n=%ld g=%ld: %.9g want %.9g", bits, sym, (long)n, (long)g, s, want);
+              }
+              for (int64_t k = k0; k < k1; k++) {
+                const float w = W[n * K + k], wh = Wh[n * K + k];
+                const int c = get_code(p.codes.data() + n * q.stride(), k, bits);
+                const bool ok = std::fabs(w - wh) <= 0.5f * s * (1 + 1e-5f) + 1e-6f * std::fabs(w) ||
+                                (c == 0 && w < wh) || (c == qmax && w > wh);
+                CHECK(ok, "bound bits=%d sym=%d gs=%d dtype=%s n=%ld k=%ld: w=%g w_hat=%g s=%g code=%d", bits, sym,
+                      f.group_size, dtype_name(sd), (long)n, (long)k, w, wh, s, c);
+              }
+            }
+          // Codes past K in the last chunk are zero (the callee zeroed the buffer).
+          for (int64_t n = 0; n < N; n++)
+            for (int64_t k = K; k < chunks_per_row(K) * 32; k++)
+              CHECK(get_code(p.codes.data() + n * q.stride(), k, bits) == 0, "padding code at k=%ld", (long)k);
+        }
+}
+
+static void test_fake_quant_act() {
+  for (int bits : {8, 4}) {
+    const int64_t M = 7, K = randint(1, 500);
+    std::vector<float> X = randn((size_t)(M * K), 2.f), Xh((size_t)(M * K));
+    fake_quant_act_ref(X.data(), M, K, bits, Xh.data());
+    for (int64_t m = 0; m < M; m++) {
+      float mn = X[m * K], mx = mn;
+      for (int64_t k = 0; k < K; k++) { mn = std::min(mn, X[m * K + k]); mx = std::max(mx, X[m * K + k]); }
+      const float s = std::fmax(mx - mn, 1e-5f) / (float)((1 << bits) - 1);
+      for (int64_t k = 0; k < K; k++)
+        CHECK(std::fabs(X[m * K + k] - Xh[m * K + k]) <= 0.5f * s * 1.0001f + 1e-6f,
+              "fake_quant_act bits=%d: x=%g x_hat=%g s=%g", bits, X[m * K + k], Xh[m * K + k], s);
+    }
+  }
+}
+
+// ── GEMMs ──────────────────────────────────────────────────────────────────────────────────────────────────
+static std::vector<uint16_t> to_bf16(const std::vector<float>& x) {
+  std::vector<uint16_t> o(x.size());
+  for (size_t i = 0; i < x.size(); i++) o[i] = f32_to_bf16(x[i]);
+  return o;
+}
+static std::vector<uint16_t> to_f16(const std::vector<float>& x) {
+  std::vector<uint16_t> o(x.size());
+  for (size_t i = 0; i < x.size(); i++) o[i] = f32_to_f16(x[i]);
+  return o;
+}
+
+static void test_dense(int cases) {
+  for (int t = 0; t < cases; t++) {
+    const int64_t M = t % 5 == 0 ? randint(200, 300) : (t % 3 == 0 ? 1 : randint(1, 12));
+    const int64_t N = t % 7 == 0 ? 1 : randint(1, 70), K = t % 4 == 0 ? randint(600, 1100) : randint(1, 200);
+    const DType wd = (DType)(t % 3 == 0 ? 0 : t % 3 == 1 ? 1 : 2);
+    const DType xd = t % 2 ? DType::BF16 : DType::F32;
+    std::vector<float> X = randn((size_t)(M * K)), W = randn((size_t)(N * K), 0.1f), bias = randn((size_t)N);
+    std::vector<uint16_t> Xb = to_bf16(X), Wh = wd == DType::F16 ? to_f16(W) : to_bf16(W);
+    const void* xp = xd == DType::F32 ? (const void*)X.data() : (const void*)Xb.data();
+    DenseWeight dw{wd, N, K, wd == DType::F32 ? (const void*)W.data() : (const void*)Wh.data()};
+    const float* b = t % 2 ? bias.data() : nullptr;
+    std::vector<float> y((size_t)(M * N), NAN), ref((size_t)(M * N));
+    gemm_dense_ref(xp, xd, M, dw, b, ref.data());
+    gemm_dense(xp, xd, M, dw, b, y.data());
+    const double e = rel_err(y, ref);
+    CHECK(e <= 1e-5, "[%s] gemm_dense M=%ld N=%ld K=%ld w=%s x=%s bias=%d: rel err %.3g > 1e-5", isa_label(), (long)M,
+          (long)N, (long)K, dtype_name(wd), dtype_name(xd), b != nullptr, e);
+  }
+}
+
+static void test_gemm_q(int cases) {
+  const int bits_list[4] = {2, 3, 4, 8};
+  const int gs_list[6] = {32, 64, 128, 43, 0 /* per channel */, 172};
+  for (int t = 0; t < cases; t++) {
+    const int bits = bits_list[t % 4];
+    const int gsel = gs_list[(t / 4) % 6];
+    const bool sym = (t / 3) % 2;
+    const DType sd = (DType)((t / 5) % 3);
+    const DType xd = (t / 2) % 2 ? DType::BF16 : DType::F32;
+    int64_t M;
+    switch (t % 6) {
+      case 0: M = 1; break;
+      case 1: M = randint(2, 8); break;
+      case 2: M = randint(9, 40); break;
+      case 3: M = t % 12 == 3 ? randint(250, 310) : randint(1, 5); break;
+      default: M = randint(1, 20); break;
+    }
+    const int64_t N = t % 9 == 0 ? 1 : randint(1, 60);
+    const int64_t K = t % 10 == 0 ? 172 : (t % 3 == 0 ? randint(500, 1100) : randint(1, 400));
+    QuantFormat f{bits, gsel == 0 ? (int)K : gsel, sym, sd};
+    std::vector<float> W = randn((size_t)(N * K), 0.05f), X = randn((size_t)(M * K)), bias = randn((size_t)N);
+    Packed p = quantize(W, N, K, f);
+    QuantWeight q = p.view();
+    std::vector<uint16_t> Xb = to_bf16(X);
+    const void* xp = xd == DType::F32 ? (const void*)X.data() : (const void*)Xb.data();
+    const float* b = t % 2 ? bias.data() : nullptr;
+    std::vector<float> y((size_t)(M * N), NAN), ref((size_t)(M * N));
+    gemm_q_ref(xp, xd, M, q, b, ref.data());
+    gemm_q(xp, xd, M, q, b, y.data());
+    const double e = rel_err(y, ref);
+    CHECK(e <= 1e-5, "[%s] gemm_q bits=%d gs=%d sym=%d scale=%s x=%s M=%ld N=%ld K=%ld bias=%d: rel err %.3g > 1e-5",
+          isa_label(), bits, f.group_size, sym, dtype_name(sd), dtype_name(xd), (long)M, (long)N, (long)K, b != nullptr, e);
+  }
+}
+
+// Identity activations through the tiled path (M = K > 8) give W_hat^T: the fast unpackers against get_code.
+static void test_unpack_identity() {
+  for (int bits : {2, 3, 4, 8})
+    for (int gs : {32, 43}) {
+      const int64_t N = 5, K = 77;
+      Packed p = quantize(randn((size_t)(N * K)), N, K, {bits, gs, false, DType::F32});
+      QuantWeight q = p.view();
+      std::vector<float> I((size_t)(K * K), 0.f), Y((size_t)(K * N)), Wh((size_t)(N * K));
+      for (int64_t k = 0; k < K; k++) I[k * K + k] = 1.f;
+      gemm_q(I.data(), DType::F32, K, q, nullptr, Y.data());
+      dequantize_ref(q, Wh.data());
+      int bad = 0;
+      for (int64_t n = 0; n < N; n++)
+        for (int64_t k = 0; k < K; k++) bad += Y[k * N + n] != Wh[n * K + k];
+      CHECK(bad == 0, "[%s] identity unpack bits=%d gs=%d: %d mismatches", isa_label(), bits, gs, bad);
+    }
+}
+
+static void test_w8a8(int cases) {
+  for (int t = 0; t < cases; t++) {
+    const int bits = t % 2 ? 4 : 8;
+    const bool sym = (t / 2) % 2;
+    const DType sd = (DType)((t / 4) % 3);
+    const int64_t M = t % 5 == 0 ? randint(100, 260) : randint(1, 9);
+    const int64_t N = t % 7 == 0 ? 1 : randint(1, 50), K = t % 3 == 0 ? randint(700, 1500) : randint(1, 300);
+    QuantFormat f{bits, (int)K, sym, sd};
+    std::vector<float> W = randn((size_t)(N * K), 0.05f), X = randn((size_t)(M * K), 3.f), bias = randn((size_t)N);
+    for (int64_t k = 0; k < K; k += 17) X[k] += 20.f;  // an outlier channel or two
+    Packed p = quantize(W, N, K, f);
+    QuantWeight q = p.view();
+    const float* b = t % 3 ? bias.data() : nullptr;
+    std::vector<float> y((size_t)(M * N), NAN), ref((size_t)(M * N)), Xh((size_t)(M * K)), ref2((size_t)(M * N));
+    gemm_w8a8_ref(X.data(), M, q, b, ref.data());
+    gemm_w8a8(X.data(), M, q, b, y.data());
+    int bad = 0;
+    for (size_t i = 0; i < y.size(); i++) bad += y[i] != ref[i];
+    CHECK(bad == 0, "[%s] gemm_w8a8 bits=%d sym=%d scale=%s M=%ld N=%ld K=%ld: %d of %zu outputs differ from the ref",
+          isa_label(), bits, sym, dtype_name(sd), (long)M, (long)N, (long)K, bad, y.size());
+    fake_quant_act_ref(X.data(), M, K, 8, Xh.data());
+    gemm_q_ref(Xh.data(), DType::F32, M, q, b, ref2.data());
+    const double e = rel_err(ref, ref2);
+    CHECK(e <= 1e-5, "gemm_w8a8_ref vs gemm_q_ref(fake_quant_act_ref) bits=%d M=%ld N=%ld K=%ld: rel err %.3g", bits,
+          (long)M, (long)N, (long)K, e);
+  }
+}
+
+static void test_errors() {
+  std::vector<uint8_t> c(64, 0), z(4, 0);
+  std::vector<float> s(4, 1.f), x(64, 1.f), y(4);
+  QuantWeight q;
+  q.fmt = {5, 32, false, DType::F32}; q.N = 1; q.K = 32; q.codes = c.data(); q.scales = s.data(); q.zeros = z.data();
+  bool threw = false;
+  try { gemm_q(x.data(), DType::F32, 1, q, nullptr, y.data()); } catch (const std::invalid_argument&) { threw = true; }
+  CHECK(threw, "gemm_q accepts bits=5");
+  q.fmt = {4, 16, false, DType::F32};
+  threw = false;
+  try { gemm_w8a8(x.data(), 1, q, nullptr, y.data()); } catch (const std::invalid_argument&) { threw = true; }
+  CHECK(threw, "gemm_w8a8 accepts grouped weights");
+  threw = false;
+  try { gemm_q(x.data(), DType::F16, 1, q, nullptr, y.data()); } catch (const std::invalid_argument&) { threw = true; }
+  CHECK(threw, "gemm_q accepts f16 activations");
+}
+
+int main() {
+  test_rtn_hand_cases();
+  test_rtn_bounds();
+  test_fake_quant_act();
+  test_errors();
+  std::vector<Isa> isas = {Isa::Scalar};
+  if (cpu_isa() >= Isa::Avx2) isas.push_back(Isa::Avx2);
+  const Isa hw = cpu_isa();
+  for (Isa isa : isas) {
+    set_isa_cap(isa);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      test_dense(isa == Isa::Scalar ? 15 : 40);
+      test_gemm_q(isa == Isa::Scalar ? 30 : 150);
+      test_unpack_identity();
+      test_w8a8(isa == Isa::Scalar ? 10 : 40);
+    }
+  }
+  set_isa_cap(hw);
+  std::printf("%s: %d checks, %d failures (ISAs tested: %zu)\n", failures ? "FAIL" : "ok", checks, failures, isas.size());
+  return failures ? 1 : 0;
+}
