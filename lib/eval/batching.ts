@@ -47,6 +47,15 @@ export function packBatches<T>(items: readonly T[], lengthOf: (t: T) => number, 
   return out;
 }
 
+/** A runner that scores several continuations of one context with the context run once (see native_model.ts). */
+export interface PrefixScorer {
+  loglikelihoodGroups(groups: readonly { context: readonly number[]; continuations: readonly (readonly number[])[] }[]): Promise<LoglikelihoodResult[][]>;
+}
+
+function isPrefixScorer(m: EvalModel): m is EvalModel & PrefixScorer {
+  return typeof (m as Partial<PrefixScorer>).loglikelihoodGroups === "function";
+}
+
 function key(r: LoglikelihoodRequest): string {
   return `${r.context.join(",")}|${r.continuation.join(",")}`;
 }
@@ -79,6 +88,23 @@ export async function scoreLoglikelihood(
       return requestLength(b.e.req) - requestLength(a.e.req) || a.i - b.i;
     })
     .map((x) => x.e);
+  if (isPrefixScorer(model)) {
+    // Shared prefixes: one group per context, its continuations scored on top of the context's KV cache.
+    const groups: (typeof order)[] = [];
+    for (const e of order) {
+      const last = groups[groups.length - 1];
+      if (last && last[0].ctxKey === e.ctxKey) last.push(e);
+      else groups.push([e]);
+    }
+    const tokensOf = (g: typeof order) => g[0].req.context.length + g.reduce((a, e) => a + e.req.continuation.length, 0);
+    const groupOpts = opts.batchSize === undefined || opts.batchSize === "auto" ? opts : { ...opts, batchSize: Math.max(1, Math.ceil(opts.batchSize / 4)) };
+    for (const batch of packBatches(groups, tokensOf, groupOpts)) {
+      const res = await model.loglikelihoodGroups(batch.map((g) => ({ context: g[0].req.context, continuations: g.map((e) => e.req.continuation) })));
+      batch.forEach((g, i) => g.forEach((e, j) => (e.result = res[i][j])));
+      progress?.tick(batch.reduce((a, g) => a + g.length, 0));
+    }
+    return slot.map((k) => unique.get(k)!.result!);
+  }
   const batches = packBatches(order, (e) => requestLength(e.req), opts);
   for (const batch of batches) {
     const res = await model.loglikelihood(batch.map((e) => e.req));

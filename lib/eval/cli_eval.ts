@@ -27,10 +27,12 @@ interface EvalCliOptions {
   seqLen?: string;
   stride?: string;
   bos: boolean;
+  kl: boolean;
   maxGenTokens?: string;
   contextLengths?: string;
   depths?: string;
   judgeModel?: string;
+  tokenizer?: string;
   decodeBatchSizes?: string;
   progress: string;
 }
@@ -61,7 +63,7 @@ export function registerEvalCommand(program: Command): void {
   program
     .command("eval")
     .description("evaluate a model and its quantized settings on perplexity, multiple-choice, generation and long-context tasks")
-    .requiredOption("--model <source>", "model folder, hub id, synthetic:<preset>, or toy:<text file|builtin>")
+    .requiredOption("--model <source>", "model folder, synthetic:<preset>, or toy:<text file|builtin>")
     .option("--quant <specs>", "comma-separated quantization settings (the baseline is always evaluated first)")
     .requiredOption("--tasks <tasks>", `comma-separated tasks: ${taskNames().join(", ")}`)
     .option("--limit <n>", "only the first N documents of each task (windows for perplexity)")
@@ -74,9 +76,11 @@ export function registerEvalCommand(program: Command): void {
     .option("--seq-len <n>", "perplexity window length (default 512 or the model's maxContext)")
     .option("--stride <n>", "perplexity: sliding windows with this stride (default: non-overlapping windows)")
     .option("--no-bos", "do not prepend BOS to contexts")
+    .option("--no-kl", "perplexity: skip KL / top-1 / Δp against the baseline (no log-softmax rows)")
     .option("--max-gen-tokens <n>", "generation tasks: cap on generated tokens")
     .option("--context-lengths <list>", "needle-in-a-haystack / efficiency context lengths (tokens)")
     .option("--depths <list>", "needle-in-a-haystack depths (percent)")
+    .option("--tokenizer <dir>", "tokenizer folder for models without one (synthetic presets)")
     .option("--judge-model <source>", "mt_bench: judge the answers with this model (same sources as --model)")
     .option("--decode-batch-sizes <list>", "efficiency: batch sizes to time decode at (default 1,4,16)")
     .option("--progress <mode>", "auto | bar | lines | silent", "auto")
@@ -90,6 +94,7 @@ export function registerEvalCommand(program: Command): void {
         numFewshot: int("--num-fewshot", o.numFewshot, 0),
         seed: int("--seed", o.seed, 0),
         bos: o.bos,
+        kl: o.kl ? undefined : false,
         seqLen: int("--seq-len", o.seqLen, 2),
         stride: int("--stride", o.stride, 1),
         maxGenTokens: int("--max-gen-tokens", o.maxGenTokens, 1),
@@ -111,7 +116,7 @@ export function registerEvalCommand(program: Command): void {
       const mode = o.progress as ProgressMode;
       if (!["auto", "bar", "lines", "silent"].includes(mode)) throw new Error(`--progress: expected auto, bar, lines or silent, got "${o.progress}"`);
       const log = (l: string) => process.stderr.write(`${l}\n`);
-      const results = await runEvaluation(config, (s) => loadModel(o.model, s.quant), o.output, {
+      const results = await runEvaluation(config, (s) => loadModel(o.model, s.quant, { tokenizer: o.tokenizer, dataDir: config.dataDir, log }), o.output, {
         progress: progressFactory(mode),
         log: mode === "silent" ? undefined : log,
         onResult: (s, t, r) => {

@@ -3,13 +3,22 @@
  * for the baseline) become an EvalModel. Loaders register themselves by the sources they accept; the first match
  * wins. Built in: `toy:<file>` / `toy:builtin` (the TypeScript bigram test double, ./toy_model.ts), whose only
  * "quantization" is `l<bits>`, rounding its log-probabilities (a toy, marked as such in its name).
- * The native runtime (lib/model) registers the loader for model folders, hub ids and `synthetic:<preset>`.
+ * The native runtime (lib/model + lib/quant) loads model folders and `synthetic:<preset>`.
  */
+import { existsSync } from "node:fs";
 import { readText } from "./data.js";
 import type { EvalModel } from "./model.js";
 import { ToyBigramModel } from "./toy_model.js";
 
-export type ModelLoader = (source: string, quant: string | null) => Promise<EvalModel>;
+export interface LoadOptions {
+  /** Tokenizer folder (tokenizer.json …) for models without one (synthetic presets). */
+  tokenizer?: string;
+  /** Dataset folder, for calibration data. */
+  dataDir?: string;
+  log?: (line: string) => void;
+}
+
+export type ModelLoader = (source: string, quant: string | null, opts: LoadOptions) => Promise<EvalModel>;
 
 interface Registered {
   name: string;
@@ -43,14 +52,45 @@ registerModelLoader(
   },
 );
 
+/**
+ * The native runtime: a model folder (config.json, safetensors, tokenizer.json) or `synthetic:<preset>`, loaded with
+ * the KV-cache type the spec asks for and quantized in place by lib/quant (RTN, GPTQ, AWQ, SmoothQuant).
+ */
+registerModelLoader(
+  "native",
+  (s) => s.startsWith("synthetic:") || existsSync(s),
+  async (source, quant, opts) => {
+    const [{ LlamaModel }, { Tokenizer }, { parseSpec, formatSpec }, { quantizeModel, kvTypeFor }, { NativeEvalModel }] = await Promise.all([
+      import("../model/model.js"),
+      import("../model/tokenizer.js"),
+      import("../quant/spec.js"),
+      import("../quant/quantize.js"),
+      import("./native_model.js"),
+    ]);
+    const spec = quant === null ? null : parseSpec(quant);
+    const kvType = spec ? kvTypeFor(spec) : "f32";
+    const model = source.startsWith("synthetic:")
+      ? await LlamaModel.synthetic(source.slice("synthetic:".length), { kvType })
+      : await LlamaModel.fromDir(source, { kvType });
+    let quantization: Record<string, unknown> | undefined;
+    if (spec) {
+      opts.log?.(`quantizing ${model.name} to ${formatSpec(spec)}`);
+      const r = await quantizeModel(model, spec, { calibration: opts.dataDir ? { dataRoot: opts.dataDir } : undefined });
+      quantization = { spec: r.spec, method: r.method, execution: r.execution, calibration: r.calibration, seconds: r.seconds, linears: r.linears.length };
+    }
+    const tokenizer = opts.tokenizer ? Tokenizer.fromDir(opts.tokenizer) : undefined;
+    return new NativeEvalModel(model, { name: spec ? `${model.name}@${formatSpec(spec)}` : model.name, kvType, tokenizer, quantization });
+  },
+);
+
 /** Builds the model for one setting. */
-export async function loadModel(source: string, quant: string | null): Promise<EvalModel> {
+export async function loadModel(source: string, quant: string | null, opts: LoadOptions = {}): Promise<EvalModel> {
   const l = loaders.find((x) => x.accepts(source));
   if (!l) {
     throw new Error(
       `--model: no model loader accepts "${source}" (registered: ${loaders.map((x) => x.name).join(", ")}); ` +
-        "model folders, hub ids and synthetic:<preset> need the native runtime (lib/model)",
+        "give a local model folder (config.json, *.safetensors, tokenizer.json) or synthetic:<preset>; hub ids are not downloaded by this build",
     );
   }
-  return l.load(source, quant);
+  return l.load(source, quant, opts);
 }

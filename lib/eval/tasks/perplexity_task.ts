@@ -23,6 +23,7 @@ export interface PreparedPpl {
   seqLen: number;
   stride?: number;
   windows: PplWindow[];
+  kl: boolean;
 }
 
 const ROWS_BUDGET_BYTES = 256 * 2 ** 20;
@@ -44,13 +45,13 @@ function perplexityTask(name: string, source: (env: PrepareEnv) => { file: strin
       const stride = env.options.stride;
       let windows = stride === undefined ? nonOverlappingWindows(stream, seqLen) : slidingWindows(stream, seqLen, stride);
       if (env.options.limit !== undefined) windows = windows.slice(0, env.options.limit);
-      return { source: file, streamTokens: stream.length, seqLen, stride, windows };
+      return { source: file, streamTokens: stream.length, seqLen, stride, windows, kl: env.options.kl ?? true };
     },
     async evaluate(p, model, env) {
       return (await task.evaluateMany!(p, [{ setting: env.setting, model, record: true }], env))[0];
     },
     async evaluateMany(p, models, env) {
-      const kl = models.length > 1;
+      const kl = p.kl && models.length > 1;
       const V = models[0].model.vocabSize;
       for (const m of models) {
         if (m.model.vocabSize !== V) throw new Error(`setting ${m.setting}: vocabSize ${m.model.vocabSize} differs from the baseline's ${V}`);

@@ -23,6 +23,8 @@ export interface TaskOptions {
   seqLen?: number;
   /** Sliding-window stride; undefined = non-overlapping windows (GPTQ protocol). */
   stride?: number;
+  /** Perplexity with several settings: also KL / top-1 / Δp against the baseline (default true). */
+  kl?: boolean;
   /** Generation cap for generation tasks (tokens). */
   maxGenTokens?: number;
   /** Long-context tasks: context lengths (tokens) for needle-in-a-haystack. */
