@@ -50,7 +50,17 @@ export async function runEvaluation(config: EvalConfig, factory: SettingModelFac
 
   const models = new Map<string, Promise<EvalModel>>();
   const modelFor = (s: SettingSpec): Promise<EvalModel> => {
-    if (!models.has(s.name)) models.set(s.name, factory(s));
+    if (!models.has(s.name)) {
+      const t0 = performance.now();
+      models.set(
+        s.name,
+        factory(s).then((m) => {
+          const d = (m as EvalModel & { describe?: () => Record<string, unknown> }).describe?.();
+          (results.models ??= {})[s.name] = { ...(d ?? { name: m.name }), loadSeconds: (performance.now() - t0) / 1000 };
+          return m;
+        }),
+      );
+    }
     return models.get(s.name)!;
   };
   const baseline = config.settings[0];

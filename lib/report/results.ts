@@ -38,6 +38,8 @@ export interface ResultsFile {
   environment: Environment;
   startedAt: string;
   updatedAt: string;
+  /** Per setting, what its runner says about it (execution native/simulated, memory, quantizer report). */
+  models?: Record<string, unknown>;
   /** results[setting][task] */
   results: Record<string, Record<string, TaskRecord>>;
 }
