@@ -14,9 +14,9 @@ import { requestLength } from "./requests.js";
 export interface BatchOptions {
   /** Requests per model call, or "auto": as many as fit `tokenBudget` tokens (at most `maxBatch`). Default "auto". */
   batchSize?: number | "auto";
-  /** Tokens per model call for "auto" (default 8192). */
+  /** Tokens per model call for "auto" (default 16384, the runtime's own scoring batch). */
   tokenBudget?: number;
-  /** Upper bound on requests per call for "auto" (default 64). */
+  /** Upper bound on requests per call for "auto" (default 256). */
   maxBatch?: number;
 }
 
@@ -29,8 +29,8 @@ export function packBatches<T>(items: readonly T[], lengthOf: (t: T) => number, 
     for (let i = 0; i < items.length; i += bs) out.push(items.slice(i, i + bs));
     return out;
   }
-  const budget = opts.tokenBudget ?? 8192;
-  const maxBatch = opts.maxBatch ?? 64;
+  const budget = opts.tokenBudget ?? 16384;
+  const maxBatch = opts.maxBatch ?? 256;
   let cur: T[] = [];
   let tokens = 0;
   for (const it of items) {

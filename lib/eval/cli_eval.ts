@@ -113,6 +113,18 @@ export function registerEvalCommand(program: Command): void {
         batchSize,
         samples: o.samples ?? false,
       };
+      if (!o.model.startsWith("toy:")) {
+        // Reject a bad spec before any data is read or model loaded.
+        const { parseSpec } = await import("../quant/spec.js");
+        for (const s of config.settings) {
+          if (s.quant === null) continue;
+          try {
+            parseSpec(s.quant);
+          } catch (e) {
+            throw new Error(`--quant: setting "${s.quant}": ${(e as Error).message}`);
+          }
+        }
+      }
       const mode = o.progress as ProgressMode;
       if (!["auto", "bar", "lines", "silent"].includes(mode)) throw new Error(`--progress: expected auto, bar, lines or silent, got "${o.progress}"`);
       const log = (l: string) => process.stderr.write(`${l}\n`);

@@ -147,6 +147,9 @@ export class NativeEvalModel implements EvalModel, PrefixScorer {
     return {
       weightBytes: () => Object.entries(model.native.memory()).filter(([k]) => k.startsWith("weights")).reduce((a, [, v]) => a + v, 0),
       kvCacheBytes: (ctx, batch) => kvBytesPerToken(cfg.numLayers, cfg.numKvHeads, cfg.headDim, kvType) * ctx * batch,
+      // Peak resident memory of the process so far (weights are in native memory, counted by RSS); on a GPU backend
+      // the runtime's own device accounting would belong here.
+      peakMemoryBytes: () => process.resourceUsage().maxRSS * 1024,
       measureLatency: (req) => measureLatency(model, kvType, req),
     };
   }

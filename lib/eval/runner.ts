@@ -118,6 +118,7 @@ export async function runEvaluation(config: EvalConfig, factory: SettingModelFac
         record(s.name, task.name, r, (performance.now() - t0) / 1000);
       }
     }
+    prepared.delete(i);
     log(`${task.name}: done`);
   }
   if (output) writeJsonAtomic(output, results);
