@@ -4,7 +4,6 @@
  */
 import type { Command } from "commander";
 import { renderTable } from "../report/table.js";
-import { toJson } from "../report/results.js";
 import type { EvalConfig, SettingSpec } from "../report/results.js";
 import { dataRoot } from "./data.js";
 import { loadModel } from "./model_factory.js";
@@ -127,16 +126,15 @@ export function registerEvalCommand(program: Command): void {
       }
       const mode = o.progress as ProgressMode;
       if (!["auto", "bar", "lines", "silent"].includes(mode)) throw new Error(`--progress: expected auto, bar, lines or silent, got "${o.progress}"`);
-      const log = (l: string) => process.stderr.write(`${l}\n`);
+      const log = mode === "silent" ? undefined : (l: string) => process.stderr.write(`${l}\n`);
       const results = await runEvaluation(config, (s) => loadModel(o.model, s.quant, { tokenizer: o.tokenizer, dataDir: config.dataDir, log }), o.output, {
         progress: progressFactory(mode),
-        log: mode === "silent" ? undefined : log,
+        log,
         onResult: (s, t, r) => {
-          if (mode !== "silent") log(`${s} ${t}: ${Object.entries(r.metrics).slice(0, 3).map(([k, m]) => `${k}=${m.value.toPrecision(5)}`).join(" ")}`);
+          log?.(`${s} ${t}: ${Object.entries(r.metrics).slice(0, 3).map(([k, m]) => `${k}=${m.value.toPrecision(5)}`).join(" ")}`);
         },
       });
       process.stdout.write(`${renderTable(results, taskObjs)}\n`);
       if (o.output) process.stdout.write(`results: ${o.output}\n`);
-      else if (process.env.QUANTEVAL_PRINT_JSON) process.stdout.write(`${toJson(results)}\n`);
     });
 }

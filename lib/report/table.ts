@@ -36,7 +36,9 @@ export function renderTable(results: ResultsFile, tasks: EvalTask<unknown>[]): s
       if (s !== baseline && b && Number.isFinite(b.value)) cell += ` (${fmtDelta(m.value - b.value)})`;
       return cell;
     });
-    return [s, ...cells];
+    // A setting whose activations are fake-quantized (no integer kernel) is marked, never silently mixed in.
+    const execution = (results.models?.[s] as { execution?: string } | undefined)?.execution;
+    return [execution === "simulated" ? `${s} (simulated)` : s, ...cells];
   });
   const width = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(width[i]) : c.padStart(width[i]))).join("  ");
