@@ -2,7 +2,7 @@
  * Evaluation-loop throughput: multiple-choice items/s (ARC-Easy prompts) and perplexity tokens/s (TinyStories
  * windows of 512) on stories260K — one request at a time (the baseline, measured in the same run) against batched
  * requests and, for multiple choice, batched with shared prefixes (each context run once). With `--tinyllama`, the
- * same on a synthetic TinyLlama-1.1B (random weights, Llama-2 tokenizer), with fewer items.
+ * same on a synthetic TinyLlama-1.1B (random weights, Llama-2 tokenizer), with fewer items and reps/3 repetitions.
  *
  *   npx tsc -p tsconfig.json && node dist/bench/eval.js [--reps 3] [--tinyllama]
  *
@@ -44,9 +44,11 @@ function withoutPrefixSharing(m: EvalModel): EvalModel {
   return Object.assign(Object.create(m) as EvalModel, { loglikelihoodGroups: undefined });
 }
 
+let currentReps = reps;
+
 async function timeIt(fn: () => Promise<number>): Promise<number[]> {
   const out: number[] = [];
-  for (let r = 0; r < reps; r++) {
+  for (let r = 0; r < currentReps; r++) {
     const t0 = performance.now();
     const items = await fn();
     out.push(items / ((performance.now() - t0) / 1000));
@@ -83,6 +85,8 @@ const rows: Row[] = [];
 const stories = join(sharedRoot(), "data/models/stories260K");
 rows.push(...(await benchModel("stories260K", await loadModel(stories, null), 64, 32, 512)));
 if (withTinyllama) {
+  // A 1.1B model on CPU is slow: one repetition per mode (a third of --reps).
+  currentReps = Math.max(1, Math.floor(reps / 3));
   const tl = await loadModel("synthetic:tinyllama-1.1b", null, { tokenizer: join(sharedRoot(), "data/tokenizers/llama2") });
   rows.push(...(await benchModel("synthetic tinyllama-1.1b", tl, 4, 2, 256)));
 }
