@@ -1,6 +1,11 @@
 #!/usr/bin/env node
 import { Command } from "commander";
-import { loadNative } from "./native.js";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { runBench } from "./bench/runtime.js";
+import type { KVType } from "./model/native-types.js";
+import { loadNative, packageRoot } from "./native.js";
 import { registerEvalCommand } from "./eval/cli_eval.js";
 
 const program = new Command();
@@ -24,6 +29,48 @@ program
   });
 
 registerEvalCommand(program);
+
+const list = (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean);
+const ints = (v: string) => list(v).map((x) => {
+  const n = Number(x);
+  if (!Number.isInteger(n) || n < 1) throw new RangeError(`expected positive integers, got '${x}'`);
+  return n;
+});
+
+program
+  .command("bench")
+  .description("runtime speed: prefill, time to first token, decode latency and tokens/s, memory, bandwidth")
+  .requiredOption("--model <source>", "model directory or synthetic:<preset> (e.g. synthetic:tinyllama-1.1b)")
+  .option("--weights <list>", "weight settings: f32,f16,bf16,w8,w4g128,... (comma-separated)", "bf16,w8,w4g128")
+  .option("--kv <list>", "KV-cache types: f32,f16,int8,int4", "f32")
+  .option("--batch <list>", "decode batch sizes", "1,4,16")
+  .option("--context <list>", "context lengths decoded at", "128,512")
+  .option("--prefill <n>", "prompt length for prefill / time to first token", "512")
+  .option("--steps <n>", "decode steps timed per configuration", "16")
+  .option("--threads <n>", "threads (default: QUANTEVAL_THREADS or all cores)")
+  .option("--json <file>", "also write the report as JSON")
+  .action(async (o: { model: string; weights: string; kv: string; batch: string; context: string; prefill: string;
+    steps: string; threads?: string; json?: string }) => {
+    const kv = list(o.kv) as KVType[];
+    for (const k of kv) if (!["f32", "f16", "int8", "int4"].includes(k)) throw new RangeError(`--kv: expected f32, f16, int8 or int4, got '${k}'`);
+    const report = await runBench({
+      model: o.model, weights: list(o.weights), kv, batches: ints(o.batch), contexts: ints(o.context),
+      prefill: ints(o.prefill)[0], steps: ints(o.steps)[0], threads: o.threads ? ints(o.threads)[0] : undefined,
+      log: (l) => console.log(l),
+    });
+    let commit: string | undefined;
+    try {
+      commit = execFileSync("git", ["rev-parse", "HEAD"], { cwd: packageRoot }).toString().trim();
+    } catch {
+      commit = undefined;
+    }
+    const full = { ...report, commit };
+    if (o.json) {
+      mkdirSync(path.dirname(path.resolve(o.json)), { recursive: true });
+      writeFileSync(o.json, JSON.stringify(full, null, 2) + "\n");
+      console.log(`wrote ${o.json}`);
+    }
+  });
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`quanteval: ${e.message}`);

@@ -3,7 +3,7 @@ export type { EvalModel, LoglikelihoodRequest, LoglikelihoodResult, WindowScore,
 export type { EfficiencyProbe, EfficiencyReport, LatencyRequest, LatencyResult, Measurable } from "./efficiency.js";
 export { efficiencyProbeOf, measureEfficiency } from "./efficiency.js";
 export { scoreLoglikelihood, scoreWindowsBatched, generateBatched, packBatches, type BatchOptions, type PrefixScorer, type BatchGenerator } from "./batching.js";
-export { encodePair, type Tokenizer } from "./requests.js";
+export { encodePair, type Tokenizer as EvalTokenizer } from "./requests.js";
 export { nonOverlappingWindows, slidingWindows, accumulateNll, wikitext2GptqText, type PplWindow } from "./perplexity.js";
 export { AgreementAccumulator, type AgreementStats } from "./kl.js";
 export { DatasetError, dataRoot } from "./data.js";

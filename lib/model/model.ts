@@ -11,8 +11,11 @@ import path from "node:path";
 import type {
   EvalModel, GenerateOptions, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, WindowScore,
 } from "../eval/model.js";
+import type { PackedWeight } from "../kernels.js";
 import { native } from "../native.js";
+import { existsSync } from "node:fs";
 import { loadCheckpoint, type LoadReport } from "./checkpoint.js";
+import { downloadModel, type DownloadOptions } from "./hub.js";
 import { readConfig, type ModelConfig } from "./config.js";
 import type {
   DenseDType, KVType, NativeModel, NativeQuantFormat, NativeSession, PrefillResult, RuntimeAddon,
@@ -43,6 +46,11 @@ export interface SyntheticOptions extends ModelOptions {
   quantizeLmHead?: boolean;
 }
 
+/** An empty native model of this config (weights to be set with setTensor / setLinearQuant / randomize). */
+export function createNativeModel(config: ModelConfig, maxContext = config.maxPositions): NativeModel {
+  return new ((native() as unknown as RuntimeAddon).Model)({ ...config, maxContext });
+}
+
 export class ModelError extends Error {
   constructor(message: string) {
     super(message);
@@ -61,8 +69,8 @@ export class LlamaModel implements EvalModel {
   readonly name: string;
   readonly maxContext: number;
   readonly batchTokens: number;
-  /** The default session (KV type from the options). */
-  readonly session: NativeSession;
+  /** The default session (KV type from the options; see {@link setKvType}). */
+  session: NativeSession;
 
   private constructor(
     readonly config: ModelConfig,
@@ -83,13 +91,22 @@ export class LlamaModel implements EvalModel {
   }
 
   private static createNative(config: ModelConfig, maxContext: number): NativeModel {
-    return new (LlamaModel.addon().Model)({ ...config, maxContext });
+    return createNativeModel(config, maxContext);
+  }
+
+  /**
+   * Longest accepted sequence: the option, else max_position_embeddings; never past a sliding window (the runtime
+   * attends to every cached token, which is exact only inside the window).
+   */
+  private static contextOf(config: ModelConfig, opts: ModelOptions): number {
+    const want = opts.maxContext ?? config.maxPositions;
+    return config.slidingWindow ? Math.min(want, config.slidingWindow) : want;
   }
 
   /** Loads a Hugging Face model directory (config.json, safetensors, tokenizer.json). */
   static async fromDir(dir: string, opts: ModelOptions = {}): Promise<LlamaModel> {
     const config = readConfig(path.join(dir, "config.json"));
-    const maxContext = opts.maxContext ?? config.maxPositions;
+    const maxContext = LlamaModel.contextOf(config, opts);
     const nm = LlamaModel.createNative(config, maxContext);
     const report = loadCheckpoint(dir, config, nm, opts.keepDtype ?? true);
     nm.checkComplete();
@@ -103,12 +120,23 @@ export class LlamaModel implements EvalModel {
   }
 
   /**
+   * A model from any source: a local directory, `synthetic:<preset or config.json>`, or a hub repo id
+   * ('owner/name', downloaded into the cache first; see hub.ts for the endpoint and cache settings).
+   */
+  static async load(source: string, opts: SyntheticOptions & { hub?: DownloadOptions } = {}): Promise<LlamaModel> {
+    if (source.startsWith("synthetic:")) return LlamaModel.synthetic(source.slice("synthetic:".length), opts);
+    if (existsSync(source)) return LlamaModel.fromDir(source, opts);
+    const dir = await downloadModel(source, opts.hub);
+    return LlamaModel.fromDir(dir, { name: source, ...opts });
+  }
+
+  /**
    * A model of a named shape preset ('tinyllama-1.1b', 'llama-2-7b', ...; see synthetic.ts) or a config, with
    * seeded random weights generated in native memory (packed directly when `format` is given).
    */
   static async synthetic(spec: string | ModelConfig, opts: SyntheticOptions = {}): Promise<LlamaModel> {
     const { name, config } = typeof spec === "string" ? resolvePreset(spec) : { name: "synthetic", config: spec };
-    const maxContext = opts.maxContext ?? config.maxPositions;
+    const maxContext = LlamaModel.contextOf(config, opts);
     const nm = LlamaModel.createNative(config, maxContext);
     await nm.randomize(opts.seed ?? 0, {
       denseDtype: opts.denseDtype ?? "f32", format: opts.format, quantizeLmHead: opts.quantizeLmHead,
@@ -119,6 +147,24 @@ export class LlamaModel implements EvalModel {
   /** A new session over the same weights (its own KV caches). */
   newSession(opts: { kvType?: KVType; maxLen?: number } = {}): NativeSession {
     return new (LlamaModel.addon().Session)(this.native, { kvType: opts.kvType ?? "f32", maxLen: opts.maxLen ?? this.maxContext });
+  }
+
+  /** Sets a linear (module name, e.g. 'model.layers.0.mlp.down_proj') from a packed weight of lib/kernels.ts. */
+  setLinearPacked(name: string, w: PackedWeight): void {
+    const info = this.native.linearInfo(name);
+    if (info.N !== w.N || info.K !== w.K)
+      throw new ModelError(`setLinearPacked: '${name}' is [${info.N}, ${info.K}], the packed weight is [${w.N}, ${w.K}]`);
+    this.native.setLinearQuant(name, w.format, w.codes, w.scales, w.zeros ?? null);
+  }
+
+  /** RTN-quantizes every decoder linear (lm_head too when `lmHead`) in place. */
+  async quantizeAll(format: NativeQuantFormat, opts: { lmHead?: boolean } = {}): Promise<void> {
+    for (const n of this.native.linearNames()) if (n !== "lm_head" || opts.lmHead) await this.native.quantizeLinear(n, format);
+  }
+
+  /** Replaces the default session by one whose KV cache is stored as `kv` (f32, f16, int8, int4). */
+  setKvType(kv: KVType): void {
+    this.session = this.newSession({ kvType: kv });
   }
 
   get vocabSize(): number {

@@ -36,9 +36,16 @@ export function sampleToken(row: Float32Array, opts: SamplingOptions, rng: () =>
   const t = opts.temperature ?? 0;
   if (!(t > 0)) return argmax(row);
   const V = row.length;
-  let idx = Array.from({ length: V }, (_, i) => i);
+  // Candidates: the top-k by value (threshold from a sorted copy, native and fast even for 128K vocabularies),
+  // and never tokens whose probability is below e^-40 of the best one (they cannot be drawn in float64 anyway).
+  let mxAll = -Infinity;
+  for (let i = 0; i < V; i++) if (row[i] > mxAll) mxAll = row[i];
+  let thr = mxAll - 40 * t;
+  if (opts.topK && opts.topK > 0 && opts.topK < V) thr = Math.max(thr, Float32Array.from(row).sort()[V - opts.topK]);
+  let idx: number[] = [];
+  for (let i = 0; i < V; i++) if (row[i] >= thr) idx.push(i);
   idx.sort((a, b) => row[b] - row[a] || a - b);
-  if (opts.topK && opts.topK > 0 && opts.topK < V) idx = idx.slice(0, opts.topK);
+  if (opts.topK && opts.topK > 0 && opts.topK < idx.length) idx = idx.slice(0, opts.topK);
   const mx = row[idx[0]];
   let probs = idx.map((i) => Math.exp((row[i] - mx) / t));
   let sum = probs.reduce((a, b) => a + b, 0);

@@ -129,6 +129,7 @@ void tiles(const float* X, int64_t ldx, int64_t M, const WT* W, int64_t ldw, int
 // which saves the horizontal sums.
 constexpr int64_t NB = 48;
 constexpr int64_t KC = 512;
+constexpr int64_t KCP = KC + 16;  // panel row stride (floats): skewed by 64 bytes against L1 set aliasing
 
 inline void init_y(float* Y, int64_t M, int64_t N, const float* bias, int64_t n0, int64_t n1) {
   for (int64_t m = 0; m < M; m++)
@@ -140,8 +141,10 @@ struct XF32 {
   std::vector<float> buf;
   const float* p = nullptr;
   int64_t ld = 0;
-  XF32(const void* X, DType t, int64_t M, int64_t K, int64_t pad_to) {
-    const int64_t Kp = (K + pad_to - 1) / pad_to * pad_to;
+  // pad_to: row length rounded up to a multiple of it; skew: extra floats a row, so that rows whose length is a
+  // multiple of 4 KiB do not all map to the same L1 sets (K = 4096 fp32 rows are 16 KiB apart).
+  XF32(const void* X, DType t, int64_t M, int64_t K, int64_t pad_to, int64_t skew = 0) {
+    const int64_t Kp = (K + pad_to - 1) / pad_to * pad_to + skew;
     if (t == DType::F32 && Kp == K) { p = static_cast<const float*>(X); ld = K; return; }
     buf.assign((size_t)(M * Kp), 0.f);
     for (int64_t m = 0; m < M; m++) {
@@ -164,11 +167,26 @@ struct XF32 {
 template <class WT>
 void dense_rows(const float* X, int64_t ldx, int64_t M, const WT* W, int64_t K, int64_t n0, int64_t n1, float* Y,
                 int64_t N) {
-  const int64_t kcb = M <= MR ? K : KC;
+  if (M <= MR) {  // GEMV-like: memory bound, W streamed once in place
+    for (int64_t nb = n0; nb < n1; nb += NB) tiles(X, ldx, M, W + nb * K, K, std::min(NB, n1 - nb), K, Y + nb, N);
+    return;
+  }
+  // Each NB x KC block of W is copied (converted to fp32) into a panel with skewed rows, then meets every row tile of
+  // X: in place, rows K floats apart would alias in L1 whenever K is a multiple of 1024.
+  std::vector<float> panel((size_t)(NB * KCP));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
-    for (int64_t k0 = 0; k0 < K; k0 += kcb)
-      tiles(X + k0, ldx, M, W + nb * K + k0, K, nrows, std::min(kcb, K - k0), Y + nb, N);
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+      const int64_t kc = std::min(KC, K - k0);
+      for (int64_t r = 0; r < nrows; r++) {
+        const WT* w = W + (nb + r) * K + k0;
+        float* p = panel.data() + r * KCP;
+        int64_t k = 0;
+        for (; k + 8 <= kc; k += 8) _mm256_storeu_ps(p + k, load8(w + k));
+        if (k < kc) _mm256_storeu_ps(p + k, load_tail(w + k, (int)(kc - k)));
+      }
+      tiles(X + k0, ldx, M, panel.data(), KCP, nrows, kc, Y + nb, N);
+    }
   }
 }
 
@@ -179,29 +197,34 @@ inline void unpack32(const uint8_t* c, __m256 q[4]) {
     for (int s = 0; s < 4; s++)
       q[s] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(c + 8 * s))));
   } else if constexpr (BITS == 4) {
-    const __m128i v = _mm_loadu_si128((const __m128i*)c), m4 = _mm_set1_epi8(0x0F);
-    const __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-    q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-    q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-    q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
-    q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+    // Byte j holds codes j (low nibble) and j + 16 (high nibble): widen 8 bytes to dwords, then mask / shift.
+    const __m256i d0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)c));
+    const __m256i d1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(c + 8)));
+    const __m256i m4 = _mm256_set1_epi32(0x0F);
+    q[0] = _mm256_cvtepi32_ps(_mm256_and_si256(d0, m4));
+    q[1] = _mm256_cvtepi32_ps(_mm256_and_si256(d1, m4));
+    q[2] = _mm256_cvtepi32_ps(_mm256_srli_epi32(d0, 4));
+    q[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(d1, 4));
   } else {
     // 2-bit: byte j (< 8) holds codes j, j+8, j+16, j+24 at bit offsets 0, 2, 4, 6. 3-bit adds bit 2 of code j
     // from bit j of the little-endian uint32 in bytes 8..11.
-    const __m128i v = _mm_loadl_epi64((const __m128i*)c), m2 = _mm_set1_epi8(3);
-    __m256i hib = _mm256_setzero_si256();
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), one = _mm256_set1_epi32(1);
-    uint32_t hbits = 0;
-    if constexpr (BITS == 3) std::memcpy(&hbits, c + 8, 4);
-    for (int s = 0; s < 4; s++) {
-      __m256i lo = _mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(v, 2 * s), m2));
-      if constexpr (BITS == 3) {
-        hib = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)(hbits >> (8 * s))), lane), one);
-        lo = _mm256_or_si256(lo, _mm256_slli_epi32(hib, 2));
-      }
-      q[s] = _mm256_cvtepi32_ps(lo);
+    const __m256i d = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)c));
+    const __m256i m2 = _mm256_set1_epi32(3);
+    __m256i lo[4] = {_mm256_and_si256(d, m2), _mm256_and_si256(_mm256_srli_epi32(d, 2), m2),
+                     _mm256_and_si256(_mm256_srli_epi32(d, 4), m2), _mm256_srli_epi32(d, 6)};
+    if constexpr (BITS == 3) {
+      // Lane j of vector s needs bit 8s + j of hb moved to bit 2: shift right by 8s + j - 2 (by j after a left
+      // shift of 2 for s = 0).
+      int32_t hb;
+      std::memcpy(&hb, c + 8, 4);
+      const __m256i hv = _mm256_set1_epi32(hb), four = _mm256_set1_epi32(4);
+      lo[0] = _mm256_or_si256(lo[0], _mm256_and_si256(_mm256_srlv_epi32(_mm256_slli_epi32(hv, 2),
+                                                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), four));
+      lo[1] = _mm256_or_si256(lo[1], _mm256_and_si256(_mm256_srlv_epi32(hv, _mm256_setr_epi32(6, 7, 8, 9, 10, 11, 12, 13)), four));
+      lo[2] = _mm256_or_si256(lo[2], _mm256_and_si256(_mm256_srlv_epi32(hv, _mm256_setr_epi32(14, 15, 16, 17, 18, 19, 20, 21)), four));
+      lo[3] = _mm256_or_si256(lo[3], _mm256_and_si256(_mm256_srlv_epi32(hv, _mm256_setr_epi32(22, 23, 24, 25, 26, 27, 28, 29)), four));
     }
-    (void)hib;
+    for (int s = 0; s < 4; s++) q[s] = _mm256_cvtepi32_ps(lo[s]);
   }
 }
 
@@ -215,21 +238,27 @@ inline float scale_at(const void* scales, DType t, int64_t i) {
 
 // ── quantized GEMV: rows [n0, n1) for M <= kGemvMaxM, group_size % 32 == 0 ────────────────────────────────────
 // X[M, ldx] fp32 padded with zeros to whole chunks; gsum[M, G] the per-group sums of X.
-template <int BITS, int M>
+// CPG: chunks per group when known at compile time (1, 2, 4 for groups of 32, 64, 128: the inner loop unrolls), else 0.
+template <int BITS, int M, int CPG>
 void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias, float* Y,
                  int64_t n0, int64_t n1) {
-  constexpr int A = M == 1 ? 4 : M == 2 ? 2 : 1;  // accumulators per row of X: >= 4 FMA chains in flight
+  // Accumulators per row of X: each FMA chain must carry at most ~2 of a chunk's 4 FMAs, or its 4-cycle latency
+  // (not the unpacking) sets the pace. Up to M = 4 the per-group sums also stay in registers (yacc); beyond, they are
+  // reduced to scalars once per group so that the accumulators fit the 16 ymm registers.
+  constexpr int A = M <= 2 ? 4 : M <= 6 ? 2 : 1;
+  constexpr bool kVecY = M <= 4;
   const int64_t G = W.groups(), stride = W.stride(), chunks = chunks_per_row(W.K);
-  const int64_t cpg = W.fmt.group_size / kChunk;  // chunks per group
+  const int64_t cpg = CPG ? CPG : W.fmt.group_size / kChunk;  // chunks per group
   const int64_t cb = (int64_t)chunk_bytes(BITS);
   const float zsym = (float)(1 << (BITS - 1));
   for (int64_t n = n0; n < n1; n++) {
     const uint8_t* row = W.codes + n * stride;
-    __m256 yacc[M];
-    float corr[M];
-    for (int m = 0; m < M; m++) { yacc[m] = _mm256_setzero_ps(); corr[m] = 0.f; }
+    __m256 yacc[kVecY ? M : 1];
+    float ys[M], corr[M];
+    for (int m = 0; m < M; m++) { ys[m] = 0.f; corr[m] = 0.f; }
+    for (int m = 0; m < (kVecY ? M : 1); m++) yacc[m] = _mm256_setzero_ps();
     for (int64_t g = 0; g < G; g++) {
-      const int64_t c0 = g * cpg, c1 = std::min(chunks, c0 + cpg);
+      const int64_t c0 = g * cpg, c1 = CPG && g + 1 < G ? c0 + CPG : std::min(chunks, c0 + cpg);
       __m256 acc[M][A];
       for (int m = 0; m < M; m++)
         for (int a = 0; a < A; a++) acc[m][a] = _mm256_setzero_ps();
@@ -247,27 +276,39 @@ void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float*
       for (int m = 0; m < M; m++) {
         __m256 a = acc[m][0];
         for (int i = 1; i < A; i++) a = _mm256_add_ps(a, acc[m][i]);
-        yacc[m] = _mm256_fmadd_ps(a, sv, yacc[m]);
+        if constexpr (kVecY) yacc[m] = _mm256_fmadd_ps(a, sv, yacc[m]);
+        else ys[m] += s * hsum(a);
         corr[m] += s * z * gsum[m * G + g];
       }
     }
     const float b = bias ? bias[n] : 0.f;
-    for (int m = 0; m < M; m++) Y[m * W.N + n] = hsum(yacc[m]) - corr[m] + b;
+    for (int m = 0; m < M; m++) Y[m * W.N + n] = (kVecY ? hsum(yacc[m]) : ys[m]) - corr[m] + b;
+  }
+}
+
+template <int BITS, int CPG>
+void gemv_q_dispatch_m(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum,
+                       const float* bias, float* Y, int64_t n0, int64_t n1) {
+  switch (M) {
+    case 1: gemv_q_rows<BITS, 1, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 2: gemv_q_rows<BITS, 2, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 3: gemv_q_rows<BITS, 3, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 4: gemv_q_rows<BITS, 4, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 5: gemv_q_rows<BITS, 5, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 6: gemv_q_rows<BITS, 6, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 7: gemv_q_rows<BITS, 7, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+    default: gemv_q_rows<BITS, 8, CPG>(W, X, ldx, gsum, bias, Y, n0, n1); break;
   }
 }
 
 template <int BITS>
-void gemv_q_dispatch_m(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum,
-                       const float* bias, float* Y, int64_t n0, int64_t n1) {
-  switch (M) {
-    case 1: gemv_q_rows<BITS, 1>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    case 2: gemv_q_rows<BITS, 2>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    case 3: gemv_q_rows<BITS, 3>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    case 4: gemv_q_rows<BITS, 4>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    case 5: gemv_q_rows<BITS, 5>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    case 6: gemv_q_rows<BITS, 6>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    case 7: gemv_q_rows<BITS, 7>(W, X, ldx, gsum, bias, Y, n0, n1); break;
-    default: gemv_q_rows<BITS, 8>(W, X, ldx, gsum, bias, Y, n0, n1); break;
+void gemv_q_dispatch(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum,
+                     const float* bias, float* Y, int64_t n0, int64_t n1) {
+  switch (W.fmt.group_size) {
+    case 32: gemv_q_dispatch_m<BITS, 1>(M, W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 64: gemv_q_dispatch_m<BITS, 2>(M, W, X, ldx, gsum, bias, Y, n0, n1); break;
+    case 128: gemv_q_dispatch_m<BITS, 4>(M, W, X, ldx, gsum, bias, Y, n0, n1); break;
+    default: gemv_q_dispatch_m<BITS, 0>(M, W, X, ldx, gsum, bias, Y, n0, n1); break;
   }
 }
 
@@ -320,13 +361,13 @@ template <int BITS>
 void gemm_q_tiled_rows(const QuantWeight& W, const float* X, int64_t ldx, int64_t M, int64_t n0, int64_t n1,
                        float* Y) {
   const int64_t K = W.K;
-  std::vector<float> panel((size_t)(NB * KC));
+  std::vector<float> panel((size_t)(NB * KCP));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
       const int64_t kc = std::min(KC, K - k0);
-      dequant_block<BITS>(W, nb, nrows, k0, k0 + kc, panel.data(), KC);
-      tiles(X + k0, ldx, M, panel.data(), KC, nrows, kc, Y + nb, W.N);
+      dequant_block<BITS>(W, nb, nrows, k0, k0 + kc, panel.data(), KCP);
+      tiles(X + k0, ldx, M, panel.data(), KCP, nrows, kc, Y + nb, W.N);
     }
   }
 }
@@ -363,7 +404,7 @@ void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, 
           gsum[m * G + g] = s;
         }
       parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
-        gemv_q_dispatch_m<BITS>(M, W, x.p, x.ld, gsum.data(), bias, Y, n0, n1);
+        gemv_q_dispatch<BITS>(M, W, x.p, x.ld, gsum.data(), bias, Y, n0, n1);
       });
     } else {
       parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
@@ -372,7 +413,7 @@ void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, 
     }
     return;
   }
-  XF32 x(X, x_dtype, M, K, 1);
+  XF32 x(X, x_dtype, M, K, 8, 16);
   parallel_for(N, NB, [&](int64_t n0, int64_t n1) {
     init_y(Y, M, N, bias, n0, n1);
     gemm_q_tiled_rows<BITS>(W, x.p, x.ld, M, n0, n1, Y);
@@ -440,12 +481,69 @@ void unpack4_block(const QuantWeight& W, int64_t n0, int64_t nrows, int64_t k0, 
   }
 }
 
+
+// ── W4A8 with vpmaddubsw ───────────────────────────────────────────────────────────────────────────────────
+// acc[m, n] += sum_{k < kc} B[n, k] * A[m, k]; B uint8 codes in [0, 15], A int8. One vpmaddubsw pair sum is at most
+// 2 * 15 * 128 = 3840, so 8 of them (30720) accumulate in int16 before one vpmaddwd widens them to int32.
+template <int mr, int nr>
+void micro_i8(const int8_t* A, int64_t lda, const uint8_t* B, int64_t ldb, int64_t kc, int32_t* C, int64_t ldc) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc32[mr][nr];
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) acc32[i][j] = _mm256_setzero_si256();
+  for (int64_t k = 0; k < kc;) {
+    const int64_t kend = std::min(kc, k + 8 * 32);
+    __m256i acc16[mr][nr];
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nr; j++) acc16[i][j] = _mm256_setzero_si256();
+    for (; k < kend; k += 32) {
+      __m256i b[nr];
+      for (int j = 0; j < nr; j++) b[j] = _mm256_loadu_si256((const __m256i*)(B + j * ldb + k));
+      for (int i = 0; i < mr; i++) {
+        const __m256i a = _mm256_loadu_si256((const __m256i*)(A + i * lda + k));
+        for (int j = 0; j < nr; j++) acc16[i][j] = _mm256_add_epi16(acc16[i][j], _mm256_maddubs_epi16(b[j], a));
+      }
+    }
+    for (int i = 0; i < mr; i++)
+      for (int j = 0; j < nr; j++) acc32[i][j] = _mm256_add_epi32(acc32[i][j], _mm256_madd_epi16(acc16[i][j], ones));
+  }
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) C[i * ldc + j] += hsum_i32(acc32[i][j]);
+}
+
+template <int mr>
+void micro_i8_n(int nr, const int8_t* A, int64_t lda, const uint8_t* B, int64_t ldb, int64_t kc, int32_t* C,
+                int64_t ldc) {
+  if (nr == 3) micro_i8<mr, 3>(A, lda, B, ldb, kc, C, ldc);
+  else if (nr == 2) micro_i8<mr, 2>(A, lda, B, ldb, kc, C, ldc);
+  else micro_i8<mr, 1>(A, lda, B, ldb, kc, C, ldc);
+}
+
+void tiles_i8(const int8_t* A, int64_t lda, int64_t M, const uint8_t* B, int64_t ldb, int64_t nrows, int64_t kc,
+              int32_t* C, int64_t ldc) {
+  for (int64_t m = 0; m < M; m += MR) {
+    const int mr = (int)std::min<int64_t>(MR, M - m);
+    for (int64_t j = 0; j < nrows; j += NR) {
+      const int nr = (int)std::min<int64_t>(NR, nrows - j);
+      const int8_t* a = A + m * lda;
+      const uint8_t* b = B + j * ldb;
+      int32_t* c = C + m * ldc + j;
+      switch (mr) {
+        case 4: micro_i8_n<4>(nr, a, lda, b, ldb, kc, c, ldc); break;
+        case 3: micro_i8_n<3>(nr, a, lda, b, ldb, kc, c, ldc); break;
+        case 2: micro_i8_n<2>(nr, a, lda, b, ldb, kc, c, ldc); break;
+        default: micro_i8_n<1>(nr, a, lda, b, ldb, kc, c, ldc); break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // ── entry points ───────────────────────────────────────────────────────────────────────────────────────────
 void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y) {
   const int64_t N = W.N, K = W.K;
-  XF32 x(X, x_dtype, M, K, 1);
+  XF32 x(X, x_dtype, M, K, M <= MR ? 1 : 8, M <= MR ? 0 : 16);
   parallel_for(N, NB, [&](int64_t n0, int64_t n1) {
     init_y(Y, M, N, bias, n0, n1);
     switch (W.dtype) {
@@ -471,28 +569,58 @@ void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, i
   constexpr int64_t KCI = 1024;
   const int64_t Kp = chunks_per_row(W.K) * kChunk;
   for (int64_t m = 0; m < M; m++) std::fill(acc + m * ldc + n0, acc + m * ldc + n1, 0);
-  if (W.fmt.bits == 8) {
-    // 8-bit chunks are plain bytes: B is read in place.
-    const int64_t stride = W.stride();
-    for (int64_t nb = n0; nb < n1; nb += NB) {
-      const int64_t nrows = std::min(NB, n1 - nb);
-      for (int64_t k0 = 0; k0 < Kp; k0 += KCI)
-        tiles_i16(A + k0, lda, M, W.codes + nb * stride + k0, stride, nrows, std::min(KCI, Kp - k0), acc + nb, ldc);
-    }
+  const int64_t stride = W.stride();
+  if (W.fmt.bits == 8 && M <= MR) {
+    // Few rows of A: B (8-bit chunks are plain bytes) is streamed once, in place.
+    for (int64_t nb = n0; nb < n1; nb += NB)
+      tiles_i16(A, lda, M, W.codes + nb * stride, stride, std::min(NB, n1 - nb), Kp, acc + nb, ldc);
     return;
   }
-  std::vector<uint8_t> panel((size_t)(NB * KCI));
+  // Blocks of NB x KCI codes are copied (8-bit) or unpacked (4-bit) into a panel with skewed rows (row strides that
+  // are multiples of 4 KiB would alias in L1), then meet every row tile of A.
+  constexpr int64_t LDB = KCI + 64;
+  std::vector<uint8_t> panel((size_t)(NB * LDB));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
     for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
       const int64_t kc = std::min(KCI, Kp - k0);
-      unpack4_block(W, nb, nrows, k0, kc, panel.data(), KCI);
-      tiles_i16(A + k0, lda, M, panel.data(), KCI, nrows, kc, acc + nb, ldc);
+      if (W.fmt.bits == 8)
+        for (int64_t r = 0; r < nrows; r++) std::memcpy(panel.data() + r * LDB, W.codes + (nb + r) * stride + k0, (size_t)kc);
+      else
+        unpack4_block(W, nb, nrows, k0, kc, panel.data(), LDB);
+      tiles_i16(A + k0, lda, M, panel.data(), LDB, nrows, kc, acc + nb, ldc);
     }
   }
 }
 
-void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t lda, float* scale, int32_t* asum) {
+void w4a8_core(const int8_t* A8, int64_t lda8, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
+               int64_t ldc, int32_t* sumw) {
+  constexpr int64_t KCI = 1024, LDB = KCI + 64;
+  const int64_t Kp = chunks_per_row(W.K) * kChunk;
+  for (int64_t m = 0; m < M; m++) std::fill(acc + m * ldc + n0, acc + m * ldc + n1, 0);
+  std::fill(sumw + n0, sumw + n1, 0);
+  std::vector<uint8_t> panel((size_t)(NB * LDB));
+  for (int64_t nb = n0; nb < n1; nb += NB) {
+    const int64_t nrows = std::min(NB, n1 - nb);
+    for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
+      const int64_t kc = std::min(KCI, Kp - k0);
+      unpack4_block(W, nb, nrows, k0, kc, panel.data(), LDB);
+      for (int64_t r = 0; r < nrows; r++) {  // row sums of the codes (padding codes are 0)
+        __m256i s = _mm256_setzero_si256();
+        for (int64_t k = 0; k < kc; k += 32)
+          s = _mm256_add_epi64(s, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i*)(panel.data() + r * LDB + k)),
+                                                  _mm256_setzero_si256()));
+        alignas(32) int64_t o[4];
+        _mm256_store_si256((__m256i*)o, s);
+        sumw[nb + r] += (int32_t)(o[0] + o[1] + o[2] + o[3]);
+      }
+      tiles_i8(A8 + k0, lda8, M, panel.data(), LDB, nrows, kc, acc + nb, ldc);
+    }
+  }
+}
+
+void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t lda, float* scale, int32_t* zero,
+                    int32_t* asum) {
   for (int64_t m = 0; m < M; m++) {
     const float* x = X + m * K;
     __m256 vmn = _mm256_set1_ps(x[0]), vmx = vmn;
@@ -510,6 +638,7 @@ void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t ld
     for (; k < K; k++) { mn = std::min(mn, x[k]); mx = std::max(mx, x[k]); }
     const ActQuant p = act_params(mn, mx, 8);
     scale[m] = p.s;
+    zero[m] = (int32_t)p.z;
     // A = clamp(round(x / s) + z, 0, 255) - z: division and round-half-even as the scalar reference, so the codes
     // are identical.
     const __m256 sv = _mm256_set1_ps(p.s), zv = _mm256_set1_ps(p.z), lo = _mm256_setzero_ps(),

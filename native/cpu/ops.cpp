@@ -37,11 +37,7 @@ void rope_apply(float* x, int64_t T, int n_heads, int head_dim, int rotary_dim, 
     // cos/sin once per token, shared by every head (the reference computes the same fp32 values per head).
     std::vector<float> cs(half), sn(half);
     for (int64_t t = t0; t < t1; t++) {
-      for (int i = 0; i < half; i++) {
-        const float f = (float)positions[t] * inv_freq[i];
-        cs[i] = std::cos(f);
-        sn[i] = std::sin(f);
-      }
+      detail::rope_cos_sin(positions[t], inv_freq, half, cs.data(), sn.data());
       detail::rope_token_avx2(x + t * n_heads * (int64_t)head_dim, n_heads, head_dim, rotary_dim, cs.data(), sn.data());
     }
   });

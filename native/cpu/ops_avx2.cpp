@@ -1,4 +1,6 @@
 #pragma GCC target("avx2,fma,f16c")
+// No FMA contraction of a*b - c*d: GCC fuses even intrinsics otherwise, and the references round every product.
+#pragma GCC optimize("fp-contract=off")
 // AVX2 row kernels for the decoder-step ops. Each matches its reference's arithmetic where that is cheap
 // (RMSNorm's sum of squares in double, RoPE's separately rounded products, softmax sums in double) and otherwise
 // differs only by the vector exp (simd::exp8, ~1-2 ulp).

@@ -6,6 +6,9 @@
 
 namespace quanteval::detail {
 
+// cos/sin tables [half] of one position (rope.cpp; used by the reference and the fast RoPE alike).
+void rope_cos_sin(int32_t position, const float* inv_freq, int half, float* cos, float* sin);
+
 void rmsnorm_row_avx2(const float* x, const float* w, int64_t D, float eps, float* y);
 // x[n_heads, head_dim] of one token rotated with the token's cos/sin tables [rotary_dim / 2].
 void rope_token_avx2(float* x, int n_heads, int head_dim, int rotary_dim, const float* cos, const float* sin);

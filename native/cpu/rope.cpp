@@ -5,9 +5,23 @@
 #include <stdexcept>
 #include <string>
 
+#include "ops_impl.h"
 #include "quanteval/kernels.h"
 
 namespace quanteval {
+
+namespace detail {
+// One definition of the cos/sin tables, shared by rope_apply_ref and the fast rope_apply so they agree bit for bit
+// whatever the compiler does with sin/cos (sincosf fusion, inlining) in each translation unit.
+void rope_cos_sin(int32_t position, const float* inv_freq, int half, float* cos, float* sin) {
+  for (int i = 0; i < half; i++) {
+    // transformers: freqs = inv_freq ⊗ position in fp32, emb = cat(freqs, freqs), cos/sin of emb in fp32.
+    const float f = (float)position * inv_freq[i];
+    cos[i] = std::cos(f);
+    sin[i] = std::sin(f);
+  }
+}
+}  // namespace detail
 
 void rope_inv_freq(const RopeConfig& cfg, float* inv_freq) {
   const int dim = cfg.rotary_dim;

@@ -1,6 +1,8 @@
 // Scalar references for the rest of a decoder step: RMSNorm, RoPE, SiLU·up, softmax, log-softmax gather / top-k,
 // embedding lookup. Each follows what transformers computes in fp32 (Llama modules); sums that feed a
 // normalization are accumulated in double so the reference is the better-rounded side of every comparison.
+// Products are rounded one by one as torch does (no FMA contraction even where the target allows it).
+#pragma GCC optimize("fp-contract=off")
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -10,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../ops_impl.h"
 #include "quanteval/half.h"
 #include "quanteval/kernels.h"
 
@@ -34,11 +37,11 @@ void rope_apply_ref(float* x, int64_t T, int n_heads, int head_dim, int rotary_d
   if (rotary_dim <= 0 || rotary_dim > head_dim || rotary_dim % 2)
     throw std::invalid_argument("rope_apply: rotary_dim must be even and in (0, head_dim], got " + std::to_string(rotary_dim));
   const int half = rotary_dim / 2;
+  std::vector<float> cs(half), sn(half);
   for (int64_t t = 0; t < T; t++) {
+    detail::rope_cos_sin(positions[t], inv_freq, half, cs.data(), sn.data());
     for (int i = 0; i < half; i++) {
-      // transformers: freqs = inv_freq ⊗ position (fp32), emb = cat(freqs, freqs), cos/sin of emb in fp32.
-      const float f = (float)positions[t] * inv_freq[i];
-      const float c = std::cos(f), s = std::sin(f);
+      const float c = cs[i], s = sn[i];
       for (int h = 0; h < n_heads; h++) {
         float* xh = x + (t * n_heads + h) * (int64_t)head_dim;
         const float a = xh[i], b = xh[i + half];

@@ -1,0 +1,219 @@
+/**
+ * CPU GEMM / GEMV benchmark on Llama-7B projection shapes.
+ *
+ *   npm run bench:kernels            (node dist/bench/kernels.js; QUANTEVAL_THREADS caps the threads)
+ *
+ * For N x K in {4096x4096, 11008x4096, 4096x11008} and M in {1, 4, 16, 64, 256} it times (median of repeated
+ * native runs, the first run dropped) the project's fp32 `gemm` — the baseline — and the fused quantized kernels:
+ * w8 (per channel), w4g128, w3g128, w2g64 (asymmetric, fp16 scales) and W8A8 (8-bit per-channel weights, per-token
+ * 8-bit activations). Each row reports weight GB/s (packed bytes incl. scales and zeros / time), GFLOP/s (2MNK / time),
+ * the speedup over fp32 at the same shape and M, and the fraction of the machine's read bandwidth measured in this run
+ * (all threads streaming a 1 GiB buffer; best of 6 passes). Writes JSON to bench/out/ and prints a summary table last.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import {
+  memReadBandwidth,
+  nGroups,
+  packedBytes,
+  rowBytes,
+  timeGemm,
+  type DenseWeight,
+  type PackedWeight,
+  type QuantFormat,
+  type TimedGemm,
+} from "../lib/kernels.js";
+import { native, packageRoot } from "../lib/native.js";
+
+const SHAPES: [number, number][] = [
+  [4096, 4096],
+  [11008, 4096],
+  [4096, 11008],
+];
+const MS = [1, 4, 16, 64, 256];
+
+interface Variant {
+  name: string;
+  format?: QuantFormat; // undefined: fp32 dense
+  w8a8?: boolean;
+}
+const VARIANTS: Variant[] = [
+  { name: "fp32" },
+  { name: "w8", format: { bits: 8, groupSize: 0, symmetric: false, scaleDtype: "f16" } },
+  { name: "w4g128", format: { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f16" } },
+  { name: "w3g128", format: { bits: 3, groupSize: 128, symmetric: false, scaleDtype: "f16" } },
+  { name: "w2g64", format: { bits: 2, groupSize: 64, symmetric: false, scaleDtype: "f16" } },
+  { name: "w8a8", format: { bits: 8, groupSize: 0, symmetric: false, scaleDtype: "f16" }, w8a8: true },
+];
+
+/** Timed runs per M (fewer at large M, where one run is long and the timing stable). */
+function repsFor(M: number): number {
+  return M <= 4 ? 15 : M <= 16 ? 7 : M <= 64 ? 4 : 3;
+}
+
+function median(xs: ArrayLike<number>): number {
+  const s = Array.from(xs).sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+// Deterministic pseudo-random fill (xorshift): the kernels' speed does not depend on the values, only their
+// validity (finite scales, codes in range).
+function randomBytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    out[i] = x & 0xff;
+  }
+  return out;
+}
+function randomFloats(n: number, scale: number, seed: number): Float32Array {
+  const b = randomBytes(n, seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = ((b[i] - 127.5) / 128) * scale;
+  return out;
+}
+const F16_001 = 0x211f; // fp16 bits of ~0.01
+
+function packedWeight(N: number, K: number, format: QuantFormat, seed: number): PackedWeight {
+  const G = nGroups(K, format.groupSize);
+  const codes = randomBytes(N * rowBytes(K, format.bits), seed);
+  const scales = new Uint16Array(N * G).fill(F16_001);
+  const zeros = randomBytes(N * G, seed + 1).map((z) => z % (1 << format.bits));
+  return { N, K, format, codes, scales, zeros };
+}
+
+interface Row {
+  N: number;
+  K: number;
+  M: number;
+  variant: string;
+  seconds: number;
+  weightBytes: number;
+  gbps: number;
+  gflops: number;
+  speedupVsFp32: number;
+  fractionOfReadBw: number;
+}
+
+function cpuModel(): string {
+  try {
+    const m = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/);
+    if (m) return m[1].trim();
+  } catch {
+    /* not Linux */
+  }
+  return os.cpus()[0]?.model ?? "unknown";
+}
+function gitCommit(): string {
+  try {
+    return execFileSync("git", ["rev-parse", "HEAD"], { cwd: packageRoot }).toString().trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  const info = native().cpuInfo();
+  console.log(`quanteval kernel bench: ${cpuModel()}, ${info.threads} threads, ISA ${info.isa}`);
+
+  // Read bandwidth: all threads stream a buffer far larger than the last-level cache.
+  const bwBytes = 1 << 30;
+  // The roofline is the best pass: bandwidth is an upper bound and other load on the machine only lowers a pass.
+  const bwSecs = await memReadBandwidth(bwBytes, 7);
+  const readGBps = bwBytes / Math.min(...bwSecs.subarray(1)) / 1e9;
+  const readGBpsMedian = bwBytes / median(bwSecs.subarray(1)) / 1e9;
+  console.log(`read bandwidth (1 GiB, best / median of 6 passes): ${readGBps.toFixed(1)} / ${readGBpsMedian.toFixed(1)} GB/s`);
+
+  const rows: Row[] = [];
+  for (const [N, K] of SHAPES) {
+    const Mmax = Math.max(...MS);
+    const X = randomFloats(Mmax * K, 1, 7 + N + K);
+    const dense: DenseWeight = { N, K, dtype: "f32", data: randomFloats(N * K, 0.02, 11 + N) };
+    const fp32Time = new Map<number, number>();
+    for (const v of VARIANTS) {
+      // groupSize 0 in VARIANTS stands for per output channel (groupSize = K).
+      const format = v.format && { ...v.format, groupSize: v.format.groupSize || K };
+      const W = format ? packedWeight(N, K, format, 100 + N + K + v.name.length) : undefined;
+      const weightBytes = W ? packedBytes(W) : N * K * 4;
+      for (const M of MS) {
+        const Xm = X.subarray(0, M * K);
+        const g: TimedGemm = !W
+          ? { kind: "dense", X: Xm, xDtype: "f32", M, W: dense }
+          : v.w8a8
+            ? { kind: "w8a8", X: Xm, M, W }
+            : { kind: "q", X: Xm, xDtype: "f32", M, W };
+        const r = await timeGemm(g, repsFor(M) + 1);
+        const seconds = median(r.seconds.subarray(1));
+        if (!W) fp32Time.set(M, seconds);
+        const base = fp32Time.get(M)!;
+        const gbps = weightBytes / seconds / 1e9;
+        rows.push({
+          N, K, M, variant: v.name, seconds, weightBytes, gbps,
+          gflops: (2 * M * N * K) / seconds / 1e9,
+          speedupVsFp32: base / seconds,
+          fractionOfReadBw: gbps / readGBps,
+        });
+        const last = rows[rows.length - 1];
+        console.log(
+          `${N}x${K} M=${String(M).padStart(3)} ${v.name.padEnd(7)} ${(seconds * 1e3).toFixed(3).padStart(9)} ms ` +
+            `${gbps.toFixed(1).padStart(6)} GB/s ${last.gflops.toFixed(1).padStart(7)} GFLOP/s ` +
+            `x${last.speedupVsFp32.toFixed(2)} vs fp32, ${(100 * last.fractionOfReadBw).toFixed(0)}% of read bw`,
+        );
+      }
+    }
+  }
+
+  const date = new Date().toISOString();
+  const result = {
+    bench: "cpu-kernels",
+    commit: gitCommit(),
+    date,
+    cpu: cpuModel(),
+    threads: info.threads,
+    isa: info.isa,
+    features: info.features,
+    readBandwidthGBps: readGBps,
+    readBandwidthMedianGBps: readGBpsMedian,
+    readBandwidthSeconds: Array.from(bwSecs),
+    rows,
+    wallSeconds: (Date.now() - t0) / 1e3,
+  };
+  const outDir = path.join(packageRoot, "bench", "out");
+  mkdirSync(outDir, { recursive: true });
+  const file = path.join(outDir, `kernels-${date.replace(/[:.]/g, "-")}.json`);
+  writeFileSync(file, JSON.stringify(result, null, 2));
+
+  // Summary: per shape, M = 1 (GEMV, memory bound) and M = 256 (GEMM, compute bound).
+  console.log(`\nsummary (read bandwidth ${readGBps.toFixed(1)} GB/s measured in this run; baseline = fp32 gemm, same run)`);
+  console.log("shape        M    variant   ms        GB/s   GFLOP/s  vs fp32  %read-bw");
+  for (const r of rows) {
+    if (r.M !== 1 && r.M !== 256) continue;
+    console.log(
+      `${`${r.N}x${r.K}`.padEnd(11)} ${String(r.M).padStart(4)}  ${r.variant.padEnd(8)} ${(r.seconds * 1e3).toFixed(2).padStart(8)} ` +
+        `${r.gbps.toFixed(1).padStart(7)} ${r.gflops.toFixed(1).padStart(8)}  ${r.speedupVsFp32.toFixed(2).padStart(6)}x ` +
+        `${(100 * r.fractionOfReadBw).toFixed(0).padStart(6)}%`,
+    );
+  }
+  console.log("\nbars (this machine): w4g128 GEMV M=1 >= 60% of read bw and >= 5x fp32; W8A8 M=256 >= 2x fp32");
+  for (const [N, K] of SHAPES) {
+    const g = rows.find((r) => r.N === N && r.K === K && r.M === 1 && r.variant === "w4g128")!;
+    const a = rows.find((r) => r.N === N && r.K === K && r.M === 256 && r.variant === "w8a8")!;
+    console.log(
+      `${`${N}x${K}`.padEnd(11)} w4g128 M=1: ${(100 * g.fractionOfReadBw).toFixed(0)}% of read bw, ${g.speedupVsFp32.toFixed(2)}x fp32` +
+        ` | w8a8 M=256: ${a.speedupVsFp32.toFixed(2)}x fp32`,
+    );
+  }
+  console.log(`wrote ${path.relative(process.cwd(), file)} (${result.wallSeconds.toFixed(0)} s)`);
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
