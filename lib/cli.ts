@@ -7,6 +7,7 @@ import { runBench } from "./bench/runtime.js";
 import type { KVType } from "./model/native-types.js";
 import { loadNative, packageRoot } from "./native.js";
 import { registerEvalCommand } from "./eval/cli_eval.js";
+import { registerQuantizeCommands } from "./quant/cli.js";
 
 const program = new Command();
 program.name("quanteval").description("Quantize LLMs and measure what it costs them, on real low-bit kernels.");
@@ -29,6 +30,7 @@ program
   });
 
 registerEvalCommand(program);
+registerQuantizeCommands(program);
 
 const list = (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean);
 const ints = (v: string) => list(v).map((x) => {

@@ -31,6 +31,9 @@ export interface ModelOptions {
   kvType?: KVType;
   /** Keep fp16/bf16 linears in their checkpoint dtype (default true); false converts them to f32. */
   keepDtype?: boolean;
+  /** Fills the native model instead of reading `dir`'s safetensors (quantized checkpoints: lib/quant/checkpoint.ts);
+   * `dir` still provides config.json and the tokenizer. */
+  loadWeights?: (model: NativeModel, config: ModelConfig) => void;
   /** Name for reports (default: the directory's base name). */
   name?: string;
   /** Token budget of one native scoring call (default 16384). */
@@ -108,7 +111,9 @@ export class LlamaModel implements EvalModel {
     const config = readConfig(path.join(dir, "config.json"));
     const maxContext = LlamaModel.contextOf(config, opts);
     const nm = LlamaModel.createNative(config, maxContext);
-    const report = loadCheckpoint(dir, config, nm, opts.keepDtype ?? true);
+    let report: LoadReport | undefined;
+    if (opts.loadWeights) opts.loadWeights(nm, config);
+    else report = loadCheckpoint(dir, config, nm, opts.keepDtype ?? true);
     nm.checkComplete();
     let tok: Tokenizer | undefined;
     try {

@@ -31,9 +31,13 @@ import {
   type TensorToWrite,
   type TypedTensor,
 } from "../model/safetensors.js";
+import { expectedTensors } from "../model/config.js";
+import { LlamaModel, type ModelOptions } from "../model/model.js";
+import type { DenseDType } from "../model/native-types.js";
 import type { CalibrationRecord } from "./calibration.js";
+import { kvTypeFor, type QuantizeReport } from "./quantize.js";
 import { nGroups, rowBytes, type PackedWeight, type ScaleDType } from "./numerics.js";
-import { formatSpec, parseSpec, type QuantSpec } from "./spec.js";
+import { activationExecution, formatSpec, parseSpec, type QuantSpec } from "./spec.js";
 
 export const CHECKPOINT_FORMAT = "quanteval-packed-v1";
 export const FORMAT_DESCRIPTION =
@@ -279,4 +283,104 @@ export function loadQuantizedCheckpoint(dir: string, opts: { expectSpec?: string
   } finally {
     st.close();
   }
+}
+
+// ── Whole models ────────────────────────────────────────────────────────────────────────────────────────────────
+
+const ST_TO_DENSE: Partial<Record<SafetensorsDType, DenseDType>> = { F32: "f32", F16: "f16", BF16: "bf16" };
+
+/**
+ * The tensors of a model quantized in place by quantizeModel, for saving: packed linears from the report; every
+ * other tensor the config needs read again from the model's source files, with the per-channel scalings of
+ * AWQ / SmoothQuant applied exactly as the runtime applied them (fp32 division, in the same order), so that a
+ * reloaded model holds bit-identical weights.
+ */
+export function quantizedState(model: LlamaModel, report: QuantizeReport): QuantizedState {
+  const files = model.loadReport?.files;
+  if (!files?.length)
+    throw new CheckpointError(model.name, "only models loaded from a checkpoint folder can be saved (no source files)");
+  const nm = model.native;
+  const want = expectedTensors(model.config);
+  const normScales = new Map<string, Float32Array[]>();
+  const scaledPrevLinears = new Map<string, Float32Array[]>();
+  const linearNames = new Set(nm.linearNames());
+  for (const s of report.scalings) {
+    const target = linearNames.has(s.prev) ? scaledPrevLinears : normScales;
+    target.set(s.prev, [...(target.get(s.prev) ?? []), s.scales]);
+  }
+  const dense = new Map<string, TypedTensor>();
+  for (const f of files) {
+    const st = openSafetensors(f);
+    try {
+      for (const name of st.names()) {
+        if (!want.has(name)) continue;
+        const mod = name.replace(/\.(weight|bias)$/, "");
+        if (name.endsWith(".weight") && report.packed.has(mod)) continue;
+        const ns = normScales.get(mod);
+        const ls = scaledPrevLinears.get(mod);
+        if (ns && name.endsWith(".weight")) {
+          const v = st.readFloat32(name);
+          for (const s of ns) for (let k = 0; k < v.length; k++) v[k] = Math.fround(v[k] / s[k]);
+          dense.set(name, { dtype: "F32", shape: st.info(name).shape, data: v });
+        } else if (ls && name.endsWith(".weight")) {
+          dense.set(name, { dtype: "F32", shape: st.info(name).shape, data: nm.getLinearWeight(mod) });
+        } else if (ls && name.endsWith(".bias")) {
+          const v = st.readFloat32(name);
+          for (const s of ls) for (let k = 0; k < v.length; k++) v[k] = Math.fround(v[k] / s[k]);
+          dense.set(name, { dtype: "F32", shape: st.info(name).shape, data: v });
+        } else dense.set(name, st.read(name));
+      }
+    } finally {
+      st.close();
+    }
+  }
+  return {
+    spec: parseSpec(report.spec),
+    packed: report.packed,
+    dense,
+    calibration: report.calibration,
+    method: report.method,
+    sourceModel: path.dirname(files[0]),
+  };
+}
+
+/** Saves a model quantized by quantizeModel into `dir` (see the module comment). */
+export function saveQuantizedModel(dir: string, model: LlamaModel, report: QuantizeReport): CheckpointMeta {
+  const state = quantizedState(model, report);
+  return saveQuantizedCheckpoint(dir, state, state.sourceModel);
+}
+
+/**
+ * Loads a quantized checkpoint folder as a runnable model: dense tensors and packed linears go straight to the
+ * runtime (no recalibration, no requantization), activation modes and the KV cache type follow the stored spec.
+ */
+export async function loadQuantizedModel(
+  dir: string,
+  opts: ModelOptions & { expectSpec?: string } = {},
+): Promise<{ model: LlamaModel; meta: CheckpointMeta }> {
+  const st = loadQuantizedCheckpoint(dir, { expectSpec: opts.expectSpec });
+  const spec = st.spec;
+  const act = activationExecution(spec) === "kernel" ? "a8" : "sim";
+  const model = await LlamaModel.fromDir(dir, {
+    ...opts,
+    kvType: kvTypeFor(spec),
+    loadWeights: (nm, config) => {
+      const want = expectedTensors(config);
+      for (const [name, t] of st.dense) {
+        const dt = ST_TO_DENSE[t.dtype];
+        if (!dt) throw new CheckpointError(dir, `tensor '${name}': expected F32, F16 or BF16, got ${t.dtype}`);
+        if (!want.has(name)) throw new CheckpointError(dir, `unexpected tensor '${name}' for this config`);
+        nm.setTensor(name, dt, t.shape, t.data, opts.keepDtype ?? true);
+      }
+      for (const [name, p] of st.packed) {
+        if (!want.has(`${name}.weight`)) throw new CheckpointError(dir, `packed linear '${name}' is not a linear of this config`);
+        const shape = want.get(`${name}.weight`)!;
+        if (shape[0] !== p.N || shape[1] !== p.K)
+          throw new CheckpointError(dir, `packed linear '${name}': config expects [${shape}], the checkpoint has [${p.N},${p.K}]`);
+        nm.setLinearQuant(name, p.format, p.codes, p.scales, p.zeros);
+        if (spec.activations) nm.setActivation(name, act, spec.activations.bits);
+      }
+    },
+  });
+  return { model, meta: st.meta };
 }

@@ -17,7 +17,7 @@
 import type { LlamaModel } from "../model/model.js";
 import type { KVType, NativeModel } from "../model/native-types.js";
 import { awqQuantizeLinear, awqScaleLayer, type AppliedScale } from "./awq.js";
-import { sampleCalibration, type CalibrationOptions, type CalibrationRecord } from "./calibration.js";
+import { sampleCalibration, type CalibrationOptions, type CalibrationRecord, type CalibrationSet } from "./calibration.js";
 import { gptqLinear } from "./gptq.js";
 import { DEFAULT_LINEARS, layerOf, scaleGroups } from "./groups.js";
 import { rtnQuantize, type PackedWeight, type ScaleDType, type WeightFormat } from "./numerics.js";
@@ -29,6 +29,9 @@ export interface QuantizeOptions {
   /** Calibration windows (used by +gptq, +awq, +sq). Defaults: calibration.ts (WikiText-2 validation, 128 × 512,
    * seed 0); seqlen is capped at the model's context. */
   calibration?: CalibrationOptions;
+  /** Ready-made calibration windows (e.g. drawn with another tokenizer for a synthetic model); replaces
+   * `calibration`. */
+  calibrationSet?: CalibrationSet;
   /** Which linears to quantize, by module name. Default: every decoder linear (q,k,v,o,gate,up,down). */
   linears?: RegExp | ((name: string) => boolean);
   /** Sequential quantization (default true); see the module comment. */
@@ -210,7 +213,7 @@ export async function quantizeModel(
   if (needCalib) {
     progress({ stage: "calibrate", message: "drawing calibration windows" });
     const seqlen = Math.min(opts.calibration?.seqlen ?? 512, model.maxContext);
-    const cal = sampleCalibration((t) => model.encode(t), { ...opts.calibration, seqlen });
+    const cal = opts.calibrationSet ?? sampleCalibration((t) => model.encode(t), { ...opts.calibration, seqlen });
     windows = cal.windows;
     report.calibration = cal.record;
     if (opts.sequential === false) {

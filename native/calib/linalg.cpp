@@ -33,13 +33,15 @@ namespace {
 
 constexpr int64_t kBlock = 64;  // Cholesky / inverse block (64 x 64 fp32 = 16 KiB, an L1-sized diagonal block)
 
-// In-place lower Cholesky of the n x n block at A (leading dimension lda); accumulates in double.
-void chol_unblocked(float* A, int64_t lda, int64_t n, int64_t col0) {
+// In-place lower Cholesky of the n x n block at A (leading dimension lda); accumulates in double. Columns are
+// named in errors as the caller's H numbers them: `name_col(j)` maps block column j.
+template <typename NameCol>
+void chol_unblocked(float* A, int64_t lda, int64_t n, NameCol name_col) {
   for (int64_t j = 0; j < n; j++) {
     double d = A[j * lda + j];
     for (int64_t t = 0; t < j; t++) d -= (double)A[j * lda + t] * A[j * lda + t];
     if (!(d > 0) || !std::isfinite(d))
-      throw std::runtime_error("Cholesky: matrix is not positive definite at column " + std::to_string(col0 + j) +
+      throw std::runtime_error("Cholesky: H is not positive definite at column " + std::to_string(name_col(j)) +
                                " (pivot " + std::to_string(d) + "); increase the damping or check the Hessian");
     const double l = std::sqrt(d);
     A[j * lda + j] = (float)l;
@@ -51,12 +53,13 @@ void chol_unblocked(float* A, int64_t lda, int64_t n, int64_t col0) {
   }
 }
 
-// Lower Cholesky in place of A [K, K] (upper triangle left as garbage; caller zeroes it).
+// Lower Cholesky in place of A [K, K] (upper triangle left as garbage; caller zeroes it). A is J H J, so column c
+// of A is column K-1-c of H (what errors report).
 void cholesky_lower(float* A, int64_t K) {
   std::vector<float> panelT;  // [b, rows below] transpose of the panel, the B operand of the trailing update
   for (int64_t k0 = 0; k0 < K; k0 += kBlock) {
     const int64_t b = std::min(kBlock, K - k0);
-    chol_unblocked(A + k0 * K + k0, K, b, k0);
+    chol_unblocked(A + k0 * K + k0, K, b, [&](int64_t j) { return K - 1 - (k0 + j); });
     const int64_t r0 = k0 + b, rows = K - r0;
     if (rows == 0) break;
     const float* Lkk = A + k0 * K + k0;
