@@ -67,11 +67,13 @@ export async function scoreLoglikelihood(
   opts: BatchOptions = {},
   progress?: Progress,
 ): Promise<LoglikelihoodResult[]> {
-  const unique = new Map<string, { req: LoglikelihoodRequest; ctxKey: string; result?: LoglikelihoodResult }>();
+  const unique = new Map<string, { req: LoglikelihoodRequest; ctxKey: string; copies: number; result?: LoglikelihoodResult }>();
   const slot: string[] = [];
   for (const r of requests) {
     const k = key(r);
-    if (!unique.has(k)) unique.set(k, { req: r, ctxKey: r.context.join(",") });
+    const u = unique.get(k);
+    if (u) u.copies++;
+    else unique.set(k, { req: r, ctxKey: r.context.join(","), copies: 1 });
     slot.push(k);
   }
   const entries = [...unique.values()];
@@ -101,7 +103,7 @@ export async function scoreLoglikelihood(
     for (const batch of packBatches(groups, tokensOf, groupOpts)) {
       const res = await model.loglikelihoodGroups(batch.map((g) => ({ context: g[0].req.context, continuations: g.map((e) => e.req.continuation) })));
       batch.forEach((g, i) => g.forEach((e, j) => (e.result = res[i][j])));
-      progress?.tick(batch.reduce((a, g) => a + g.length, 0));
+      progress?.tick(batch.reduce((a, g) => a + g.reduce((b, e) => b + e.copies, 0), 0));
     }
     return slot.map((k) => unique.get(k)!.result!);
   }
@@ -112,7 +114,7 @@ export async function scoreLoglikelihood(
       throw new Error(`model ${model.name}: loglikelihood returned ${res.length} results for ${batch.length} requests`);
     }
     batch.forEach((e, i) => (e.result = res[i]));
-    progress?.tick(batch.length);
+    progress?.tick(batch.reduce((a, e) => a + e.copies, 0));
   }
   return slot.map((k) => unique.get(k)!.result!);
 }

@@ -1,9 +1,9 @@
 /**
  * The seam between `quanteval eval` and whatever builds models: `--model <source>` and one quantization spec (null
- * for the baseline) become an EvalModel. Loaders register themselves by the sources they accept; the first match
- * wins. Built in: `toy:<file>` / `toy:builtin` (the TypeScript bigram test double, ./toy_model.ts), whose only
+ * for the baseline) become an EvalModel. Loaders register themselves by the sources they accept; the most recently
+ * registered match wins. Built in: `toy:<file>` / `toy:builtin` (the TypeScript bigram test double, ./toy_model.ts), whose only
  * "quantization" is `l<bits>`, rounding its log-probabilities (a toy, marked as such in its name).
- * The native runtime (lib/model + lib/quant) loads model folders and `synthetic:<preset>`.
+ * The native runtime (lib/model + lib/quant) loads everything else: folders, quantized checkpoints, presets, hub ids.
  */
 import { existsSync } from "node:fs";
 import { readText } from "./data.js";
@@ -53,26 +53,36 @@ registerModelLoader(
 );
 
 /**
- * The native runtime: a model folder (config.json, safetensors, tokenizer.json) or `synthetic:<preset>`, loaded with
- * the KV-cache type the spec asks for and quantized in place by lib/quant (RTN, GPTQ, AWQ, SmoothQuant).
+ * The native runtime: a model folder (config.json, safetensors, tokenizer.json), a quantized checkpoint saved by
+ * `quanteval quantize`, `synthetic:<preset>`, or a hub id (downloaded into the cache by lib/model/hub.ts). Loaded
+ * with the KV-cache type the spec asks for and quantized in place by lib/quant (RTN, GPTQ, AWQ, SmoothQuant).
  */
 registerModelLoader(
   "native",
-  (s) => s.startsWith("synthetic:") || existsSync(s),
+  (s) => !s.startsWith("toy:"),
   async (source, quant, opts) => {
-    const [{ LlamaModel }, { Tokenizer }, { parseSpec, formatSpec }, { quantizeModel, kvTypeFor }, { NativeEvalModel }] = await Promise.all([
-      import("../model/model.js"),
-      import("../model/tokenizer.js"),
-      import("../quant/spec.js"),
-      import("../quant/quantize.js"),
-      import("./native_model.js"),
-    ]);
+    const [{ LlamaModel }, { Tokenizer }, { parseSpec, formatSpec }, { quantizeModel, kvTypeFor }, { isQuantizedCheckpoint, loadQuantizedModel }, { NativeEvalModel }] =
+      await Promise.all([
+        import("../model/model.js"),
+        import("../model/tokenizer.js"),
+        import("../quant/spec.js"),
+        import("../quant/quantize.js"),
+        import("../quant/checkpoint.js"),
+        import("./native_model.js"),
+      ]);
     const spec = quant === null ? null : parseSpec(quant);
-    const kvType = spec ? kvTypeFor(spec) : "f32";
-    const model = source.startsWith("synthetic:")
-      ? await LlamaModel.synthetic(source.slice("synthetic:".length), { kvType })
-      : await LlamaModel.fromDir(source, { kvType });
+    let kvType = spec ? kvTypeFor(spec) : "f32";
     let quantization: Record<string, unknown> | undefined;
+    let model;
+    if (existsSync(source) && isQuantizedCheckpoint(source)) {
+      if (spec) throw new Error(`--quant: ${source} is already a quantized checkpoint; evaluate it without --quant, or quantize its source model`);
+      const q = await loadQuantizedModel(source);
+      model = q.model;
+      kvType = kvTypeFor(parseSpec(q.meta.spec));
+      quantization = { checkpoint: source, spec: q.meta.spec };
+    } else {
+      model = await LlamaModel.load(source, { kvType });
+    }
     if (spec) {
       opts.log?.(`quantizing ${model.name} to ${formatSpec(spec)}`);
       const r = await quantizeModel(model, spec, { calibration: opts.dataDir ? { dataRoot: opts.dataDir } : undefined });
@@ -85,7 +95,8 @@ registerModelLoader(
 
 /** Builds the model for one setting. */
 export async function loadModel(source: string, quant: string | null, opts: LoadOptions = {}): Promise<EvalModel> {
-  const l = loaders.find((x) => x.accepts(source));
+  // Loaders registered later take precedence (a library user's loader overrides the built-in catch-all).
+  const l = [...loaders].reverse().find((x) => x.accepts(source));
   if (!l) {
     throw new Error(
       `--model: no model loader accepts "${source}" (registered: ${loaders.map((x) => x.name).join(", ")}); ` +
