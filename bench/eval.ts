@@ -92,7 +92,7 @@ if (withTinyllama) {
 }
 
 const header = ["model", "workload", "mode", "median", "unit", "baseline (1 at a time)", "ratio"];
-const table = rows.map((r) => [r.model, r.workload, r.mode, r.median.toFixed(1), r.unit, r.baseline.toFixed(1), `${r.ratio.toFixed(2)}x`]);
+const table = rows.map((r) => [r.model, r.workload, r.mode, r.median.toPrecision(4), r.unit, r.baseline.toPrecision(4), `${r.ratio.toFixed(2)}x`]);
 const w = header.map((h, i) => Math.max(h.length, ...table.map((t) => t[i].length)));
 console.log([header, w.map((n) => "-".repeat(n)), ...table].map((r) => (Array.isArray(r) ? r : [r]).map((c, i) => String(c).padEnd(w[i])).join("  ")).join("\n"));
 
