@@ -1,6 +1,7 @@
 // The staged datasets (../shared/data/datasets, or $QUANTEVAL_DATA) parse completely with every task, and the
 // prompts rebuilt from them are lm-eval's. Runs whenever the data is present (it is in CI).
 import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { dataRoot } from "../lib/eval/data.js";
 import { wikitext2GptqText } from "../lib/eval/perplexity.js";
@@ -44,5 +45,46 @@ describe.skipIf(!present)(`staged datasets in ${root}`, () => {
 
   it("WikiText-2 joined the GPTQ way has the documented 1,294,336 characters", () => {
     expect(wikitext2GptqText(`${root}/wikitext2_raw/wiki.test.raw`).length).toBe(1294336);
+  });
+});
+
+describe.skipIf(!present)("continuation split shortcut vs lm-eval's full encoding (real tokenizers)", async () => {
+  const { Tokenizer } = await import("../lib/model/tokenizer.js");
+  const { encodePair } = await import("../lib/eval/requests.js");
+  const shared = join(root, "..", "..");
+  const toks = [
+    ["llama2", join(shared, "data/tokenizers/llama2")],
+    ["stories260K", join(shared, "data/models/stories260K")],
+  ].filter(([, d]) => existsSync(join(d, "tokenizer.json")));
+
+  it.each(toks)("%s: verified tail encoding gives the same requests as encoding context + continuation", async (_name, dir) => {
+    const hf = Tokenizer.fromDir(dir);
+    let chars = 0;
+    const tk = { name: "t", vocabSize: 1 << 20, bosId: hf.bosId, eosIds: hf.eosIds, maxContext: 1 << 20, encode: (t: string, o?: { bos?: boolean }) => ((chars += t.length), hf.encode(t, { bos: o?.bos ?? false })), decode: (ids: readonly number[]) => hf.decode(ids) };
+    const pairs: { context: string; continuation: string }[] = [];
+    for (const [task, n] of [["arc_easy", 40], ["piqa", 20], ["winogrande", 30], ["lambada_openai", 30], ["hellaswag", 4], ["boolq", 5]] as const) {
+      const p = (await getTask(task).prepare({ tok, dataDir: root, options: { limit: n, numFewshot: task === "arc_easy" ? 2 : 0 } })) as PreparedMc;
+      for (const d of p.docs) pairs.push(...d.pairs);
+    }
+    const mm = (await getTask("mmlu").prepare({ tok, dataDir: root, options: { limit: 1 } })) as PreparedMc;
+    for (const d of mm.docs.slice(0, 3)) pairs.push(...d.pairs);
+    // boundary cases: trailing whitespace moves to the continuation, continuations that glue onto the last word
+    pairs.push({ context: "The quick brown fox jumps over the lazy dog and then it ran away to the river ", continuation: "bank" });
+    pairs.push({ context: "The quick brown fox jumps over the lazy dog and then it ran away to the river", continuation: "side." });
+    pairs.push({ context: "The quick brown fox jumps over the lazy dog and then it ran away to the\n\n", continuation: "Answer: B" });
+    let fastChars = 0;
+    let exactChars = 0;
+    for (const p of pairs) {
+      chars = 0;
+      const a = encodePair(tk, p.context, p.continuation);
+      fastChars += chars;
+      chars = 0;
+      const b = encodePair(tk, p.context, p.continuation, { exact: true });
+      exactChars += chars;
+      expect(a, JSON.stringify(p).slice(0, 200)).toEqual(b);
+    }
+    expect(pairs.length).toBeGreaterThan(300);
+    // the shortcut is taken: far fewer characters go through the tokenizer
+    expect(fastChars).toBeLessThan(0.7 * exactChars);
   });
 });

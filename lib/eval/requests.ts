@@ -15,6 +15,37 @@ export type Tokenizer = Pick<EvalModel, "name" | "encode" | "decode" | "bosId" |
 export interface EncodeOptions {
   /** Prepend the model's BOS to every context (default true when the tokenizer has one). */
   bos?: boolean;
+  /** Always encode context + continuation in full (no verified tail shortcut, see continuationIds). */
+  exact?: boolean;
+}
+
+const startsWith = (a: readonly number[], b: readonly number[]) => b.length <= a.length && b.every((x, i) => a[i] === x);
+const endsWith = (a: readonly number[], b: readonly number[]) => b.length <= a.length && b.every((x, i) => a[a.length - b.length + i] === x);
+
+/** Shortest context tail (characters) the shortcut re-encodes. */
+const TAIL_CHARS = 48;
+
+/**
+ * lm-eval's continuation tokens, encode(context + continuation)[len(encode(context)):], without encoding the whole
+ * (long few-shot) context again for every choice: a tail of the context starting at a word (with or without the
+ * space before it) is accepted only when its encoding is exactly the end of the context's encoding and the joint
+ * encoding of tail + continuation starts with it — i.e. the split is a token boundary both ways. Anything else
+ * (a merge across the boundary, a tokenizer without local boundaries) falls back to the full encoding.
+ */
+export function continuationIds(tok: Tokenizer, context: string, ctxIds: readonly number[], continuation: string, exact = false): number[] {
+  const full = () => tok.encode(context + continuation, { bos: false }).slice(ctxIds.length);
+  if (exact || context.length < 2 * TAIL_CHARS) return full();
+  const space = context.lastIndexOf(" ", context.length - TAIL_CHARS);
+  if (space <= 0) return full();
+  for (const start of [space + 1, space]) {
+    const tail = context.slice(start);
+    const tailIds = tok.encode(tail, { bos: false });
+    if (tailIds.length === 0 || tailIds.length >= ctxIds.length || !endsWith(ctxIds, tailIds)) continue;
+    const joint = tok.encode(tail + continuation, { bos: false });
+    if (startsWith(joint, tailIds)) return joint.slice(tailIds.length);
+    break; // the continuation merges into the context: lm-eval's split needs the full encoding
+  }
+  return full();
 }
 
 export function encodePair(
@@ -29,9 +60,8 @@ export function encodePair(
     continuation = context.slice(trimmed.length) + continuation;
     context = trimmed;
   }
-  const whole = tok.encode(context + continuation, { bos: false });
   const ctx = context === "" ? [] : tok.encode(context, { bos: false });
-  let cont = whole.slice(ctx.length);
+  let cont = continuationIds(tok, context, ctx, continuation, opts.exact);
   // A tokenizer whose encoding of the context is not a prefix of the joint encoding (rare merges) would make the
   // split above wrong; lm-eval accepts that, we keep at least one continuation token.
   if (cont.length === 0) cont = tok.encode(continuation, { bos: false });
