@@ -62,7 +62,7 @@ export function registerEvalCommand(program: Command): void {
   program
     .command("eval")
     .description("evaluate a model and its quantized settings on perplexity, multiple-choice, generation and long-context tasks")
-    .requiredOption("--model <source>", "model folder, synthetic:<preset>, or toy:<text file|builtin>")
+    .requiredOption("--model <source>", "model folder, quantized checkpoint, hub id, synthetic:<preset>, or toy:<text file|builtin>")
     .option("--quant <specs>", "comma-separated quantization settings (the baseline is always evaluated first)")
     .requiredOption("--tasks <tasks>", `comma-separated tasks: ${taskNames().join(", ")}`)
     .option("--limit <n>", "only the first N documents of each task (windows for perplexity)")

@@ -121,13 +121,20 @@ export const mtBench: EvalTask<PreparedMtBench> = {
     const metrics: Record<string, Metric> = { answered: meanMetric(answered), mean_tokens: { value: mean(lengths) } };
     const details: Record<string, unknown> = { answers };
     if (p.judgeModel) {
-      const judged = await judge(p, answers.map((a) => a.choices[0].turns as [string, string]), await loadModel(p.judgeModel, null), env);
+      const judged = await judge(p, answers.map((a) => a.choices[0].turns as [string, string]), await judgeModelFor(p.judgeModel), env);
       Object.assign(metrics, judged.metrics);
       details.judgments = judged.judgments;
     }
     return { n: p.questions.length, metrics, notes: notes.length ? notes : undefined, details };
   },
 };
+
+/** The judge is loaded once per process and shared by every setting's evaluation. */
+const judges = new Map<string, Promise<EvalModel>>();
+function judgeModelFor(source: string): Promise<EvalModel> {
+  if (!judges.has(source)) judges.set(source, loadModel(source, null));
+  return judges.get(source)!;
+}
 
 async function judge(p: PreparedMtBench, answers: [string, string][], judgeModel: EvalModel, env: RunEnv) {
   const jobs: { qi: number; turn: 1 | 2; messages: Message[] }[] = [];
