@@ -62,7 +62,7 @@ function counting(calls: string[], failOn?: string) {
 
 describe("results file and resume", () => {
   it("writes after each task, resumes an interrupted run without redoing finished pairs", async () => {
-    const out = join(writeDataDir({}), "r.json");
+    const out = join(writeDataDir({}), "new", "folder", "r.json"); // created on the way
     // first run dies in copa (after tinystories and arc_easy finished)
     await expect(runEvaluation(config(), counting([], "faucet"), out, { environment: env })).rejects.toThrow(/simulated crash/);
     const partial = JSON.parse(readFileSync(out, "utf8")) as ResultsFile;

@@ -8,6 +8,8 @@
  * - After every finished (setting, task) the results file is rewritten atomically; a rerun with the same
  *   configuration skips the pairs already there.
  */
+import { mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import type { BatchOptions } from "./batching.js";
 import type { EvalModel } from "./model.js";
 import { silentProgress, type ProgressFactory } from "./progress.js";
@@ -33,6 +35,7 @@ export async function runEvaluation(config: EvalConfig, factory: SettingModelFac
   if (config.settings.length === 0) throw new Error("settings: expected at least the baseline");
   const tasks = config.tasks.map(getTask);
   const now = new Date().toISOString();
+  if (output) mkdirSync(dirname(resolve(output)), { recursive: true });
   const resumed = output ? loadForResume(output, config) : undefined;
   const results: ResultsFile = resumed ?? {
     format: RESULTS_FORMAT,
