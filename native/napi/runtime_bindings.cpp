@@ -399,6 +399,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
                           InstanceMethod("length", &SessionWrap::Length),
                           InstanceMethod("truncate", &SessionWrap::Truncate),
                           InstanceMethod("fillZeros", &SessionWrap::FillZeros),
+                          InstanceMethod("profile", &SessionWrap::Profile),
                           InstanceMethod("prefill", &SessionWrap::Prefill),
                           InstanceMethod("decode", &SessionWrap::Decode),
                           InstanceMethod("memory", &SessionWrap::Memory)});
@@ -449,6 +450,27 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     std::lock_guard<std::mutex> g(s->model->mu);
     guarded(env, [&] { s->truncate(id, len); });
     return env.Undefined();
+  }
+
+  // profile(enable?: boolean): returns the decode-step profile so far { steps, totalMs, linearMs, attentionMs,
+  // kvStoreMs, otherMs } and, when `enable` is given, resets it and turns profiling on or off.
+  Napi::Value Profile(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    std::lock_guard<std::mutex> g(s->model->mu);
+    auto& p = s->profile;
+    auto o = Napi::Object::New(env);
+    o.Set("steps", (double)p.steps);
+    o.Set("totalMs", p.total * 1e3);
+    o.Set("linearMs", p.linear * 1e3);
+    o.Set("attentionMs", p.attention * 1e3);
+    o.Set("kvStoreMs", p.kv_store * 1e3);
+    o.Set("otherMs", p.other * 1e3);
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      bool on = boolean(env, info[0], "enable");
+      p = rt::DecodeProfile{};
+      p.on = on;
+    }
+    return o;
   }
 
   // fillZeros(seq, length): benchmarks only — grows the cache to `length` tokens of zeros without computing them.

@@ -160,8 +160,16 @@ struct StepOutputs {
   std::vector<int32_t> argmax, topk_idx;
 };
 
+// Wall time of decode steps by category (seconds), when profiling is on: what the kernels take vs the runtime.
+struct DecodeProfile {
+  bool on = false;
+  int64_t steps = 0;
+  double total = 0, linear = 0, attention = 0, kv_store = 0, other = 0;
+};
+
 class Session {
  public:
+  DecodeProfile profile;
   Session(std::shared_ptr<Model> model, KVType kv_type, int64_t max_len);
   ~Session();
   std::shared_ptr<Model> model;
