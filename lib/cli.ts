@@ -4,6 +4,8 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { runBench } from "./bench/runtime.js";
+import { downloadModel } from "./model/hub.js";
+import { LlamaModel } from "./model/model.js";
 import type { KVType } from "./model/native-types.js";
 import { loadNative, packageRoot } from "./native.js";
 import { registerEvalCommand } from "./eval/cli_eval.js";
@@ -32,6 +34,42 @@ program
 registerEvalCommand(program);
 registerQuantizeCommands(program);
 
+program
+  .command("download <repo>")
+  .description("download a model repo (safetensors, config, tokenizer) into the cache; prints its directory")
+  .option("--revision <rev>", "branch, tag or commit", "main")
+  .option("--endpoint <url>", "hub endpoint (default HF_ENDPOINT or https://huggingface.co)")
+  .option("--cache-dir <dir>", "cache (default QUANTEVAL_CACHE or ~/.cache/quanteval)")
+  .action(async (repo: string, o: { revision: string; endpoint?: string; cacheDir?: string }) => {
+    const dir = await downloadModel(repo, {
+      revision: o.revision, endpoint: o.endpoint, cacheDir: o.cacheDir,
+      onFile: (f, b) => console.error(`  ${f} (${(b / 1e6).toFixed(1)} MB)`),
+    });
+    console.log(dir);
+  });
+
+program
+  .command("generate <model>")
+  .description("generate text from a prompt (model directory or hub repo id)")
+  .option("--prompt <text>", "prompt text", "")
+  .option("--max-tokens <n>", "tokens to generate", "128")
+  .option("--temperature <t>", "0 = greedy", "0")
+  .option("--top-k <k>", "top-k sampling", "0")
+  .option("--top-p <p>", "nucleus sampling", "1")
+  .option("--seed <n>", "sampling seed", "0")
+  .option("--kv <type>", "KV cache: f32, f16, int8, int4", "f32")
+  .action(async (source: string, o: { prompt: string; maxTokens: string; temperature: string; topK: string; topP: string;
+    seed: string; kv: string }) => {
+    const m = await LlamaModel.load(source, { kvType: o.kv as KVType });
+    const prompt = m.encode(o.prompt, { bos: true });
+    process.stdout.write(o.prompt);
+    const r = await m.generate(prompt, {
+      maxTokens: Number(o.maxTokens), temperature: Number(o.temperature), topK: Number(o.topK), topP: Number(o.topP),
+      seed: Number(o.seed), onToken: (_id, text) => process.stdout.write(text),
+    });
+    process.stdout.write(`\n[${r.tokens.length} tokens, ${r.finishReason}]\n`);
+  });
+
 const list = (v: string) => v.split(",").map((x) => x.trim()).filter(Boolean);
 const ints = (v: string) => list(v).map((x) => {
   const n = Number(x);
@@ -49,15 +87,16 @@ program
   .option("--context <list>", "context lengths decoded at", "128,512")
   .option("--prefill <n>", "prompt length for prefill / time to first token", "512")
   .option("--steps <n>", "decode steps timed per configuration", "16")
+  .option("--prefill-reps <n>", "prefill repetitions (median)", "3")
   .option("--threads <n>", "threads (default: QUANTEVAL_THREADS or all cores)")
   .option("--json <file>", "also write the report as JSON")
   .action(async (o: { model: string; weights: string; kv: string; batch: string; context: string; prefill: string;
-    steps: string; threads?: string; json?: string }) => {
+    steps: string; prefillReps: string; threads?: string; json?: string }) => {
     const kv = list(o.kv) as KVType[];
     for (const k of kv) if (!["f32", "f16", "int8", "int4"].includes(k)) throw new RangeError(`--kv: expected f32, f16, int8 or int4, got '${k}'`);
     const report = await runBench({
       model: o.model, weights: list(o.weights), kv, batches: ints(o.batch), contexts: ints(o.context),
-      prefill: ints(o.prefill)[0], steps: ints(o.steps)[0], threads: o.threads ? ints(o.threads)[0] : undefined,
+      prefill: ints(o.prefill)[0], steps: ints(o.steps)[0], prefillReps: ints(o.prefillReps)[0], threads: o.threads ? ints(o.threads)[0] : undefined,
       log: (l) => console.log(l),
     });
     let commit: string | undefined;

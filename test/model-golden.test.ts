@@ -36,3 +36,37 @@ for (const name of ["stories260K", "tiny-llama3-gqa", "tiny-qwen2-bias"]) {
     });
   });
 }
+
+// The decode path (batched decode over GQA caches, biases, llama3 RoPE) against the same goldens: prefill the first
+// 40 tokens of both rows, then decode the remaining 8 one step at a time for the two sequences together.
+for (const name of ["tiny-llama3-gqa", "tiny-qwen2-bias"]) {
+  describe(`${name} prefill + batched decode vs golden`, () => {
+    it(`decode logits match within ${TOL[name]} (f32 KV) and 2e-2 (f16 KV)`, async () => {
+      const model = await LlamaModel.fromDir(sharedPath("data", "models", name));
+      const g = openSafetensors(sharedPath("golden", `${name}.logits.safetensors`));
+      const ids = g.read("input_ids");
+      const [B, T] = ids.shape;
+      const idv = ids.data as BigInt64Array;
+      const tok = (b: number, t: number) => Number(idv[b * T + t]);
+      const want = g.readFloat32("logits");
+      g.close();
+      const V = model.vocabSize, P = 40;
+      for (const [kv, tol] of [["f32", TOL[name]], ["f16", 2e-2]] as const) {
+        const s = model.newSession({ kvType: kv });
+        const seqs = Int32Array.from({ length: B }, () => s.alloc());
+        const pre = Int32Array.from({ length: B * P }, (_, i) => tok(Math.floor(i / P), i % P));
+        const r = await s.prefill(seqs, pre, Int32Array.from({ length: B }, () => P), { rows: "last" });
+        let worst = 0;
+        for (let b = 0; b < B; b++)
+          for (let v = 0; v < V; v++) worst = Math.max(worst, Math.abs(r.logits![b * V + v] - want[(b * T + P - 1) * V + v]));
+        for (let t = P; t < T; t++) {
+          const lg = await s.decode(seqs, Int32Array.from({ length: B }, (_, b) => tok(b, t)));
+          for (let b = 0; b < B; b++)
+            for (let v = 0; v < V; v++) worst = Math.max(worst, Math.abs(lg[b * V + v] - want[(b * T + t) * V + v]));
+        }
+        expect(worst).toBeLessThanOrEqual(tol);
+        expect(s.length(seqs[0])).toBe(T);
+      }
+    });
+  });
+}

@@ -22,6 +22,8 @@ export interface BenchOptions {
   prefill: number;
   /** Decode steps timed per (batch, context). */
   steps: number;
+  /** Prefill repetitions (median). Default 3. */
+  prefillReps?: number;
   threads?: number;
   seed?: number;
   log?: (line: string) => void;
@@ -37,6 +39,10 @@ export interface DecodeFigure {
   impliedGBps: number;
   /** impliedGBps / the read bandwidth measured in the same run (1 = at the memory roofline). */
   ofRoofline: number;
+  /** Mean native time of one step by category (ms): linears (GEMV/GEMM incl. lm_head), attention, KV stores,
+   * other kernels and runtime bookkeeping (norms, RoPE, SiLU, residual adds, cache reservation), and the rest of
+   * the wall time (N-API call, Promise, JS) as `bindingMs`. */
+  breakdownMs: { linear: number; attention: number; kvStore: number; other: number; binding: number };
 }
 
 export interface BenchRow {
@@ -114,9 +120,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const V = model.vocabSize;
     for (const kv of o.kv) {
       const s = model.newSession({ kvType: kv });
-      // Prefill / time to first token: one prompt of o.prefill tokens; median of 3.
+      // Prefill / time to first token: one prompt of o.prefill tokens; median of prefillReps.
       const pre: number[] = [];
-      for (let r = 0; r < 3; r++) {
+      for (let r = 0; r < (o.prefillReps ?? 3); r++) {
         const id = s.alloc();
         const toks = Int32Array.from({ length: o.prefill }, () => rand(V));
         const t0 = performance.now();
@@ -129,23 +135,34 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
       const decode: DecodeFigure[] = [];
       for (const B of o.batches)
         for (const C of o.contexts) {
+          // The cache is grown to C tokens of zeros rather than prefilled: a decode step's cost depends on the
+          // cache length, not its content, and prefilling B x C tokens would dominate the run.
           const ids = Array.from({ length: B }, () => s.alloc());
-          const toks = Int32Array.from({ length: B * C }, () => rand(V));
-          await s.prefill(Int32Array.from(ids), toks, Int32Array.from(ids, () => C), { rows: "none" });
+          for (const id of ids) s.fillZeros(id, C);
           const times: number[] = [];
           for (let k = 0; k < o.steps + 2; k++) {
+            if (k === 2) s.profile(true); // 2 warm-up steps
             const t0 = performance.now();
             await s.decode(Int32Array.from(ids), Int32Array.from(ids, () => rand(V)));
-            if (k >= 2) times.push(performance.now() - t0); // 2 warm-up steps
+            if (k >= 2) times.push(performance.now() - t0);
           }
+          const pr = s.profile(false);
+          const n = Math.max(1, pr.steps);
+          const wallMean = times.reduce((x, y) => x + y, 0) / times.length;
+          const breakdownMs = {
+            linear: pr.linearMs / n, attention: pr.attentionMs / n, kvStore: pr.kvStoreMs / n, other: pr.otherMs / n,
+            binding: Math.max(0, wallMean - pr.totalMs / n),
+          };
           for (const id of ids) s.free(id);
           const p50 = pct(times, 0.5);
           const implied = bytes / (p50 * 1e6);
-          const f = { batch: B, context: C, p50Ms: p50, p90Ms: pct(times, 0.9), tokensPerSecond: (B * 1000) / p50, impliedGBps: implied, ofRoofline: implied / readGBps };
+          const f = { batch: B, context: C, p50Ms: p50, p90Ms: pct(times, 0.9), tokensPerSecond: (B * 1000) / p50, impliedGBps: implied, ofRoofline: implied / readGBps, breakdownMs };
           decode.push(f);
           log(`${w.padEnd(7)} kv=${kv.padEnd(4)} B=${String(B).padStart(2)} ctx=${String(C).padStart(4)}  ` +
             `decode p50 ${p50.toFixed(2)} ms  p90 ${f.p90Ms.toFixed(2)} ms  ${f.tokensPerSecond.toFixed(1)} tok/s  ${f.impliedGBps.toFixed(1)} GB/s = ${(100 * f.ofRoofline).toFixed(0)}% of read bw ` +
-            `(roofline ${((B * readGBps * 1e9) / bytes).toFixed(1)} tok/s)`);
+            `(roofline ${((B * readGBps * 1e9) / bytes).toFixed(1)} tok/s)\n` +
+            `        per step: linear ${breakdownMs.linear.toFixed(2)} ms, attention ${breakdownMs.attention.toFixed(2)}, ` +
+            `kv store ${breakdownMs.kvStore.toFixed(2)}, other ${breakdownMs.other.toFixed(2)}, N-API+JS ${breakdownMs.binding.toFixed(2)}`);
         }
       const row: BenchRow = {
         weights: w, kv, execution: model.execution, prefillTokens: o.prefill, prefillMs,

@@ -115,6 +115,10 @@ export interface NativeSession {
   free(seq: number): void;
   length(seq: number): number;
   truncate(seq: number, length: number): void;
+  /** Decode-step wall time by category since the last reset (ms); `enable` resets and switches profiling. */
+  profile(enable?: boolean): { steps: number; totalMs: number; linearMs: number; attentionMs: number; kvStoreMs: number; otherMs: number };
+  /** Benchmarks only: grows the sequence to `length` cached tokens of zero K/V without running them. */
+  fillZeros(seq: number, length: number): void;
   /** Appends counts[s] tokens to sequence seqs[s] (tokens concatenated) and runs them. */
   prefill(seqs: Int32Array, tokens: Int32Array, counts: Int32Array, opts?: PrefillOptions): Promise<PrefillResult>;
   /** One token per sequence: logits [B, V]. */

@@ -398,6 +398,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
                          {InstanceMethod("alloc", &SessionWrap::Alloc), InstanceMethod("free", &SessionWrap::Free),
                           InstanceMethod("length", &SessionWrap::Length),
                           InstanceMethod("truncate", &SessionWrap::Truncate),
+                          InstanceMethod("fillZeros", &SessionWrap::FillZeros),
+                          InstanceMethod("profile", &SessionWrap::Profile),
                           InstanceMethod("prefill", &SessionWrap::Prefill),
                           InstanceMethod("decode", &SessionWrap::Decode),
                           InstanceMethod("memory", &SessionWrap::Memory)});
@@ -447,6 +449,37 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     int64_t len = integer(env, arg(info, 1, "length"), "length", 0, INT32_MAX);
     std::lock_guard<std::mutex> g(s->model->mu);
     guarded(env, [&] { s->truncate(id, len); });
+    return env.Undefined();
+  }
+
+  // profile(enable?: boolean): returns the decode-step profile so far { steps, totalMs, linearMs, attentionMs,
+  // kvStoreMs, otherMs } and, when `enable` is given, resets it and turns profiling on or off.
+  Napi::Value Profile(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    std::lock_guard<std::mutex> g(s->model->mu);
+    auto& p = s->profile;
+    auto o = Napi::Object::New(env);
+    o.Set("steps", (double)p.steps);
+    o.Set("totalMs", p.total * 1e3);
+    o.Set("linearMs", p.linear * 1e3);
+    o.Set("attentionMs", p.attention * 1e3);
+    o.Set("kvStoreMs", p.kv_store * 1e3);
+    o.Set("otherMs", p.other * 1e3);
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      bool on = boolean(env, info[0], "enable");
+      p = rt::DecodeProfile{};
+      p.on = on;
+    }
+    return o;
+  }
+
+  // fillZeros(seq, length): benchmarks only — grows the cache to `length` tokens of zeros without computing them.
+  Napi::Value FillZeros(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    int id = (int)integer(env, arg(info, 0, "seq"), "seq", 0, INT32_MAX);
+    int64_t len = integer(env, arg(info, 1, "length"), "length", 0, INT32_MAX);
+    std::lock_guard<std::mutex> g(s->model->mu);
+    guarded(env, [&] { s->fill_zeros(id, len); });
     return env.Undefined();
   }
 

@@ -160,8 +160,16 @@ struct StepOutputs {
   std::vector<int32_t> argmax, topk_idx;
 };
 
+// Wall time of decode steps by category (seconds), when profiling is on: what the kernels take vs the runtime.
+struct DecodeProfile {
+  bool on = false;
+  int64_t steps = 0;
+  double total = 0, linear = 0, attention = 0, kv_store = 0, other = 0;
+};
+
 class Session {
  public:
+  DecodeProfile profile;
   Session(std::shared_ptr<Model> model, KVType kv_type, int64_t max_len);
   ~Session();
   std::shared_ptr<Model> model;
@@ -173,6 +181,9 @@ class Session {
   int64_t seq_len(int id) const;
   // Drops the tail of a sequence (keeps the first `len` tokens).
   void truncate(int id, int64_t len);
+  // Benchmarks only: grows a sequence to `len` tokens of zero K/V without computing them (decode cost depends on
+  // the cache length, not its content).
+  void fill_zeros(int id, int64_t len);
   // Appends tokens to sequences and runs them: seqs[S], tokens concatenated, counts[S].
   void prefill(const int32_t* seqs, int64_t S, const int32_t* tokens, const int32_t* counts, StepOutputs& out);
   // One token per sequence, batched: logits [B, V].
