@@ -35,7 +35,7 @@ export type WeightBits = 2 | 3 | 4 | 8;
 export type ActBits = 8 | 4;
 /** KV cache element width: 16 = fp16 values, 8/4 = integer codes with per-token per-head scales. */
 export type KVBits = 16 | 8 | 4;
-export type DenseDType = "fp32" | "fp16" | "bf16";
+export type BasePrecision = "fp32" | "fp16" | "bf16";
 
 export interface WeightQuant {
   bits: WeightBits;
@@ -52,7 +52,7 @@ export type WeightMethod =
 
 export interface QuantSpec {
   /** Precision of weights that stay dense. Only fp16/bf16 when `weights` is null. */
-  base: DenseDType;
+  base: BasePrecision;
   weights: WeightQuant | null;
   activations: { bits: ActBits } | null;
   /** null = fp32 cache. */
@@ -114,7 +114,7 @@ export function parseSpec(input: string): QuantSpec {
 
   const base = /^(fp32|fp16|bf16)/.exec(rest);
   if (base) {
-    spec.base = base[1] as DenseDType;
+    spec.base = base[1] as BasePrecision;
     baseGiven = true;
     rest = rest.slice(base[0].length);
   }

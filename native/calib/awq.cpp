@@ -41,7 +41,7 @@ AwqScaleResult awq_search_scale(const float* W, int64_t N, int64_t K, const floa
   res.losses.assign(n_grid, 0.0);
   std::vector<float> s((size_t)K), best((size_t)K, 1.f);
   double best_loss = INFINITY;
-  constexpr int64_t kRowTile = 16;
+  constexpr int64_t kRowTile = 64;  // rows sharing each L2-resident block of H in the A·H product
   const int64_t tiles = (N + kRowTile - 1) / kRowTile;
   std::vector<double> tile_loss(tiles);
   for (int gi = 0; gi < n_grid; gi++) {

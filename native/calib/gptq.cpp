@@ -101,7 +101,7 @@ GptqResult gptq_quantize(const float* W, int64_t N, int64_t K, const float* H, c
   // Quantized codes in processing order, then scattered to input order at the end.
   std::vector<uint8_t> Qp((size_t)N * K);
   std::vector<double> row_loss(N, 0.0);
-  constexpr int64_t kRowTile = 8;
+  constexpr int64_t kRowTile = 64;  // rows sharing each L2-resident block of Hinv in the lazy update
   const int64_t tiles = (N + kRowTile - 1) / kRowTile;
   parallel_for(tiles, 1, [&](int64_t tlo, int64_t thi) {
     std::vector<float> err((size_t)kRowTile * bs), snap((size_t)kRowTile * bs);
