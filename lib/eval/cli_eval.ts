@@ -81,7 +81,7 @@ export function registerEvalCommand(program: Command): void {
     .option("--depths <list>", "needle-in-a-haystack depths (percent)")
     .option("--tokenizer <dir>", "tokenizer folder for models without one (synthetic presets)")
     .option("--judge-model <source>", "mt_bench: judge the answers with this model (same sources as --model)")
-    .option("--decode-batch-sizes <list>", "efficiency: batch sizes to time decode at (default 1,4,16)")
+    .option("--decode-batch-sizes <list>", "efficiency: batch sizes to time decode at (default 1,4)")
     .option("--progress <mode>", "auto | bar | lines | silent", "auto")
     .action(async (o: EvalCliOptions) => {
       const tasks = o.tasks.split(",").map((t) => t.trim()).filter((t) => t !== "");

@@ -23,9 +23,10 @@ export const efficiency: EvalTask<PreparedEfficiency> = {
   ],
   prepare(env) {
     return {
-      contextLengths: env.options.contextLengths ?? [128, 512, 2048],
-      batchSizes: env.options.batchSizes ?? [1, 4, 16],
-      decodeTokens: Math.min(env.options.maxGenTokens ?? 32, 128),
+      // Defaults sized for a CPU run of a ~1B model; --context-lengths / --decode-batch-sizes for more.
+      contextLengths: env.options.contextLengths ?? [128, 512],
+      batchSizes: env.options.batchSizes ?? [1, 4],
+      decodeTokens: Math.min(env.options.maxGenTokens ?? 16, 128),
     };
   },
   async evaluate(p, model, env): Promise<TaskResult> {
