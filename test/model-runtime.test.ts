@@ -205,4 +205,20 @@ describe("stories260K runtime", () => {
     // The packed weight as the kernels see it equals dequantize(RTN) within a half step of its group's scale.
     expect(() => m.native.quantizeLinear("nope", { bits: 4, groupSize: 32 })).toThrow(/no linear named 'nope'/);
   });
+
+  it("dispose frees weights and caches at once; later steps fail with a clear error", async () => {
+    const m = await LlamaModel.fromDir(sharedPath("data", "models", "stories260K"));
+    await m.forward([[1, 403, 407]]);
+    const s = m.newSession();
+    const id = s.alloc();
+    await s.prefill(Int32Array.of(id), Int32Array.of(1, 2, 3), Int32Array.of(3), { rows: "none" });
+    expect(s.memory()["kv:f32"]).toBeGreaterThan(0);
+    s.dispose();
+    expect(s.memory()["kv:f32"]).toBe(0);
+    expect(() => s.length(id)).toThrow(/no live sequence/);
+    expect(m.memory()["weights:f32"]).toBeGreaterThan(0);
+    m.dispose();
+    expect(m.memory()["weights:f32"]).toBe(0);
+    await expect(m.forward([[1, 403]])).rejects.toThrow(/was never set/);
+  });
 });
