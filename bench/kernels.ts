@@ -4,9 +4,10 @@
  *   npm run bench:kernels            (node dist/bench/kernels.js; QUANTEVAL_THREADS caps the threads)
  *
  * For N x K in {4096x4096, 11008x4096, 4096x11008} and M in {1, 4, 16, 64, 256} it times (median of repeated
- * native runs, the first run dropped) the project's fp32 `gemm` — the baseline — and the fused quantized kernels:
- * w8 (per channel), w4g128, w3g128, w2g64 (asymmetric, fp16 scales) and W8A8 (8-bit per-channel weights, per-token
- * 8-bit activations). Each row reports weight GB/s (packed bytes incl. scales and zeros / time), GFLOP/s (2MNK / time),
+ * native runs after a warm-up, variants interleaved round by round) the project's fp32 `gemm` — the baseline — and
+ * the fused quantized kernels:
+ * w8 (per channel), w4g128, w3g128, w2g64 (asymmetric, fp16 scales), W8A8 (8-bit per-channel weights, per-token
+ * 8-bit activations) and W4A8 (4-bit per-channel weights, same activations). Each row reports weight GB/s (packed bytes incl. scales and zeros / time), GFLOP/s (2MNK / time),
  * the speedup over fp32 at the same shape and M, and the fraction of the machine's read bandwidth measured in this run
  * (all threads streaming a 1 GiB buffer; best of 6 passes). Writes JSON to bench/out/ and prints a summary table last.
  */
@@ -46,11 +47,12 @@ const VARIANTS: Variant[] = [
   { name: "w3g128", format: { bits: 3, groupSize: 128, symmetric: false, scaleDtype: "f16" } },
   { name: "w2g64", format: { bits: 2, groupSize: 64, symmetric: false, scaleDtype: "f16" } },
   { name: "w8a8", format: { bits: 8, groupSize: 0, symmetric: false, scaleDtype: "f16" }, w8a8: true },
+  { name: "w4a8", format: { bits: 4, groupSize: 0, symmetric: false, scaleDtype: "f16" }, w8a8: true },
 ];
 
-/** Timed runs per M (fewer at large M, where one run is long and the timing stable). */
+/** Rounds per M (fewer at large M, where one run is long and the timing stable). */
 function repsFor(M: number): number {
-  return M <= 4 ? 15 : M <= 16 ? 7 : M <= 64 ? 4 : 3;
+  return M <= 4 ? 6 : M <= 16 ? 6 : M <= 64 ? 4 : 3;
 }
 
 function median(xs: ArrayLike<number>): number {
@@ -131,42 +133,52 @@ async function main(): Promise<void> {
   const readGBpsMedian = bwBytes / median(bwSecs.subarray(1)) / 1e9;
   console.log(`read bandwidth (1 GiB, best / median of 6 passes): ${readGBps.toFixed(1)} / ${readGBpsMedian.toFixed(1)} GB/s`);
 
+  // The machine may be shared: every round times each variant once (a few native runs) in turn, so the fp32 baseline
+  // and the quantized kernels see the same background load; each figure is the median over its rounds' runs.
   const rows: Row[] = [];
   for (const [N, K] of SHAPES) {
     const Mmax = Math.max(...MS);
     const X = randomFloats(Mmax * K, 1, 7 + N + K);
     const dense: DenseWeight = { N, K, dtype: "f32", data: randomFloats(N * K, 0.02, 11 + N) };
-    const fp32Time = new Map<number, number>();
-    for (const v of VARIANTS) {
+    const weights = VARIANTS.map((v) => {
       // groupSize 0 in VARIANTS stands for per output channel (groupSize = K).
       const format = v.format && { ...v.format, groupSize: v.format.groupSize || K };
-      const W = format ? packedWeight(N, K, format, 100 + N + K + v.name.length) : undefined;
-      const weightBytes = W ? packedBytes(W) : N * K * 4;
-      for (const M of MS) {
-        const Xm = X.subarray(0, M * K);
-        const g: TimedGemm = !W
+      return format ? packedWeight(N, K, format, 100 + N + K + v.name.length) : undefined;
+    });
+    for (const M of MS) {
+      const Xm = X.subarray(0, M * K);
+      const gemms: TimedGemm[] = VARIANTS.map((v, i) => {
+        const W = weights[i];
+        return !W
           ? { kind: "dense", X: Xm, xDtype: "f32", M, W: dense }
           : v.w8a8
             ? { kind: "w8a8", X: Xm, M, W }
             : { kind: "q", X: Xm, xDtype: "f32", M, W };
-        const r = await timeGemm(g, repsFor(M) + 1);
-        const seconds = median(r.seconds.subarray(1));
-        if (!W) fp32Time.set(M, seconds);
-        const base = fp32Time.get(M)!;
+      });
+      const perRound = M <= 4 ? 3 : 1;
+      const secs: number[][] = VARIANTS.map(() => []);
+      for (const g of gemms) await timeGemm(g, 1); // warm-up: page faults, caches
+      for (let r = 0; r < repsFor(M); r++)
+        for (let i = 0; i < gemms.length; i++) secs[i].push(...(await timeGemm(gemms[i], perRound)).seconds);
+      const base = median(secs[0]);
+      VARIANTS.forEach((v, i) => {
+        const seconds = median(secs[i]);
+        const W = weights[i];
+        const weightBytes = W ? packedBytes(W) : N * K * 4;
         const gbps = weightBytes / seconds / 1e9;
-        rows.push({
+        const row: Row = {
           N, K, M, variant: v.name, seconds, weightBytes, gbps,
           gflops: (2 * M * N * K) / seconds / 1e9,
           speedupVsFp32: base / seconds,
           fractionOfReadBw: gbps / readGBps,
-        });
-        const last = rows[rows.length - 1];
+        };
+        rows.push(row);
         console.log(
           `${N}x${K} M=${String(M).padStart(3)} ${v.name.padEnd(7)} ${(seconds * 1e3).toFixed(3).padStart(9)} ms ` +
-            `${gbps.toFixed(1).padStart(6)} GB/s ${last.gflops.toFixed(1).padStart(7)} GFLOP/s ` +
-            `x${last.speedupVsFp32.toFixed(2)} vs fp32, ${(100 * last.fractionOfReadBw).toFixed(0)}% of read bw`,
+            `${gbps.toFixed(1).padStart(6)} GB/s ${row.gflops.toFixed(1).padStart(7)} GFLOP/s ` +
+            `x${row.speedupVsFp32.toFixed(2)} vs fp32, ${(100 * row.fractionOfReadBw).toFixed(0)}% of read bw`,
         );
-      }
+      });
     }
   }
 

@@ -84,13 +84,15 @@ export async function kvAppend(cache: KVCache, k: Float32Array, v: Float32Array,
  */
 export function attentionDecode(o: {
   q: Float32Array; nHeads: number; kv: KVCache[]; lens: readonly number[] | Int32Array; scale?: number; impl?: Impl;
+  /** Run the kernel this many times in one call (benchmarks); default 1. */
+  repeat?: number;
 }): Promise<Float32Array> {
   return native().attentionDecode(o);
 }
 
 /** Causal prefill: q [Tq, nHeads, headDim] at positions pos0.. ; query i sees tokens [0, pos0 + i]. */
 export function attentionPrefill(o: {
-  q: Float32Array; nHeads: number; kv: KVCache; pos0?: number; scale?: number; impl?: Impl;
+  q: Float32Array; nHeads: number; kv: KVCache; pos0?: number; scale?: number; impl?: Impl; repeat?: number;
 }): Promise<Float32Array> {
   return native().attentionPrefill(o);
 }

@@ -173,7 +173,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         `TTFT ${prefillMs.toFixed(1)} ms, weights read/token ${(bytes / 1e6).toFixed(1)} MB`);
       log(`        memory ${Object.entries(row.memory).map(([k, v]) => `${k}=${(v / 1e6).toFixed(1)}MB`).join(" ")}`);
       rows.push(row);
+      s.dispose();
     }
+    model.dispose();
   }
   return {
     model: o.model, date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? "unknown", threads: cpu.threads,

@@ -192,6 +192,16 @@ export class LlamaModel implements EvalModel {
     return this.tok().applyChatTemplate(messages);
   }
 
+  /** Frees the native weights and the default session's caches now (sessions made by newSession: dispose them). */
+  dispose(): void {
+    this.session.dispose();
+    this.native.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
   /** Memory by category: weights by format, KV cache, workspace (bytes). */
   memory(): Record<string, number> {
     return { ...this.native.memory(), ...this.session.memory() };

@@ -82,6 +82,8 @@ export interface NativeModel {
   /** Bytes by category: 'weights:<format>', 'weights:embedding', 'weights:norms', 'calibration'. */
   memory(): Record<string, number>;
   info(): { simulated: boolean; decodeWeightBytes: number };
+  /** Frees the weights now (instead of at garbage collection); later steps throw. */
+  dispose(): void;
 }
 
 export interface PrefillOptions {
@@ -125,6 +127,8 @@ export interface NativeSession {
   decode(seqs: Int32Array, tokens: Int32Array): Promise<Float32Array>;
   /** Bytes by category: 'kv:<type>', 'workspace'. */
   memory(): Record<string, number>;
+  /** Frees every KV cache and workspace now; sequence ids become invalid. */
+  dispose(): void;
 }
 
 export interface RuntimeAddon {

@@ -1,10 +1,11 @@
 // Fast attention over a (quantized) KV cache: validation, the split of the work over the thread pool, the merge of
 // split-K partial states, and the scalar fallback. The inner loops for AVX2 live in attention_avx2.cpp.
 //
-// Decode: one task = (sequence b, kv head, token range). Every task serves all G = n_heads / n_kv_heads query heads
-// of its kv head, so each cached K/V row is loaded and dequantized once per step, not G times. When B × n_kv_heads
-// tasks cannot keep the pool busy (one long sequence, few kv heads), each sequence's tokens are split into ranges of
-// >= kMinSplit tokens whose online-softmax states are merged afterwards (split-K / flash-decoding).
+// Decode: one task = (sequence b, token range, group of kv heads). Every task serves all G = n_heads / n_kv_heads
+// query heads of its kv heads, so each cached K/V row is loaded and dequantized once per step, not G times, and it
+// walks its tokens block by block across all its heads, so the cache is read in address order. Sequences are split
+// over tokens first (ranges of >= kMinSplit tokens whose online-softmax states are merged afterwards: split-K /
+// flash-decoding), then over kv heads, until there are ~4 tasks per thread.
 // Prefill: one task = (kv head, tile of query positions); tasks are handed out dynamically, largest (latest
 // positions, the longest causal rows) first.
 #include <algorithm>
@@ -26,29 +27,33 @@ void decode_task_scalar(const DecodeTask& t) {
   const int D = t.D, H = kv.n_kv_heads;
   const size_t rb = kv_bytes_per_head(kv.type, D);
   const bool quant = kv_quantized(kv.type);
-  for (int g = 0; g < t.G; g++) {
-    t.m[g] = -std::numeric_limits<float>::infinity();
-    t.l[g] = 0.f;
-    std::fill(t.acc + (int64_t)g * D, t.acc + (int64_t)(g + 1) * D, 0.f);
-  }
   std::vector<float> k(D), v(D);
-  for (int64_t tok = t.t0; tok < t.t1; tok++) {
-    const int64_t r = tok * H + t.kvh;
-    const void* krow = static_cast<const uint8_t*>(kv.k) + r * rb;
-    const void* vrow = static_cast<const uint8_t*>(kv.v) + r * rb;
-    const float ks = quant ? kv.k_scale[r] : 1.f, kz = quant ? kv.k_zero[r] : 0.f;
-    const float vs = quant ? kv.v_scale[r] : 1.f, vz = quant ? kv.v_zero[r] : 0.f;
-    for (int d = 0; d < D; d++) { k[d] = kv_load(kv.type, krow, d, ks, kz); v[d] = kv_load(kv.type, vrow, d, vs, vz); }
+  for (int h = t.h0; h < t.h1; h++) {
+    const int j0 = (h - t.h0) * t.G;
     for (int g = 0; g < t.G; g++) {
-      const float* q = t.q + (int64_t)g * D;
-      float dot = 0.f;
-      for (int d = 0; d < D; d++) dot += q[d] * k[d];
-      const float s = dot * t.scale, m_new = std::max(t.m[g], s);
-      const float alpha = std::exp(t.m[g] - m_new), p = std::exp(s - m_new);
-      t.l[g] = t.l[g] * alpha + p;
-      float* acc = t.acc + (int64_t)g * D;
-      for (int d = 0; d < D; d++) acc[d] = acc[d] * alpha + p * v[d];
-      t.m[g] = m_new;
+      t.m[j0 + g] = -std::numeric_limits<float>::infinity();
+      t.l[j0 + g] = 0.f;
+      std::fill(t.acc + (int64_t)(j0 + g) * D, t.acc + (int64_t)(j0 + g + 1) * D, 0.f);
+    }
+    for (int64_t tok = t.t0; tok < t.t1; tok++) {
+      const int64_t r = tok * H + h;
+      const void* krow = static_cast<const uint8_t*>(kv.k) + r * rb;
+      const void* vrow = static_cast<const uint8_t*>(kv.v) + r * rb;
+      const float ks = quant ? kv.k_scale[r] : 1.f, kz = quant ? kv.k_zero[r] : 0.f;
+      const float vs = quant ? kv.v_scale[r] : 1.f, vz = quant ? kv.v_zero[r] : 0.f;
+      for (int d = 0; d < D; d++) { k[d] = kv_load(kv.type, krow, d, ks, kz); v[d] = kv_load(kv.type, vrow, d, vs, vz); }
+      for (int g = 0; g < t.G; g++) {
+        const int j = j0 + g;
+        const float* q = t.q + (int64_t)j * D;
+        float dot = 0.f;
+        for (int d = 0; d < D; d++) dot += q[d] * k[d];
+        const float s = dot * t.scale, m_new = std::max(t.m[j], s);
+        const float alpha = std::exp(t.m[j] - m_new), p = std::exp(s - m_new);
+        t.l[j] = t.l[j] * alpha + p;
+        float* acc = t.acc + (int64_t)j * D;
+        for (int d = 0; d < D; d++) acc[d] = acc[d] * alpha + p * v[d];
+        t.m[j] = m_new;
+      }
     }
   }
 }
@@ -99,55 +104,51 @@ void attention_decode(const float* q, int64_t B, int n_heads, const KVView* kv, 
       throw std::out_of_range("attention_decode: lens[" + std::to_string(b) + "] must be >= 1, got " +
                               std::to_string(lens[b]));
   }
-  // Work items: (b, kv head, split). Splits only when there are fewer than ~4 items per thread.
-  int64_t base_items = 0;
-  for (int64_t b = 0; b < B; b++) base_items += kv[b].n_kv_heads;
+  // Work items: (sequence b, token split, kv-head group). Every sequence gets enough items for ~4 per thread: first by
+  // splitting its tokens (ranges of >= kMinSplit, merged afterwards), then by splitting its kv heads.
   const int64_t want = 4 * (int64_t)num_threads();
-  struct Item { int64_t b; int kvh; int64_t t0, t1; int64_t state; };
+  const int64_t per_seq = (want + B - 1) / B;
+  struct Item { int64_t b; int h0, h1; int64_t t0, t1; int64_t state; };
   std::vector<Item> items;
-  std::vector<int64_t> first_item(B + 1);
-  int64_t n_states = 0;  // one state per (item, g)
+  std::vector<int64_t> seq_state(B + 1), seq_splits(B);
+  int64_t n_states = 0;  // one state per (b, split, query head)
   for (int64_t b = 0; b < B; b++) {
-    const int G = n_heads / kv[b].n_kv_heads;
-    int64_t splits = std::max<int64_t>(1, (want + base_items - 1) / base_items);
-    splits = std::min(splits, std::max<int64_t>(1, lens[b] / detail::kMinSplit));
-    first_item[b] = (int64_t)items.size();
-    for (int h = 0; h < kv[b].n_kv_heads; h++)
-      for (int64_t s = 0; s < splits; s++) {
-        items.push_back({b, h, lens[b] * s / splits, lens[b] * (s + 1) / splits, n_states});
-        n_states += G;
+    const int H = kv[b].n_kv_heads, G = n_heads / H;
+    const int64_t splits = std::max<int64_t>(1, std::min(per_seq, lens[b] / detail::kMinSplit));
+    const int64_t hsplits = std::min<int64_t>(H, (per_seq + splits - 1) / splits);
+    seq_state[b] = n_states;
+    seq_splits[b] = splits;
+    for (int64_t s = 0; s < splits; s++)
+      for (int64_t hs = 0; hs < hsplits; hs++) {
+        const int h0 = (int)(H * hs / hsplits), h1 = (int)(H * (hs + 1) / hsplits);
+        items.push_back({b, h0, h1, lens[b] * s / splits, lens[b] * (s + 1) / splits,
+                         n_states + s * (int64_t)n_heads + (int64_t)h0 * G});
       }
+    n_states += splits * (int64_t)n_heads;
   }
-  first_item[B] = (int64_t)items.size();
   std::vector<float> ml(2 * n_states), acc((size_t)n_states * D);
   const bool avx2 = detail::use_avx2();
   detail::run_dynamic((int64_t)items.size(), [&](int64_t i) {
     const Item& it = items[i];
     const int G = n_heads / kv[it.b].n_kv_heads;
-    detail::DecodeTask t{q + (it.b * n_heads + (int64_t)it.kvh * G) * D, G, D, &kv[it.b], it.kvh, it.t0, it.t1, scale,
-                         ml.data() + it.state, ml.data() + n_states + it.state, acc.data() + it.state * D};
+    detail::DecodeTask t{q + (it.b * n_heads + (int64_t)it.h0 * G) * D, G, D, &kv[it.b], it.h0, it.h1, it.t0, it.t1,
+                         scale, ml.data() + it.state, ml.data() + n_states + it.state, acc.data() + it.state * D};
     if (avx2) detail::decode_task_avx2(t);
     else detail::decode_task_scalar(t);
   });
-  // Merge the splits of each (b, kv head) in token order and normalize.
-  for (int64_t b = 0; b < B; b++) {
-    const int G = n_heads / kv[b].n_kv_heads;
-    const int64_t n_b = first_item[b + 1] - first_item[b], splits = n_b / kv[b].n_kv_heads;
-    for (int h = 0; h < kv[b].n_kv_heads; h++) {
-      const int64_t i0 = first_item[b] + h * splits;
-      for (int g = 0; g < G; g++) {
-        const int64_t s0 = items[i0].state + g;
-        detail::SoftmaxState st{ml[s0], ml[n_states + s0], acc.data() + s0 * D};
-        for (int64_t s = 1; s < splits; s++) {
-          const int64_t si = items[i0 + s].state + g;
-          detail::merge_state(st, {ml[si], ml[n_states + si], acc.data() + si * D}, D);
-        }
-        float* o = out + (b * n_heads + (int64_t)h * G + g) * D;
-        const float inv = 1.f / st.l;
-        for (int d = 0; d < D; d++) o[d] = st.acc[d] * inv;
+  // Merge the token splits of each (b, query head) in order and normalize.
+  for (int64_t b = 0; b < B; b++)
+    for (int j = 0; j < n_heads; j++) {
+      const int64_t s0 = seq_state[b] + j;
+      detail::SoftmaxState st{ml[s0], ml[n_states + s0], acc.data() + s0 * D};
+      for (int64_t s = 1; s < seq_splits[b]; s++) {
+        const int64_t si = s0 + s * n_heads;
+        detail::merge_state(st, {ml[si], ml[n_states + si], acc.data() + si * D}, D);
       }
+      float* o = out + (b * n_heads + j) * D;
+      const float inv = 1.f / st.l;
+      for (int d = 0; d < D; d++) o[d] = st.acc[d] * inv;
     }
-  }
 }
 
 void attention_prefill(const float* q, int64_t Tq, int n_heads, const KVView& kv, int64_t pos0, float scale,
@@ -164,7 +165,7 @@ void attention_prefill(const float* q, int64_t Tq, int n_heads, const KVView& kv
       const int64_t qi = Tq - 1 - i / H;
       const int h = (int)(i % H);
       std::vector<float> ml(2 * G), acc((size_t)G * D);
-      detail::DecodeTask t{q + (qi * n_heads + (int64_t)h * G) * D, G, D, &kv, h, 0, pos0 + qi + 1, scale,
+      detail::DecodeTask t{q + (qi * n_heads + (int64_t)h * G) * D, G, D, &kv, h, h + 1, 0, pos0 + qi + 1, scale,
                            ml.data(), ml.data() + G, acc.data()};
       detail::decode_task_scalar(t);
       for (int g = 0; g < G; g++) {

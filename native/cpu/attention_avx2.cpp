@@ -1,9 +1,11 @@
 #pragma GCC target("avx2,fma,f16c")
 // AVX2 inner kernels of attention over a (quantized) KV cache, and of kv_store.
 //
-// Decode (decode_task_avx2): blocks of kTB tokens; per block the scores of the G query heads are computed with the
-// dequantization fused into the dot product, the online-softmax state is updated once per block, then the block's V
-// rows are accumulated. For int8/int4 the scale and zero point are taken out of the inner loops:
+// Decode (decode_task_avx2): a task covers a token range and a group of kv heads; it walks the range in blocks of
+// up to kTB tokens (sized so a block's K rows of all the task's heads stay near 32 KiB) and, inside a block, head by
+// head: the scores of the head's G query heads are computed with the dequantization fused into the dot product, the
+// online-softmax state is updated once per block, then the block's V rows are accumulated. The next blocks are
+// prefetched in address order. For int8/int4 the scale and zero point are taken out of the inner loops:
 //   q·k = s·(Σ q_d c_d − z·Σ q_d)            Σ_t w_t v_t = Σ_t (w_t s_t) (c_t − z_t)
 // so each K element costs a widen, a convert and one FMA per query head that shares the kv head (V one subtract
 // more, see v_accum).
@@ -68,11 +70,18 @@ template <> struct Codec<KVType::I4> {
   static constexpr int N = 2;
   static int steps(int D) { return D / 2 / 8; }
   static int pos(int i, int n, int D) { return 8 * i + n * (D / 2); }
+  // 8 bytes broadcast to both lanes, one in-lane byte shuffle puts byte k alone in dword k (lane 0: bytes 0-3,
+  // lane 1: bytes 4-7); the low nibble is then an AND and the high nibble a 32-bit shift. 6 uops for 16 codes where
+  // two nibble splits and two lane-crossing widenings (vpmovzxbd) took 8.
   static void load(const uint8_t* row, int i, __m256* v) {
-    const __m128i b = _mm_loadl_epi64((const __m128i*)(row + 8 * i));
-    const __m128i m = _mm_set1_epi8(0x0F);
-    v[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(b, m)));
-    v[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m)));
+    int64_t bits;
+    std::memcpy(&bits, row + 8 * i, 8);
+    const __m256i b = _mm256_set1_epi64x(bits);
+    const __m256i spread = _mm256_setr_epi8(0, -1, -1, -1, 1, -1, -1, -1, 2, -1, -1, -1, 3, -1, -1, -1,
+                                            4, -1, -1, -1, 5, -1, -1, -1, 6, -1, -1, -1, 7, -1, -1, -1);
+    const __m256i d = _mm256_shuffle_epi8(b, spread);
+    v[0] = _mm256_cvtepi32_ps(_mm256_and_si256(d, _mm256_set1_epi32(0x0F)));
+    v[1] = _mm256_cvtepi32_ps(_mm256_srli_epi32(d, 4));
   }
   // Kernel-layout position p: p < D/2 is dim 2p (low nibble of byte p), else dim 2(p - D/2) + 1.
   static float code(const uint8_t* row, int p, int D) {
@@ -103,30 +112,49 @@ inline float dot_tail(const uint8_t* row, const float* q, int D) {
 }
 
 // Dot products of TT cached rows with GT query vectors (kernel layout, stride D): out[tt * GT + gt].
+// Two accumulators per output (the two int4 nibble vectors, or even/odd steps) so that 8 independent FMA chains
+// hide the FMA latency.
 template <KVType T, int TT, int GT>
 inline void dot_tile(const uint8_t* const* rows, const float* q, int D, float* out) {
   using C = Codec<T>;
-  __m256 acc[TT * GT];
-  for (int a = 0; a < TT * GT; a++) acc[a] = _mm256_setzero_ps();
+  constexpr int A = TT * GT;
+  __m256 acc[A][2];
+  for (int a = 0; a < A; a++) acc[a][0] = acc[a][1] = _mm256_setzero_ps();
   const int ns = C::steps(D);
-  for (int i = 0; i < ns; i++) {
-    __m256 qv[GT][C::N];
+  // One "unit" = 2 vectors per row: the two nibble vectors of an int4 step, or two consecutive steps otherwise.
+  constexpr int SPU = C::N == 2 ? 1 : 2;  // steps per unit
+  int i = 0;
+  for (; i + SPU <= ns; i += SPU) {
+    // Query vectors of this unit: kept in registers for one head (reused by TT rows), read from L1 as FMA memory
+    // operands for several heads (8 accumulators + 2·GT query vectors would not fit in 16 registers).
+    const float* qp[2] = {q + (C::N == 2 ? C::pos(i, 0, D) : C::pos(i, 0, D)),
+                          q + (C::N == 2 ? C::pos(i, 1, D) : C::pos(i + 1, 0, D))};
+    __m256 q0[2] = {_mm256_loadu_ps(qp[0]), _mm256_loadu_ps(qp[1])};
 #pragma GCC unroll 4
-    for (int gt = 0; gt < GT; gt++)
-      for (int n = 0; n < C::N; n++) qv[gt][n] = _mm256_loadu_ps(q + gt * D + C::pos(i, n, D));
+    for (int tt = 0; tt < TT; tt++) {
+      __m256 v[2];
+      if constexpr (C::N == 2) C::load(rows[tt], i, v);
+      else { C::load(rows[tt], i, v); C::load(rows[tt], i + 1, v + 1); }
 #pragma GCC unroll 4
+      for (int gt = 0; gt < GT; gt++)
+        for (int u = 0; u < 2; u++)
+          acc[tt * GT + gt][u] = _mm256_fmadd_ps(GT == 1 ? q0[u] : _mm256_loadu_ps(qp[u] + gt * D), v[u],
+                                                 acc[tt * GT + gt][u]);
+    }
+  }
+  for (; i < ns; i++) {  // a last odd step (N == 1)
     for (int tt = 0; tt < TT; tt++) {
       __m256 v[C::N];
       C::load(rows[tt], i, v);
-#pragma GCC unroll 4
-      for (int gt = 0; gt < GT; gt++)
-        for (int n = 0; n < C::N; n++) acc[tt * GT + gt] = _mm256_fmadd_ps(qv[gt][n], v[n], acc[tt * GT + gt]);
+      for (int gt = 0; gt < GT; gt++) acc[tt * GT + gt][0] = _mm256_fmadd_ps(_mm256_loadu_ps(q + gt * D + C::pos(i, 0, D)), v[0], acc[tt * GT + gt][0]);
     }
   }
-  if constexpr (TT * GT == 4) {
-    _mm_storeu_ps(out, hsum4x8(acc[0], acc[1], acc[2], acc[3]));
+  __m256 sum[A];
+  for (int a = 0; a < A; a++) sum[a] = _mm256_add_ps(acc[a][0], acc[a][1]);
+  if constexpr (A == 4) {
+    _mm_storeu_ps(out, hsum4x8(sum[0], sum[1], sum[2], sum[3]));
   } else {
-    for (int a = 0; a < TT * GT; a++) out[a] = hsum8(acc[a]);
+    for (int a = 0; a < A; a++) out[a] = hsum8(sum[a]);
   }
   for (int tt = 0; tt < TT; tt++)
     for (int gt = 0; gt < GT; gt++) out[tt * GT + gt] += dot_tail<T>(rows[tt], q + gt * D, D);
@@ -135,51 +163,52 @@ inline void dot_tile(const uint8_t* const* rows, const float* q, int D, float* o
 // acc[GT][D] (kernel layout) += Σ_t w[gt * ws + t] · (row_t - z[t]) (codes minus zero point, or values), t < n.
 // The zero point is subtracted per token (exact in fp32) rather than as one Σ w·z term at the end: that term grows
 // with the context and cancels against Σ w·c, costing ~10x the rounding error at a few thousand tokens.
+// One pass keeps GT × NS × N accumulators in registers across the n tokens, each token adding one independent FMA
+// to each of them.
+template <KVType T, int GT, int NS>
+inline void v_pass(const uint8_t* const* rows, int n, const float* w, int ws, const float* z, int D, int i,
+                   float* acc) {
+  using C = Codec<T>;
+  constexpr bool quant = T == KVType::I8 || T == KVType::I4;
+  constexpr int V = NS * C::N;
+  __m256 a[GT][V];
+  for (int gt = 0; gt < GT; gt++)
+    for (int s = 0; s < NS; s++)
+      for (int k = 0; k < C::N; k++) a[gt][s * C::N + k] = _mm256_loadu_ps(acc + gt * D + C::pos(i + s, k, D));
+  for (int t = 0; t < n; t++) {
+    __m256 v[V];
+#pragma GCC unroll 8
+    for (int s = 0; s < NS; s++) C::load(rows[t], i + s, v + s * C::N);
+    if constexpr (quant) {
+      const __m256 zb = _mm256_broadcast_ss(z + t);
+#pragma GCC unroll 8
+      for (int k = 0; k < V; k++) v[k] = _mm256_sub_ps(v[k], zb);
+    }
+#pragma GCC unroll 4
+    for (int gt = 0; gt < GT; gt++) {
+      const __m256 wb = _mm256_broadcast_ss(w + gt * ws + t);
+#pragma GCC unroll 8
+      for (int k = 0; k < V; k++) a[gt][k] = _mm256_fmadd_ps(wb, v[k], a[gt][k]);
+    }
+  }
+  for (int gt = 0; gt < GT; gt++)
+    for (int s = 0; s < NS; s++)
+      for (int k = 0; k < C::N; k++) _mm256_storeu_ps(acc + gt * D + C::pos(i + s, k, D), a[gt][s * C::N + k]);
+}
+
 template <KVType T, int GT>
 inline void v_accum(const uint8_t* const* rows, int n, const float* w, int ws, const float* z, int D, float* acc) {
-  constexpr bool quant = T == KVType::I8 || T == KVType::I4;
   using C = Codec<T>;
+  constexpr bool quant = T == KVType::I8 || T == KVType::I4;
+  // Steps per pass: 4 accumulators per head group (8 for four int4 heads) — enough independent FMA chains while the
+  // widening/convert work dominates, and no spills of the accumulators to the stack.
+  constexpr int NS = std::max(1, 4 / (GT * C::N));
   const int ns = C::steps(D);
-  // Two steps per pass when possible: more FMAs per broadcast of w.
-  constexpr int NS = C::N == 1 ? 2 : 1;
   int i = 0;
-  for (; i + NS <= ns; i += NS) {
-    __m256 a[GT][NS * C::N];
-    for (int gt = 0; gt < GT; gt++)
-      for (int s = 0; s < NS; s++)
-        for (int k = 0; k < C::N; k++) a[gt][s * C::N + k] = _mm256_loadu_ps(acc + gt * D + C::pos(i + s, k, D));
-    for (int t = 0; t < n; t++) {
-      __m256 v[NS * C::N];
-      for (int s = 0; s < NS; s++) C::load(rows[t], i + s, v + s * C::N);
-      if constexpr (quant) {
-        const __m256 zb = _mm256_broadcast_ss(z + t);
-        for (int k = 0; k < NS * C::N; k++) v[k] = _mm256_sub_ps(v[k], zb);
-      }
-#pragma GCC unroll 4
-      for (int gt = 0; gt < GT; gt++) {
-        const __m256 wb = _mm256_broadcast_ss(w + gt * ws + t);
-        for (int k = 0; k < NS * C::N; k++) a[gt][k] = _mm256_fmadd_ps(wb, v[k], a[gt][k]);
-      }
-    }
-    for (int gt = 0; gt < GT; gt++)
-      for (int s = 0; s < NS; s++)
-        for (int k = 0; k < C::N; k++) _mm256_storeu_ps(acc + gt * D + C::pos(i + s, k, D), a[gt][s * C::N + k]);
-  }
-  for (; i < ns; i++) {  // a last odd step (N == 1 only)
-    for (int t = 0; t < n; t++) {
-      __m256 v[C::N];
-      C::load(rows[t], i, v);
-      if constexpr (quant)
-        for (int k = 0; k < C::N; k++) v[k] = _mm256_sub_ps(v[k], _mm256_broadcast_ss(z + t));
-      for (int gt = 0; gt < GT; gt++) {
-        const __m256 wb = _mm256_broadcast_ss(w + gt * ws + t);
-        for (int k = 0; k < C::N; k++) {
-          float* p = acc + gt * D + C::pos(i, k, D);
-          _mm256_storeu_ps(p, _mm256_fmadd_ps(wb, v[k], _mm256_loadu_ps(p)));
-        }
-      }
-    }
-  }
+  for (; i + NS <= ns; i += NS) v_pass<T, GT, NS>(rows, n, w, ws, z, D, i, acc);
+  if constexpr (NS >= 4)
+    for (; i + NS / 2 <= ns; i += NS / 2) v_pass<T, GT, NS / 2>(rows, n, w, ws, z, D, i, acc);
+  for (; i < ns; i++) v_pass<T, GT, 1>(rows, n, w, ws, z, D, i, acc);
   // Scalar tail positions.
   const int tb = C::tail_begin(D);
   const int tail_end = T == KVType::I4 ? D / 2 : D;
@@ -192,10 +221,104 @@ inline void v_accum(const uint8_t* const* rows, int n, const float* w, int ws, c
       }
 }
 
+// ── int4 keys against a single query head, in exact integer arithmetic ───────────────────────────────────────
+// With one query head per kv head (MHA) the float path spends 6 uops unpacking 16 codes for 2 FMAs. Instead the
+// query is written once in fixed point, q ≈ u·(2^15·hi + lo) with |2^15·hi + lo| < 2^30 (an error of at most
+// 2^-31·max|q| per element, below the fp32 rounding of the dot product itself), and vpmaddwd multiplies 16 int16
+// codes by 16 int16 query parts at once: 10 uops per 32 codes instead of 16, and an exact integer sum.
+struct QFixed {
+  const int16_t* hi;    // [D] kernel layout ([even dims | odd dims])
+  const int16_t* lo;    // [D]
+  const int32_t* full;  // [D] 2^15·hi + lo, for the scalar tail
+  double u;
+};
+
+inline QFixed make_qfixed(const float* qk, int D, int16_t* hi, int16_t* lo, int32_t* full, double* u) {
+  float m = 0.f;
+  for (int d = 0; d < D; d++) m = std::max(m, std::fabs(qk[d]));
+  *u = m > 0 ? (double)m / (double)((1 << 30) - 1) : 1.0;
+  for (int d = 0; d < D; d++) {
+    const int32_t f = (int32_t)std::nearbyint((double)qk[d] / *u);  // |f| <= 2^30 - 1
+    full[d] = f;
+    hi[d] = (int16_t)(f >> 15);          // arithmetic shift: [-2^15, 2^15)
+    lo[d] = (int16_t)(f & 0x7FFF);       // [0, 2^15)
+  }
+  return {hi, lo, full, *u};
+}
+
+inline int64_t hsum_epi32_wide(__m256i v) {
+  alignas(32) int32_t a[8];
+  _mm256_store_si256((__m256i*)a, v);
+  int64_t s = 0;
+  for (int i = 0; i < 8; i++) s += a[i];
+  return s;
+}
+
+// Dot products of TT int4 rows with one fixed-point query: out[tt].
+template <int TT>
+inline void dot_i4_fixed(const uint8_t* const* rows, const QFixed& qf, int D, float* out) {
+  const int H2 = D / 2;  // bytes per row; byte j holds dims 2j (low nibble) and 2j + 1 (high)
+  __m256i ah[TT], al[TT];
+  for (int t = 0; t < TT; t++) ah[t] = al[t] = _mm256_setzero_si256();
+  const __m256i m4 = _mm256_set1_epi16(0x0F);
+  int j = 0;
+  for (; j + 16 <= H2; j += 16) {
+    const __m256i he = _mm256_loadu_si256((const __m256i*)(qf.hi + j));
+    const __m256i ho = _mm256_loadu_si256((const __m256i*)(qf.hi + H2 + j));
+    const __m256i le = _mm256_loadu_si256((const __m256i*)(qf.lo + j));
+    const __m256i lo = _mm256_loadu_si256((const __m256i*)(qf.lo + H2 + j));
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; t++) {
+      const __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(rows[t] + j)));
+      const __m256i ce = _mm256_and_si256(x, m4), co = _mm256_srli_epi16(x, 4);
+      ah[t] = _mm256_add_epi32(ah[t], _mm256_add_epi32(_mm256_madd_epi16(ce, he), _mm256_madd_epi16(co, ho)));
+      al[t] = _mm256_add_epi32(al[t], _mm256_add_epi32(_mm256_madd_epi16(ce, le), _mm256_madd_epi16(co, lo)));
+    }
+  }
+  // Lane sums stay below 2^31 for D <= 2048 (15 · 2^15 · D), so the reduction runs in int32 vectors.
+  if constexpr (TT == 4) {
+    auto hsum4 = [](__m256i a, __m256i b, __m256i c, __m256i d) {
+      const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+      return _mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));  // [t0 t1 t2 t3]
+    };
+    const __m256d sh = _mm256_cvtepi32_pd(hsum4(ah[0], ah[1], ah[2], ah[3]));
+    const __m256d sl = _mm256_cvtepi32_pd(hsum4(al[0], al[1], al[2], al[3]));
+    __m256d exact = _mm256_fmadd_pd(sh, _mm256_set1_pd(32768.0), sl);  // exact: |.| < 2^46
+    if (j < H2) {
+      alignas(32) double tl[4];
+      for (int t = 0; t < 4; t++) {
+        int64_t tail = 0;
+        for (int jj = j; jj < H2; jj++)
+          tail += (int64_t)(rows[t][jj] & 0xF) * qf.full[jj] + (int64_t)(rows[t][jj] >> 4) * qf.full[H2 + jj];
+        tl[t] = (double)tail;
+      }
+      exact = _mm256_add_pd(exact, _mm256_load_pd(tl));
+    }
+    _mm_storeu_ps(out, _mm256_cvtpd_ps(_mm256_mul_pd(exact, _mm256_set1_pd(qf.u))));
+  } else {
+    for (int t = 0; t < TT; t++) {
+      int64_t tail = 0;
+      for (int jj = j; jj < H2; jj++)
+        tail += (int64_t)(rows[t][jj] & 0xF) * qf.full[jj] + (int64_t)(rows[t][jj] >> 4) * qf.full[H2 + jj];
+      const double exact = 32768.0 * (double)hsum_epi32_wide(ah[t]) + (double)hsum_epi32_wide(al[t]) + (double)tail;
+      out[t] = (float)(qf.u * exact);
+    }
+  }
+}
+
 // Scores S[g * kTB + t] (raw dot products) for n tokens and G heads; tiles keep 4 accumulators live.
+// `qf` (int4 with G == 1 only) switches to the fixed-point integer path.
 template <KVType T>
-void block_scores(const uint8_t* const* rows, int n, const float* q, int G, int D, float* S) {
+void block_scores(const uint8_t* const* rows, int n, const float* q, int G, int D, float* S, const QFixed* qf) {
   float o[4];
+  if constexpr (T == KVType::I4) {
+    if (qf) {
+      int t = 0;
+      for (; t + 4 <= n; t += 4) dot_i4_fixed<4>(rows + t, *qf, D, S + t);
+      for (; t < n; t++) dot_i4_fixed<1>(rows + t, *qf, D, S + t);
+      return;
+    }
+  }
   int g = 0;
   for (; g < G;) {
     const int rem = G - g;
@@ -268,74 +391,145 @@ inline void scale_vec(float* x, int n, float a) {
   for (; i < n; i++) x[i] *= a;
 }
 
+// Prefetch the K and V rows of kv heads [h0, h1) for tokens [t0, t1): per token one contiguous run of bytes. The
+// decode loop visits a block's rows head by head (a 2 KiB stride for 32 int4 heads of 128), a pattern the hardware
+// prefetchers do not follow across pages; a block ahead in address order they stream fine. Into L2: a block of
+// K and V can exceed L1.
+inline void prefetch_block(const KVView& kv, int64_t t0, int64_t t1, int h0, int h1, size_t rb) {
+  if (t0 >= t1) return;
+  const int H = kv.n_kv_heads;
+  const uint8_t* kb = static_cast<const uint8_t*>(kv.k);
+  const uint8_t* vb = static_cast<const uint8_t*>(kv.v);
+  const size_t len = (size_t)(h1 - h0) * rb;
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t off = (t * H + h0) * (int64_t)rb;
+    for (size_t b = 0; b < len; b += 64) {
+      _mm_prefetch((const char*)(kb + off + b), _MM_HINT_T1);
+      _mm_prefetch((const char*)(vb + off + b), _MM_HINT_T1);
+    }
+  }
+  if (kv_quantized(kv.type)) {
+    // Scales and zero points [token, head] of the block: one contiguous run per array.
+    const int64_t a = t0 * H + h0, e = (t1 - 1) * H + h1;
+    for (const float* p : {kv.k_scale, kv.k_zero, kv.v_scale, kv.v_zero})
+      for (int64_t i = a; i < e; i += 16) _mm_prefetch((const char*)(p + i), _MM_HINT_T1);
+  }
+}
+
+// Prefetch the K and V rows of tokens [t0, t1) of kv head `kvh`. A head's rows are n_kv_heads · row_bytes apart
+// (2 KiB for 32 int4 heads of 128): the hardware prefetchers stop at every 4 KiB page, so without this the decode
+// loop waits on DRAM latency for nearly every row.
+inline void prefetch_rows(const uint8_t* kb, const uint8_t* vb, int64_t t0, int64_t t1, int H, int kvh, size_t rb) {
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t off = (t * H + kvh) * (int64_t)rb;
+    for (size_t b = 0; b < rb; b += 64) {
+      _mm_prefetch((const char*)(kb + off + b), _MM_HINT_T0);
+      _mm_prefetch((const char*)(vb + off + b), _MM_HINT_T0);
+    }
+  }
+}
+
 struct DecodeScratch {
   std::vector<float> q, qsum, S, vz;
   std::vector<const uint8_t*> krows, vrows;
+  std::vector<int16_t> qhi, qlo;  // int4, G == 1: fixed-point query parts [NQ, D]
+  std::vector<int32_t> qfull;
+  std::vector<double> qu;
+  std::vector<QFixed> qf;
 };
+
+// Tokens per block: the block's K rows of all the task's heads should stay within ~32 KiB so that they are still in
+// L1/L2 when V follows, but at least 8 tokens to amortize the per-block softmax bookkeeping.
+inline int decode_block(int n_heads, size_t rb) {
+  const int64_t t = (int64_t)(32768 / std::max<size_t>(1, (size_t)n_heads * rb));
+  return (int)std::clamp<int64_t>(t / 8 * 8, 8, kTB);
+}
 
 template <KVType T>
 void decode_task_t(const DecodeTask& task) {
   const KVView& kv = *task.kv;
-  const int G = task.G, D = task.D, H = kv.n_kv_heads;
+  const int G = task.G, D = task.D, H = kv.n_kv_heads, nh = task.h1 - task.h0;
   const size_t rb = kv_bytes_per_head(T, D);
   constexpr bool quant = T == KVType::I8 || T == KVType::I4;
+  const int TB = decode_block(nh, rb);
   thread_local DecodeScratch sc;
-  sc.q.resize((size_t)G * D);
-  sc.qsum.assign(G, 0.f);
+  const int NQ = nh * G;  // query heads of this task
+  sc.q.resize((size_t)NQ * D);
+  sc.qsum.assign(NQ, 0.f);
   sc.S.resize((size_t)G * kTB);
-  sc.vz.resize(kTB);
   sc.krows.resize(kTB);
   sc.vrows.resize(kTB);
+  sc.vz.resize(kTB);
   // q scaled by `scale` once, permuted into kernel layout; Σq for the zero-point term.
-  for (int g = 0; g < G; g++) {
+  for (int j = 0; j < NQ; j++) {
     double qs = 0;
     for (int d = 0; d < D; d++) {
-      const float v = task.q[(int64_t)g * D + d] * task.scale;
-      sc.q[(size_t)g * D + kernel_pos<T>(d, D)] = v;
+      const float v = task.q[(int64_t)j * D + d] * task.scale;
+      sc.q[(size_t)j * D + kernel_pos<T>(d, D)] = v;
       qs += v;
     }
-    sc.qsum[g] = (float)qs;
+    sc.qsum[j] = (float)qs;
   }
-  float* m = task.m;
-  float* l = task.l;
-  float* acc = task.acc;  // kernel layout while running
-  for (int g = 0; g < G; g++) { m[g] = -std::numeric_limits<float>::infinity(); l[g] = 0.f; }
-  std::fill(acc, acc + (size_t)G * D, 0.f);
+  // int4 with one query head per kv head and a head_dim the integer path covers: fixed-point queries.
+  const bool fixed = T == KVType::I4 && G == 1 && D >= 32 && D <= 2048;
+  if (fixed) {
+    sc.qhi.resize((size_t)NQ * D);
+    sc.qlo.resize((size_t)NQ * D);
+    sc.qfull.resize((size_t)NQ * D);
+    sc.qu.resize(NQ);
+    sc.qf.resize(NQ);
+    for (int j = 0; j < NQ; j++)
+      sc.qf[j] = make_qfixed(sc.q.data() + (size_t)j * D, D, sc.qhi.data() + (size_t)j * D, sc.qlo.data() + (size_t)j * D,
+                             sc.qfull.data() + (size_t)j * D, &sc.qu[j]);
+  }
+  for (int j = 0; j < NQ; j++) { task.m[j] = -std::numeric_limits<float>::infinity(); task.l[j] = 0.f; }
+  std::fill(task.acc, task.acc + (size_t)NQ * D, 0.f);
   const uint8_t* kb = static_cast<const uint8_t*>(kv.k);
   const uint8_t* vb = static_cast<const uint8_t*>(kv.v);
   float* S = sc.S.data();
-  for (int64_t t0 = task.t0; t0 < task.t1; t0 += kTB) {
-    const int n = (int)std::min<int64_t>(kTB, task.t1 - t0);
-    for (int t = 0; t < n; t++) {
-      const int64_t r = (t0 + t) * H + task.kvh;
-      sc.krows[t] = kb + r * rb;
-      sc.vrows[t] = vb + r * rb;
-      if constexpr (quant) sc.vz[t] = kv.v_zero[r];
-    }
-    block_scores<T>(sc.krows.data(), n, sc.q.data(), G, D, S);
-    for (int g = 0; g < G; g++) {
-      float* s = S + g * kTB;
-      if constexpr (quant) {
-        for (int t = 0; t < n; t++) {
-          const int64_t r = (t0 + t) * H + task.kvh;
-          s[t] = kv.k_scale[r] * (s[t] - kv.k_zero[r] * sc.qsum[g]);
-        }
+  // Token blocks outermost, heads inside: a block of tokens × heads is contiguous in the cache, so the reads stream
+  // through memory (a head-at-a-time walk would stride n_kv_heads · row_bytes and miss the TLB on every other row).
+  prefetch_block(kv, task.t0, std::min<int64_t>(task.t1, task.t0 + 2 * TB), task.h0, task.h1, rb);
+  for (int64_t t0 = task.t0; t0 < task.t1; t0 += TB) {
+    const int n = (int)std::min<int64_t>(TB, task.t1 - t0);
+    prefetch_block(kv, t0 + 2 * TB, std::min<int64_t>(task.t1, t0 + 3 * TB), task.h0, task.h1, rb);
+    for (int h = task.h0; h < task.h1; h++) {
+      const int j0 = (h - task.h0) * G;  // first query head of kv head h in this task
+      float* m = task.m + j0;
+      float* l = task.l + j0;
+      float* acc = task.acc + (size_t)j0 * D;  // kernel layout while running
+      for (int t = 0; t < n; t++) {
+        const int64_t r = (t0 + t) * H + h;
+        sc.krows[t] = kb + r * rb;
+        sc.vrows[t] = vb + r * rb;
+        if constexpr (quant) sc.vz[t] = kv.v_zero[r];
       }
-      const float m_new = std::max(m[g], max_of(s, n));
-      const float alpha = std::exp(m[g] - m_new);
-      const float psum = exp_shift_sum(s, n, m_new);
-      l[g] = l[g] * alpha + psum;
-      if (alpha != 1.f) scale_vec(acc + (size_t)g * D, D, alpha);
-      m[g] = m_new;
-      if constexpr (quant)  // w_t = p_t · s_t multiplies (c_t - z_t)
-        for (int t = 0; t < n; t++) s[t] *= kv.v_scale[(t0 + t) * H + task.kvh];
+      block_scores<T>(sc.krows.data(), n, sc.q.data() + (size_t)j0 * D, G, D, S, fixed ? &sc.qf[j0] : nullptr);
+      for (int g = 0; g < G; g++) {
+        float* s = S + g * kTB;
+        if constexpr (quant) {
+          const float qsum = sc.qsum[j0 + g];
+          for (int t = 0; t < n; t++) {
+            const int64_t r = (t0 + t) * H + h;
+            s[t] = kv.k_scale[r] * (s[t] - kv.k_zero[r] * qsum);
+          }
+        }
+        const float m_new = std::max(m[g], max_of(s, n));
+        const float alpha = std::exp(m[g] - m_new);
+        const float psum = exp_shift_sum(s, n, m_new);
+        l[g] = l[g] * alpha + psum;
+        if (alpha != 1.f) scale_vec(acc + (size_t)g * D, D, alpha);
+        m[g] = m_new;
+        if constexpr (quant)  // w_t = p_t · s_t multiplies (c_t - z_t)
+          for (int t = 0; t < n; t++) s[t] *= kv.v_scale[(t0 + t) * H + h];
+      }
+      block_v<T>(sc.vrows.data(), n, S, sc.vz.data(), G, D, acc);
     }
-    block_v<T>(sc.vrows.data(), n, S, sc.vz.data(), G, D, acc);
   }
   if constexpr (T == KVType::I4) {  // back to natural layout
     std::vector<float> tmp(D);
-    for (int g = 0; g < G; g++) {
-      float* a = acc + (size_t)g * D;
+    for (int j = 0; j < NQ; j++) {
+      float* a = task.acc + (size_t)j * D;
       for (int d = 0; d < D; d++) tmp[d] = a[kernel_pos<T>(d, D)];
       std::memcpy(a, tmp.data(), D * sizeof(float));
     }
@@ -440,6 +634,7 @@ void prefill_task_t(const PrefillTask& task) {
   const int64_t t_end = task.pos0 + task.i1;  // the last row sees tokens [0, pos0 + i1 - 1]
   for (int64_t t0 = 0; t0 < t_end; t0 += kKB) {
     const int n = (int)std::min<int64_t>(kKB, t_end - t0);
+    prefetch_rows(kb, vb, t0 + kKB, std::min(t_end, t0 + 2 * kKB), H, task.kvh, rb);
     for (int t = 0; t < n; t++) {
       const int64_t r = (t0 + t) * H + task.kvh;
       if constexpr (T == KVType::F32) {

@@ -23,13 +23,13 @@ inline void merge_state(SoftmaxState& a, const SoftmaxState& b, int D) {
   a.m = m;
 }
 
-// One unit of decode work: the G query heads that share kv head `kvh` of one sequence, over tokens [t0, t1).
-// Writes the G unnormalized states: m[G], l[G], acc[G, D].
+// One unit of decode work: kv heads [h0, h1) of one sequence (with their G query heads each) over tokens
+// [t0, t1). Writes the unnormalized states of the (h1 - h0) · G query heads: m[n], l[n], acc[n, D].
 struct DecodeTask {
-  const float* q;  // [G, D] (unscaled)
+  const float* q;  // [(h1 - h0) · G, D] (unscaled)
   int G, D;
   const KVView* kv;
-  int kvh;
+  int h0, h1;
   int64_t t0, t1;
   float scale;
   float* m;

@@ -68,10 +68,9 @@ void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bia
     auto f = avx2 ? impl::avx2::act_quant_rows : impl::scalar::act_quant_rows;
     f(X + m0 * K, m1 - m0, K, A.data() + m0 * lda, lda, sa.data() + m0, za.data() + m0, asum.data() + m0);
   });
-  // 4-bit weights with enough rows of X to be compute bound: int8 activations (qa - 128) and vpmaddubsw, twice the
-  // products per instruction of the int16 path. Then acc = sum qw * (qa - 128) and sum qw (qa - za) =
-  // acc + (128 - za) * sum qw.
-  const bool w4_i8 = avx2 && W.fmt.bits == 4 && M > 4;
+  // 4-bit weights (AVX2): int8 activations qa - 128 and vpmaddubsw, twice the products per instruction of the int16
+  // path. Then acc = sum qw * (qa - 128), and sum qw * (qa - za) = acc + (128 - za) * sum qw.
+  const bool w4_i8 = avx2 && W.fmt.bits == 4;
   std::vector<int8_t> A8;
   std::vector<int32_t> sumw;
   if (w4_i8) {
@@ -80,7 +79,7 @@ void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bia
     for (int64_t m = 0; m < M; m++)
       for (int64_t k = 0; k < K; k++) A8[m * lda + k] = (int8_t)(A[m * lda + k] + za[m] - 128);
   }
-  parallel_for(N, 48, [&](int64_t n0, int64_t n1) {
+  dynamic_for(N, M <= 4 ? 64 : 96, [&](int64_t n0, int64_t n1) {
     if (w4_i8) impl::avx2::w4a8_core(A8.data(), lda, M, W, n0, n1, acc.data(), N, sumw.data());
     else (avx2 ? impl::avx2::w8a8_core : impl::scalar::w8a8_core)(A.data(), lda, M, W, n0, n1, acc.data(), N);
     // Y = sa * sw * (sum (qa - za) * qw - zw * sum (qa - za)), i.e. the reference's

@@ -5,14 +5,19 @@
 // K-contiguous), so neither packed weights nor fp16/bf16 weights need a transpose.
 //  - Tiled path (any M): a 4 x 3 register tile (4 rows of X, 3 rows of W, 12 ymm accumulators + 3 W vectors + 1 X
 //    vector = 16 registers) runs over a K block of KC values; X's 4-row tile (KC floats each) stays in L1 while
-//    it meets the NB rows of a W block that stay in L2. Dense weights are read in place (fp16/bf16 converted in
-//    registers); quantized weights are first dequantized, one block of NB x KC at a time, into an fp32 panel that
-//    every row tile of X reuses — the whole dequantized matrix is never built.
+//    it meets the NB rows of a W block that stay in L2. The W block is copied (dense; fp16/bf16 converted) or
+//    dequantized (packed) into an fp32 panel whose rows are skewed by 64 bytes: rows whose stride is a multiple of
+//    4 KiB (K = 4096 fp32) would otherwise all map to the same L1 sets, which halved the GEMM's speed. The whole
+//    dequantized matrix is never built. With M <= 4, dense weights are streamed in place instead.
 //  - Quantized GEMV (M <= kGemvMaxM, group size a multiple of 32): memory bound, so each packed row is streamed
 //    once: 32 codes are unpacked to 4 fp32 vectors and multiplied by all M activation rows; per group
 //    y += s * sum(x * q) and, once per group, y -= s * z * sum_group(x) with the group sums of x precomputed.
-//  - W8A8: exact int16 x int16 -> int32 products with vpmaddwd (pairs of 255 * 255 fit int32; the int8 vpmaddubsw
-//    would saturate its int16 pair sums on 8-bit x 8-bit codes), same 4 x 3 tiling.
+//  - W8A8: exact int16 x int16 -> int32 products with vpmaddwd (8-bit x 8-bit codes do not fit the int16 pair sums
+//    of vpmaddubsw: 2 * 255 * 127 > 32767), same 4 x 3 tiling. On this CPU vpmaddwd issues about once a cycle
+//    against two FMAs, so its peak (16 products a cycle) equals fp32's: W8A8 wins where bytes, not products, bound
+//    the time. W4A8 (4-bit codes) uses vpmaddubsw: 8 pair sums of at most 2 * 15 * 128 accumulate in int16 before
+//    one vpmaddwd widens them, about twice the products per multiply instruction.
+//  - Rows of W are handed to the threads in blocks, dynamically (dynamic_for in gemm_common.h).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -173,7 +178,8 @@ void dense_rows(const float* X, int64_t ldx, int64_t M, const WT* W, int64_t K, 
   }
   // Each NB x KC block of W is copied (converted to fp32) into a panel with skewed rows, then meets every row tile of
   // X: in place, rows K floats apart would alias in L1 whenever K is a multiple of 1024.
-  std::vector<float> panel((size_t)(NB * KCP));
+  thread_local std::vector<float> panel;  // reused across calls: no large allocation (and page faults) per block
+  panel.resize((size_t)(NB * KCP));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -361,7 +367,8 @@ template <int BITS>
 void gemm_q_tiled_rows(const QuantWeight& W, const float* X, int64_t ldx, int64_t M, int64_t n0, int64_t n1,
                        float* Y) {
   const int64_t K = W.K;
-  std::vector<float> panel((size_t)(NB * KCP));
+  thread_local std::vector<float> panel;
+  panel.resize((size_t)(NB * KCP));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
     for (int64_t k0 = 0; k0 < K; k0 += KC) {
@@ -377,7 +384,8 @@ template <int BITS>
 void gemv_q_general_rows(const QuantWeight& W, const float* X, int64_t ldx, int64_t M, const float* bias, float* Y,
                          int64_t n0, int64_t n1) {
   const int64_t K = W.K;
-  std::vector<float> wrow((size_t)(chunks_per_row(K) * kChunk));
+  thread_local std::vector<float> wrow;
+  wrow.resize((size_t)(chunks_per_row(K) * kChunk));
   for (int64_t n = n0; n < n1; n++) {
     dequant_block<BITS>(W, n, 1, 0, K, wrow.data(), 0);
     for (int64_t m = 0; m < M; m++) {
@@ -403,18 +411,18 @@ void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, 
           for (int64_t k = k0; k < k1; k++) s += x.p[m * x.ld + k];
           gsum[m * G + g] = s;
         }
-      parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
+      dynamic_for(N, 64, [&](int64_t n0, int64_t n1) {
         gemv_q_dispatch<BITS>(M, W, x.p, x.ld, gsum.data(), bias, Y, n0, n1);
       });
     } else {
-      parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
+      dynamic_for(N, 64, [&](int64_t n0, int64_t n1) {
         gemv_q_general_rows<BITS>(W, x.p, x.ld, M, bias, Y, n0, n1);
       });
     }
     return;
   }
   XF32 x(X, x_dtype, M, K, 8, 16);
-  parallel_for(N, NB, [&](int64_t n0, int64_t n1) {
+  dynamic_for(N, 2 * NB, [&](int64_t n0, int64_t n1) {
     init_y(Y, M, N, bias, n0, n1);
     gemm_q_tiled_rows<BITS>(W, x.p, x.ld, M, n0, n1, Y);
   });
@@ -423,14 +431,18 @@ void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, 
 // ── W8A8 integer core ──────────────────────────────────────────────────────────────────────────────────────
 // acc[m, n] (+)= sum_{k < kc} A[m, k] * B[n, k]; A int16 (row stride lda), B uint8 codes (row stride ldb).
 // kc is a multiple of 16 (A and B are zero-padded to whole 32-code chunks).
-template <int mr, int nr>
-void micro_i16(const int16_t* A, int64_t lda, const uint8_t* B, int64_t ldb, int64_t kc, int32_t* C, int64_t ldc) {
+// 16 codes of B as int16: widened from bytes (read in place) or already widened (panel).
+inline __m256i load16_codes(const uint8_t* p) { return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)p)); }
+inline __m256i load16_codes(const int16_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
+
+template <int mr, int nr, class BT>
+void micro_i16(const int16_t* A, int64_t lda, const BT* B, int64_t ldb, int64_t kc, int32_t* C, int64_t ldc) {
   __m256i acc[mr][nr];
   for (int i = 0; i < mr; i++)
     for (int j = 0; j < nr; j++) acc[i][j] = _mm256_setzero_si256();
   for (int64_t k = 0; k < kc; k += 16) {
     __m256i b[nr];
-    for (int j = 0; j < nr; j++) b[j] = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(B + j * ldb + k)));
+    for (int j = 0; j < nr; j++) b[j] = load16_codes(B + j * ldb + k);
     for (int i = 0; i < mr; i++) {
       const __m256i a = _mm256_loadu_si256((const __m256i*)(A + i * lda + k));
       for (int j = 0; j < nr; j++) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(a, b[j]));
@@ -440,22 +452,23 @@ void micro_i16(const int16_t* A, int64_t lda, const uint8_t* B, int64_t ldb, int
     for (int j = 0; j < nr; j++) C[i * ldc + j] += hsum_i32(acc[i][j]);
 }
 
-template <int mr>
-void micro_i16_n(int nr, const int16_t* A, int64_t lda, const uint8_t* B, int64_t ldb, int64_t kc, int32_t* C,
+template <int mr, class BT>
+void micro_i16_n(int nr, const int16_t* A, int64_t lda, const BT* B, int64_t ldb, int64_t kc, int32_t* C,
                  int64_t ldc) {
   if (nr == 3) micro_i16<mr, 3>(A, lda, B, ldb, kc, C, ldc);
   else if (nr == 2) micro_i16<mr, 2>(A, lda, B, ldb, kc, C, ldc);
   else micro_i16<mr, 1>(A, lda, B, ldb, kc, C, ldc);
 }
 
-void tiles_i16(const int16_t* A, int64_t lda, int64_t M, const uint8_t* B, int64_t ldb, int64_t nrows, int64_t kc,
+template <class BT>
+void tiles_i16(const int16_t* A, int64_t lda, int64_t M, const BT* B, int64_t ldb, int64_t nrows, int64_t kc,
                int32_t* C, int64_t ldc) {
   for (int64_t m = 0; m < M; m += MR) {
     const int mr = (int)std::min<int64_t>(MR, M - m);
     for (int64_t j = 0; j < nrows; j += NR) {
       const int nr = (int)std::min<int64_t>(NR, nrows - j);
       const int16_t* a = A + m * lda;
-      const uint8_t* b = B + j * ldb;
+      const BT* b = B + j * ldb;
       int32_t* c = C + m * ldc + j;
       switch (mr) {
         case 4: micro_i16_n<4>(nr, a, lda, b, ldb, kc, c, ldc); break;
@@ -544,7 +557,7 @@ void tiles_i8(const int8_t* A, int64_t lda, int64_t M, const uint8_t* B, int64_t
 void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y) {
   const int64_t N = W.N, K = W.K;
   XF32 x(X, x_dtype, M, K, M <= MR ? 1 : 8, M <= MR ? 0 : 16);
-  parallel_for(N, NB, [&](int64_t n0, int64_t n1) {
+  dynamic_for(N, M <= MR ? 64 : 2 * NB, [&](int64_t n0, int64_t n1) {
     init_y(Y, M, N, bias, n0, n1);
     switch (W.dtype) {
       case DType::F16: dense_rows(x.p, x.ld, M, static_cast<const F16*>(W.data), K, n0, n1, Y, N); break;
@@ -569,26 +582,32 @@ void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, i
   constexpr int64_t KCI = 1024;
   const int64_t Kp = chunks_per_row(W.K) * kChunk;
   for (int64_t m = 0; m < M; m++) std::fill(acc + m * ldc + n0, acc + m * ldc + n1, 0);
+  if (W.fmt.bits != 8) {  // 4-bit weights take w4a8_core; stay correct if called anyway
+    scalar::w8a8_core(A, lda, M, W, n0, n1, acc, ldc);
+    return;
+  }
   const int64_t stride = W.stride();
-  if (W.fmt.bits == 8 && M <= MR) {
+  if (M <= MR) {
     // Few rows of A: B (8-bit chunks are plain bytes) is streamed once, in place.
     for (int64_t nb = n0; nb < n1; nb += NB)
       tiles_i16(A, lda, M, W.codes + nb * stride, stride, std::min(NB, n1 - nb), Kp, acc + nb, ldc);
     return;
   }
-  // Blocks of NB x KCI codes are copied (8-bit) or unpacked (4-bit) into a panel with skewed rows (row strides that
-  // are multiples of 4 KiB would alias in L1), then meet every row tile of A.
-  constexpr int64_t LDB = KCI + 64;
-  std::vector<uint8_t> panel((size_t)(NB * LDB));
-  for (int64_t nb = n0; nb < n1; nb += NB) {
-    const int64_t nrows = std::min(NB, n1 - nb);
-    for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
-      const int64_t kc = std::min(KCI, Kp - k0);
-      if (W.fmt.bits == 8)
-        for (int64_t r = 0; r < nrows; r++) std::memcpy(panel.data() + r * LDB, W.codes + (nb + r) * stride + k0, (size_t)kc);
-      else
-        unpack4_block(W, nb, nrows, k0, kc, panel.data(), LDB);
-      tiles_i16(A + k0, lda, M, panel.data(), LDB, nrows, kc, acc + nb, ldc);
+  // Blocks of NB x KCI codes are widened to int16 into a panel with skewed rows (row strides that are multiples of
+  // 4 KiB would alias in L1), then meet every row tile of A.
+  {
+    constexpr int64_t LDB = KCI + 32;
+    thread_local std::vector<int16_t> panel;
+    panel.resize((size_t)(NB * LDB));
+    for (int64_t nb = n0; nb < n1; nb += NB) {
+      const int64_t nrows = std::min(NB, n1 - nb);
+      for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
+        const int64_t kc = std::min(KCI, Kp - k0);
+        for (int64_t r = 0; r < nrows; r++)
+          for (int64_t k = 0; k < kc; k += 16)
+            _mm256_storeu_si256((__m256i*)(panel.data() + r * LDB + k), load16_codes(W.codes + (nb + r) * stride + k0 + k));
+        tiles_i16(A + k0, lda, M, panel.data(), LDB, nrows, kc, acc + nb, ldc);
+      }
     }
   }
 }
@@ -599,7 +618,8 @@ void w4a8_core(const int8_t* A8, int64_t lda8, int64_t M, const QuantWeight& W, 
   const int64_t Kp = chunks_per_row(W.K) * kChunk;
   for (int64_t m = 0; m < M; m++) std::fill(acc + m * ldc + n0, acc + m * ldc + n1, 0);
   std::fill(sumw + n0, sumw + n1, 0);
-  std::vector<uint8_t> panel((size_t)(NB * LDB));
+  thread_local std::vector<uint8_t> panel;
+  panel.resize((size_t)(NB * LDB));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
     for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {

@@ -1,6 +1,8 @@
 // Shared helpers of the GEMM / quantization kernels (reference and fast): argument checks and scalar loads.
 // Internal to native/cpu; the public contract is kernels.h.
 #pragma once
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -8,6 +10,7 @@
 
 #include "quanteval/formats.h"
 #include "quanteval/half.h"
+#include "quanteval/threadpool.h"
 
 namespace quanteval::detail {
 
@@ -91,5 +94,24 @@ inline ActQuant act_params(float mn, float mx, int bits) {
 }
 // Code of x: clamp(round(x / s) + z, 0, 2^b - 1).
 inline float act_code(float x, ActQuant p, float maxq) { return clampf(round_even(x / p.s) + p.z, 0.f, maxq); }
+
+// Runs fn(b, e) over [0, n) in blocks of `block` items handed out dynamically to the pool's threads. On a shared
+// machine a descheduled thread's remaining blocks are taken by the others instead of stalling the whole call, which
+// a static split into num_threads() halves cannot do.
+template <class F>
+void dynamic_for(int64_t n, int64_t block, F&& fn) {
+  if (n <= 0) return;
+  const int64_t nblocks = (n + block - 1) / block;
+  const int nt = (int)std::min<int64_t>(num_threads(), nblocks);
+  if (nt <= 1) { fn((int64_t)0, n); return; }
+  std::atomic<int64_t> next{0};
+  parallel_for(nt, 1, [&](int64_t, int64_t) {
+    for (;;) {
+      const int64_t b = next.fetch_add(block, std::memory_order_relaxed);
+      if (b >= n) break;
+      fn(b, std::min(n, b + block));
+    }
+  });
+}
 
 }  // namespace quanteval::detail

@@ -28,6 +28,7 @@ void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t ld
 namespace avx2 {
 void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y);
 void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y);
+// 8-bit weights only (4-bit weights take w4a8_core).
 void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
                int64_t ldc);
 void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t lda, float* scale, int32_t* zero,

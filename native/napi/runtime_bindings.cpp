@@ -108,6 +108,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                           InstanceMethod("captureStop", &ModelWrap::CaptureStop),
                           InstanceMethod("checkComplete", &ModelWrap::CheckComplete),
                           InstanceMethod("memory", &ModelWrap::Memory),
+                          InstanceMethod("dispose", &ModelWrap::Dispose),
                           InstanceMethod("info", &ModelWrap::Info)});
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     exports.Set("Model", f);
@@ -377,6 +378,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return memory_object(info.Env(), m->weight_memory());
   }
 
+  // dispose(): frees the weights now instead of at garbage collection.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> g(m->mu);
+    m->release();
+    return info.Env().Undefined();
+  }
+
   Napi::Value Info(const Napi::CallbackInfo& info) {
     auto env = info.Env();
     std::lock_guard<std::mutex> g(m->mu);
@@ -402,7 +410,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
                           InstanceMethod("profile", &SessionWrap::Profile),
                           InstanceMethod("prefill", &SessionWrap::Prefill),
                           InstanceMethod("decode", &SessionWrap::Decode),
-                          InstanceMethod("memory", &SessionWrap::Memory)});
+                          InstanceMethod("memory", &SessionWrap::Memory),
+                          InstanceMethod("dispose", &SessionWrap::Dispose)});
     exports.Set("Session", f);
     new Napi::FunctionReference(Napi::Persistent(f));  // kept for the addon's lifetime
   }
@@ -562,6 +571,13 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value Memory(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> g(s->model->mu);
     return memory_object(info.Env(), s->memory());
+  }
+
+  // dispose(): frees every cache now; the sequence ids become invalid.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> g(s->model->mu);
+    s->release();
+    return info.Env().Undefined();
   }
 };
 

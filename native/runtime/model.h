@@ -126,6 +126,8 @@ class Model {
   void scale_channels(const std::string& prev, const std::vector<std::string>& next, const float* s, int64_t K);
   // Throws naming the first tensor never set.
   void check_complete() const;
+  // Frees every weight now (the object stays, with every tensor unset); later steps throw "never set".
+  void release();
   // Memory by category: "weights:<format>", "weights:norms", "weights:embedding".
   std::map<std::string, size_t> weight_memory() const;
   bool any_simulated() const;
@@ -189,6 +191,8 @@ class Session {
   // One token per sequence, batched: logits [B, V].
   void decode(const int32_t* seqs, int64_t B, const int32_t* tokens, float* logits);
   std::map<std::string, size_t> memory() const;
+  // Frees every sequence's cache and the workspaces now.
+  void release();
 
  private:
   SeqCache& seq(int id);

@@ -382,6 +382,11 @@ void Session::decode(const int32_t* seq_ids, int64_t B, const int32_t* tokens, f
   }
 }
 
+void Session::release() {
+  std::vector<SeqCache>().swap(seqs_);
+  std::vector<std::unique_ptr<Workspace>>().swap(lanes_);
+}
+
 std::map<std::string, size_t> Session::memory() const {
   std::map<std::string, size_t> r;
   size_t kv = 0, ws = 0;

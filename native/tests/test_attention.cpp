@@ -144,10 +144,13 @@ static double worst_ref_naive = 0, worst_fast[2] = {0, 0}, worst_prefill[2] = {0
 struct DecodeCase { int64_t B; int n_heads, n_kv, D; std::vector<int64_t> lens; };
 
 static void test_decode(std::mt19937& rng) {
+  const int n_threads0 = num_threads();
   std::vector<DecodeCase> cases = {
       {1, 1, 1, 8, {1}},          {1, 2, 1, 8, {7}},          {2, 4, 2, 64, {1, 65}},
       {3, 4, 4, 128, {5, 130, 64}}, {1, 8, 2, 64, {1000}},     {2, 6, 2, 16, {33, 200}},
       {1, 4, 1, 128, {2600}},     {4, 2, 2, 40, {3, 1, 70, 129}}, {1, 3, 1, 6, {300}},
+      // MHA int4 takes the fixed-point key path for head_dim >= 32: one 32-code step, a step and a tail, 2 dims.
+      {2, 3, 3, 32, {9, 300}},    {1, 2, 2, 34, {77}},        {1, 2, 2, 2, {40}},
   };
   // Random extra cases.
   for (int i = 0; i < 4; i++) {
@@ -184,16 +187,20 @@ static void test_decode(std::mt19937& rng) {
       worst_ref_naive = std::max(worst_ref_naive, e_ref);
       CHECK(e_ref <= 5e-6, "decode ref vs naive %s B=%ld H=%d/%d D=%d: rel %g", tname(type), (long)cs.B, cs.n_heads,
             cs.n_kv, cs.D, e_ref);
-      for (Isa isa : {Isa::Scalar, Isa::Avx2}) {
+      // Thread counts change the split (tokens, then kv heads) and so the merge order.
+      for (Isa isa : {Isa::Scalar, Isa::Avx2})
+      for (int nt : {1, 3}) {
         if ((int)isa > (int)cpu_isa()) continue;
         set_isa_cap(isa);
+        set_num_threads(nt);
         std::fill(fast.begin(), fast.end(), NAN);
         attention_decode(q.data(), cs.B, cs.n_heads, views.data(), cs.lens.data(), scale, fast.data());
         set_isa_cap(Isa::Avx512);
+        set_num_threads(n_threads0);
         const double e = rel_err(fast.data(), ref.data(), n_out);
         worst_fast[(int)isa] = std::max(worst_fast[(int)isa], e);
-        if (getenv("VERBOSE")) std::printf("decode %s %s B=%ld H=%d/%d D=%d len0=%ld: fast-ref %.2e fast-naive %.2e ref-naive %.2e\n", isa_name(isa), tname(type), (long)cs.B, cs.n_heads, cs.n_kv, cs.D, (long)cs.lens[0], e, rel_err(fast.data(), naive.data(), n_out), e_ref);
-        CHECK(e <= 5e-6, "decode fast(%s) vs ref %s B=%ld H=%d/%d D=%d len0=%ld: rel %g", isa_name(isa), tname(type),
+        if (getenv("VERBOSE")) std::printf("decode %s threads %d %s B=%ld H=%d/%d D=%d len0=%ld: fast-ref %.2e fast-naive %.2e ref-naive %.2e\n", isa_name(isa), nt, tname(type), (long)cs.B, cs.n_heads, cs.n_kv, cs.D, (long)cs.lens[0], e, rel_err(fast.data(), naive.data(), n_out), e_ref);
+        CHECK(e <= 5e-6, "decode fast(%s, %d threads) vs ref %s B=%ld H=%d/%d D=%d len0=%ld: rel %g", isa_name(isa), nt, tname(type),
               (long)cs.B, cs.n_heads, cs.n_kv, cs.D, (long)cs.lens[0], e);
       }
     }
