@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "quanteval/calib.h"
+#include "quanteval/cpu_features.h"
 #include "quanteval/kernels.h"
 
 using namespace quanteval;
@@ -28,9 +29,12 @@ int main() {
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.f, 1.f);
 
-  // GEMM
+  // GEMM, on every ISA the machine has (the AVX2 build and the baseline build of gemm_nn_impl.h)
+  const Isa top = cpu_isa();
+  for (int cap = 0; cap <= (int)top; cap++)
   for (int rep = 0; rep < 6; rep++) {
-    const int64_t R = 1 + rng() % 37, T = 1 + rng() % 150, Nc = 1 + rng() % 300;
+    set_isa_cap((Isa)cap);
+    const int64_t R = 1 + rng() % 37, T = 1 + rng() % 300, Nc = 1 + rng() % 600;
     std::vector<float> A(R * T), B(T * Nc), C(R * Nc), ref(R * Nc);
     for (auto& x : A) x = nd(rng);
     for (auto& x : B) x = nd(rng);
@@ -42,8 +46,10 @@ int main() {
     calib_gemm_nn_acc(C.data(), Nc, A.data(), T, B.data(), Nc, R, T, Nc, -0.5f);
     double num = 0, den = 0;
     for (size_t i = 0; i < C.size(); i++) { num += std::pow(C[i] - ref[i], 2); den += std::pow(ref[i], 2); }
-    CHECK(std::sqrt(num / den) <= 1e-5, "gemm R=%ld T=%ld N=%ld rel err %g", (long)R, (long)T, (long)Nc, std::sqrt(num / den));
+    CHECK(std::sqrt(num / den) <= 1e-5, "gemm isa=%s R=%ld T=%ld N=%ld rel err %g", isa_name(cpu_isa()), (long)R, (long)T,
+          (long)Nc, std::sqrt(num / den));
   }
+  set_isa_cap(top);
 
   // Upper Cholesky of H⁻¹: Uᵀ U H = I.
   for (int64_t K : {1, 5, 64, 65, 130, 200}) {
