@@ -85,6 +85,11 @@ export class NativeEvalModel implements EvalModel, PrefixScorer {
     return this.model.generateBatch(prompts, opts);
   }
 
+  /** Frees the native weights and caches now (the evaluation loop calls it when a run ends). */
+  dispose(): void {
+    this.model.dispose();
+  }
+
   /** Settings of this model for the results file: execution (native or simulated), memory, quantizer report. */
   describe(): Record<string, unknown> {
     return { name: this.name, execution: this.model.execution, kvType: this.opts.kvType, memory: this.model.memory(), quantization: this.opts.quantization };
@@ -187,5 +192,6 @@ async function measureLatency(model: LlamaModel, kvType: KVType, req: LatencyReq
     return { ttftMs, decodeMs };
   } finally {
     for (const id of seqs) s.free(id);
+    s.dispose();
   }
 }

@@ -91,39 +91,50 @@ export async function runEvaluation(config: EvalConfig, factory: SettingModelFac
     return prepared.get(i)!;
   };
 
-  for (let i = 0; i < tasks.length; i++) {
-    const task = tasks[i];
-    const pending = pendingOf(task);
-    if (pending.length === 0) {
-      log(`${task.name}: all settings already done, skipped`);
-      continue;
+  try {
+    await runTasks();
+  } finally {
+    // Free native weights now rather than at garbage collection (several settings of a large model add up).
+    for (const m of models.values()) {
+      m.then((x) => (x as EvalModel & { dispose?: () => void }).dispose?.(), () => {});
     }
-    const p = await prepare(i);
-    const next = tasks.findIndex((t, j) => j > i && pendingOf(t).length > 0);
-    if (next >= 0) void prepare(next);
-    const env = (setting: string) => ({ batch, progress, samples: config.samples, setting });
-
-    if (task.evaluateMany && config.settings.length > 1) {
-      // Baseline first (for the agreement statistics) even when only its comparisons are pending.
-      const run = [baseline, ...pending.filter((s) => s !== baseline)];
-      const ms = await Promise.all(run.map(modelFor));
-      const t0 = performance.now();
-      const rs = await task.evaluateMany(p, run.map((s, k) => ({ setting: s.name, model: ms[k], record: !isDone(s, task) })), env(task.name));
-      const seconds = (performance.now() - t0) / 1000;
-      run.forEach((s, k) => {
-        if (!isDone(s, task)) record(s.name, task.name, rs[k], seconds);
-      });
-    } else {
-      for (const s of pending) {
-        const model = await modelFor(s);
-        const t0 = performance.now();
-        const r = await task.evaluate(p, model, env(s.name));
-        record(s.name, task.name, r, (performance.now() - t0) / 1000);
-      }
-    }
-    prepared.delete(i);
-    log(`${task.name}: done`);
   }
   if (output) writeJsonAtomic(output, results);
   return results;
+
+  async function runTasks(): Promise<void> {
+    for (let i = 0; i < tasks.length; i++) {
+      const task = tasks[i];
+      const pending = pendingOf(task);
+      if (pending.length === 0) {
+        log(`${task.name}: all settings already done, skipped`);
+        continue;
+      }
+      const p = await prepare(i);
+      const next = tasks.findIndex((t, j) => j > i && pendingOf(t).length > 0);
+      if (next >= 0) void prepare(next);
+      const env = (setting: string) => ({ batch, progress, samples: config.samples, setting });
+
+      if (task.evaluateMany && config.settings.length > 1) {
+        // Baseline first (for the agreement statistics) even when only its comparisons are pending.
+        const run = [baseline, ...pending.filter((s) => s !== baseline)];
+        const ms = await Promise.all(run.map(modelFor));
+        const t0 = performance.now();
+        const rs = await task.evaluateMany(p, run.map((s, k) => ({ setting: s.name, model: ms[k], record: !isDone(s, task) })), env(task.name));
+        const seconds = (performance.now() - t0) / 1000;
+        run.forEach((s, k) => {
+          if (!isDone(s, task)) record(s.name, task.name, rs[k], seconds);
+        });
+      } else {
+        for (const s of pending) {
+          const model = await modelFor(s);
+          const t0 = performance.now();
+          const r = await task.evaluate(p, model, env(s.name));
+          record(s.name, task.name, r, (performance.now() - t0) / 1000);
+        }
+      }
+      prepared.delete(i);
+      log(`${task.name}: done`);
+    }
+  }
 }
