@@ -8,6 +8,7 @@ import { downloadModel } from "./model/hub.js";
 import { LlamaModel } from "./model/model.js";
 import type { KVType } from "./model/native-types.js";
 import { loadNative, packageRoot } from "./native.js";
+import { registerEvalCommand } from "./eval/cli_eval.js";
 import { registerQuantizeCommands } from "./quant/cli.js";
 
 const program = new Command();
@@ -29,6 +30,9 @@ program
     console.log(`cuda      ${cuda.compiled ? `${cuda.devices.length} device(s)` : "not compiled in"}`);
     for (const d of cuda.devices) console.log(`          ${d.name} sm_${d.computeCapability.replace(".", "")}`);
   });
+
+registerEvalCommand(program);
+registerQuantizeCommands(program);
 
 program
   .command("download <repo>")
@@ -108,8 +112,6 @@ program
       console.log(`wrote ${o.json}`);
     }
   });
-
-registerQuantizeCommands(program);
 
 program.parseAsync(process.argv).catch((e: Error) => {
   console.error(`quanteval: ${e.message}`);

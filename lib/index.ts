@@ -13,3 +13,4 @@ export * from "./quant/spec.js";
 export { sampleCalibration, type CalibrationOptions, type CalibrationRecord, type CalibrationSource } from "./quant/calibration.js";
 export { quantizeModel, kvTypeFor, type QuantizeOptions, type QuantizeReport } from "./quant/quantize.js";
 export { saveQuantizedModel, loadQuantizedModel, loadQuantizedCheckpoint, CheckpointError as QuantizedCheckpointError } from "./quant/checkpoint.js";
+export * from "./eval/index.js";

@@ -205,4 +205,41 @@ describe("stories260K runtime", () => {
     // The packed weight as the kernels see it equals dequantize(RTN) within a half step of its group's scale.
     expect(() => m.native.quantizeLinear("nope", { bits: 4, groupSize: 32 })).toThrow(/no linear named 'nope'/);
   });
+
+  it("dispose frees weights and caches at once; later steps fail with a clear error", async () => {
+    const m = await LlamaModel.fromDir(sharedPath("data", "models", "stories260K"));
+    await m.forward([[1, 403, 407]]);
+    const s = m.newSession();
+    const id = s.alloc();
+    await s.prefill(Int32Array.of(id), Int32Array.of(1, 2, 3), Int32Array.of(3), { rows: "none" });
+    expect(s.memory()["kv:f32"]).toBeGreaterThan(0);
+    s.dispose();
+    expect(s.memory()["kv:f32"]).toBe(0);
+    expect(() => s.length(id)).toThrow(/no live sequence/);
+    expect(m.memory()["weights:f32"]).toBeGreaterThan(0);
+    m.dispose();
+    expect(m.memory()["weights:f32"]).toBe(0);
+    await expect(m.forward([[1, 403]])).rejects.toThrow(/was never set/);
+  });
+
+  it("top-k and full log-softmax rows from prefill agree with each other and with argmax", async () => {
+    const s = model.newSession();
+    const ps = prompts(2);
+    const ids = ps.map(() => s.alloc());
+    const r = await s.prefill(Int32Array.from(ids), Int32Array.from(ps.flat()), Int32Array.from(ps, (p) => p.length), {
+      rows: "last", logSoftmax: true, topk: 5,
+    });
+    expect(r.rows).toBe(2);
+    for (let row = 0; row < 2; row++) {
+      const ls = Array.from(r.logSoftmax!.subarray(row * V, (row + 1) * V));
+      let z = 0;
+      for (const x of ls) z += Math.exp(x);
+      expect(Math.abs(z - 1)).toBeLessThan(1e-4);
+      const order = ls.map((x, i) => [x, i]).sort((a, b) => b[0] - a[0] || a[1] - b[1]);
+      expect(Array.from(r.topkIds!.subarray(row * 5, row * 5 + 5))).toEqual(order.slice(0, 5).map((o) => o[1]));
+      for (let k = 0; k < 5; k++) expect(Math.abs(r.topkLogprobs![row * 5 + k] - order[k][0])).toBeLessThan(1e-5);
+      expect(r.argmax[row]).toBe(order[0][1]);
+    }
+    for (const id of ids) s.free(id);
+  });
 });

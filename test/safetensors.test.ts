@@ -112,4 +112,46 @@ describe("checkpoint validation", () => {
     expect(q).toMatchObject({ architecture: "qwen2", qkvBias: true, tieWordEmbeddings: true });
     expect(q.rope.theta).toBe(1e6);
   });
+
+  it("loads sharded checkpoints (index.json) exactly and bf16 checkpoints in either storage dtype", async () => {
+    const dir = tmp();
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) copyFileSync(path.join(src, f), path.join(dir, f));
+    const st = openSafetensors(path.join(src, "model.safetensors"));
+    const names = st.names();
+    const half = Math.floor(names.length / 2);
+    const shards = [names.slice(0, half), names.slice(half)];
+    const weightMap: Record<string, string> = {};
+    shards.forEach((ns, i) => {
+      const file = `model-0000${i + 1}-of-00002.safetensors`;
+      writeSafetensors(path.join(dir, file), Object.fromEntries(ns.map((n) => [n, { dtype: "F32" as const, shape: st.info(n).shape, data: st.readFloat32(n) }])));
+      for (const n of ns) weightMap[n] = file;
+    });
+    writeFileSync(path.join(dir, "model.safetensors.index.json"), JSON.stringify({ metadata: {}, weight_map: weightMap }));
+    // bf16 copy: round to nearest even on the upper 16 bits.
+    const bdir = tmp();
+    for (const f of ["config.json", "tokenizer.json", "tokenizer_config.json"]) copyFileSync(path.join(src, f), path.join(bdir, f));
+    const toBf16 = (x: Float32Array) => {
+      const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
+      return Uint16Array.from(u, (v) => (v + 0x7fff + ((v >> 16) & 1)) >>> 16);
+    };
+    writeSafetensors(path.join(bdir, "model.safetensors"), Object.fromEntries(names.map((n) => [n, { dtype: "BF16" as const, shape: st.info(n).shape, data: toBf16(st.readFloat32(n)) }])));
+    st.close();
+    const { LlamaModel } = await import("../lib/model/model.js");
+    const ids = [[1, 403, 407, 261, 378, 11, 300]];
+    const ref = (await (await LlamaModel.fromDir(src)).forward(ids)).logits!;
+    const sharded = (await (await LlamaModel.fromDir(dir)).forward(ids)).logits!;
+    expect(Array.from(sharded)).toEqual(Array.from(ref));
+    const bKeep = await LlamaModel.fromDir(bdir);
+    expect(bKeep.native.linearInfo("model.layers.0.mlp.up_proj").dtype).toBe("bf16");
+    const bf = (await bKeep.forward(ids)).logits!;
+    const bf32 = (await (await LlamaModel.fromDir(bdir, { keepDtype: false })).forward(ids)).logits!;
+    let d = 0, e = 0;
+    for (let i = 0; i < ref.length; i++) {
+      d = Math.max(d, Math.abs(bf[i] - bf32[i]));
+      e = Math.max(e, Math.abs(bf[i] - ref[i]));
+    }
+    expect(d).toBeLessThan(1e-4); // same values, bf16 weights converted exactly either way
+    expect(e).toBeGreaterThan(0);
+    expect(e).toBeLessThan(0.5); // bf16 rounding of every weight
+  });
 });

@@ -39,6 +39,10 @@ export interface DecodeFigure {
   impliedGBps: number;
   /** impliedGBps / the read bandwidth measured in the same run (1 = at the memory roofline). */
   ofRoofline: number;
+  /** Mean native time of one step by category (ms): linears (GEMV/GEMM incl. lm_head), attention, KV stores,
+   * other kernels and runtime bookkeeping (norms, RoPE, SiLU, residual adds, cache reservation), and the rest of
+   * the wall time (N-API call, Promise, JS) as `bindingMs`. */
+  breakdownMs: { linear: number; attention: number; kvStore: number; other: number; binding: number };
 }
 
 export interface BenchRow {
@@ -137,18 +141,28 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           for (const id of ids) s.fillZeros(id, C);
           const times: number[] = [];
           for (let k = 0; k < o.steps + 2; k++) {
+            if (k === 2) s.profile(true); // 2 warm-up steps
             const t0 = performance.now();
             await s.decode(Int32Array.from(ids), Int32Array.from(ids, () => rand(V)));
-            if (k >= 2) times.push(performance.now() - t0); // 2 warm-up steps
+            if (k >= 2) times.push(performance.now() - t0);
           }
+          const pr = s.profile(false);
+          const n = Math.max(1, pr.steps);
+          const wallMean = times.reduce((x, y) => x + y, 0) / times.length;
+          const breakdownMs = {
+            linear: pr.linearMs / n, attention: pr.attentionMs / n, kvStore: pr.kvStoreMs / n, other: pr.otherMs / n,
+            binding: Math.max(0, wallMean - pr.totalMs / n),
+          };
           for (const id of ids) s.free(id);
           const p50 = pct(times, 0.5);
           const implied = bytes / (p50 * 1e6);
-          const f = { batch: B, context: C, p50Ms: p50, p90Ms: pct(times, 0.9), tokensPerSecond: (B * 1000) / p50, impliedGBps: implied, ofRoofline: implied / readGBps };
+          const f = { batch: B, context: C, p50Ms: p50, p90Ms: pct(times, 0.9), tokensPerSecond: (B * 1000) / p50, impliedGBps: implied, ofRoofline: implied / readGBps, breakdownMs };
           decode.push(f);
           log(`${w.padEnd(7)} kv=${kv.padEnd(4)} B=${String(B).padStart(2)} ctx=${String(C).padStart(4)}  ` +
             `decode p50 ${p50.toFixed(2)} ms  p90 ${f.p90Ms.toFixed(2)} ms  ${f.tokensPerSecond.toFixed(1)} tok/s  ${f.impliedGBps.toFixed(1)} GB/s = ${(100 * f.ofRoofline).toFixed(0)}% of read bw ` +
-            `(roofline ${((B * readGBps * 1e9) / bytes).toFixed(1)} tok/s)`);
+            `(roofline ${((B * readGBps * 1e9) / bytes).toFixed(1)} tok/s)\n` +
+            `        per step: linear ${breakdownMs.linear.toFixed(2)} ms, attention ${breakdownMs.attention.toFixed(2)}, ` +
+            `kv store ${breakdownMs.kvStore.toFixed(2)}, other ${breakdownMs.other.toFixed(2)}, N-API+JS ${breakdownMs.binding.toFixed(2)}`);
         }
       const row: BenchRow = {
         weights: w, kv, execution: model.execution, prefillTokens: o.prefill, prefillMs,
@@ -159,7 +173,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         `TTFT ${prefillMs.toFixed(1)} ms, weights read/token ${(bytes / 1e6).toFixed(1)} MB`);
       log(`        memory ${Object.entries(row.memory).map(([k, v]) => `${k}=${(v / 1e6).toFixed(1)}MB`).join(" ")}`);
       rows.push(row);
+      s.dispose();
     }
+    model.dispose();
   }
   return {
     model: o.model, date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? "unknown", threads: cpu.threads,

@@ -115,12 +115,8 @@ export class LlamaModel implements EvalModel {
     if (opts.loadWeights) opts.loadWeights(nm, config);
     else report = loadCheckpoint(dir, config, nm, opts.keepDtype ?? true);
     nm.checkComplete();
-    let tok: Tokenizer | undefined;
-    try {
-      tok = Tokenizer.fromDir(dir);
-    } catch {
-      tok = undefined;
-    }
+    // A directory without tokenizer.json runs on token ids only; a broken tokenizer.json is an error.
+    const tok = existsSync(path.join(dir, "tokenizer.json")) ? Tokenizer.fromDir(dir) : undefined;
     return new LlamaModel(config, nm, tok, { ...opts, maxContext }, path.basename(path.resolve(dir)), report);
   }
 
@@ -194,6 +190,16 @@ export class LlamaModel implements EvalModel {
   }
   applyChatTemplate(messages: ChatMessage[]): number[] {
     return this.tok().applyChatTemplate(messages);
+  }
+
+  /** Frees the native weights and the default session's caches now (sessions made by newSession: dispose them). */
+  dispose(): void {
+    this.session.dispose();
+    this.native.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   /** Memory by category: weights by format, KV cache, workspace (bytes). */
@@ -292,6 +298,8 @@ export class LlamaModel implements EvalModel {
     for (const [i, r] of requests.entries()) {
       if (!r.context.length) throw new ModelError(`loglikelihood: request ${i}: context must not be empty`);
       if (!r.continuation.length) throw new ModelError(`loglikelihood: request ${i}: continuation must not be empty`);
+      if (r.continuation.length > this.maxContext)
+        throw new ModelError(`loglikelihood: request ${i}: continuation of ${r.continuation.length} tokens exceeds maxContext ${this.maxContext}`);
       let all = [...r.context, ...r.continuation];
       // Left-truncate to the context window (the input is all but the last token).
       if (all.length - 1 > this.maxContext) all = all.slice(all.length - 1 - this.maxContext);

@@ -82,6 +82,8 @@ export interface NativeModel {
   /** Bytes by category: 'weights:<format>', 'weights:embedding', 'weights:norms', 'calibration'. */
   memory(): Record<string, number>;
   info(): { simulated: boolean; decodeWeightBytes: number };
+  /** Frees the weights now (instead of at garbage collection); later steps throw. */
+  dispose(): void;
 }
 
 export interface PrefillOptions {
@@ -115,6 +117,8 @@ export interface NativeSession {
   free(seq: number): void;
   length(seq: number): number;
   truncate(seq: number, length: number): void;
+  /** Decode-step wall time by category since the last reset (ms); `enable` resets and switches profiling. */
+  profile(enable?: boolean): { steps: number; totalMs: number; linearMs: number; attentionMs: number; kvStoreMs: number; otherMs: number };
   /** Benchmarks only: grows the sequence to `length` cached tokens of zero K/V without running them. */
   fillZeros(seq: number, length: number): void;
   /** Appends counts[s] tokens to sequence seqs[s] (tokens concatenated) and runs them. */
@@ -123,6 +127,8 @@ export interface NativeSession {
   decode(seqs: Int32Array, tokens: Int32Array): Promise<Float32Array>;
   /** Bytes by category: 'kv:<type>', 'workspace'. */
   memory(): Record<string, number>;
+  /** Frees every KV cache and workspace now; sequence ids become invalid. */
+  dispose(): void;
 }
 
 export interface RuntimeAddon {

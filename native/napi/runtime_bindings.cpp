@@ -108,6 +108,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                           InstanceMethod("captureStop", &ModelWrap::CaptureStop),
                           InstanceMethod("checkComplete", &ModelWrap::CheckComplete),
                           InstanceMethod("memory", &ModelWrap::Memory),
+                          InstanceMethod("dispose", &ModelWrap::Dispose),
                           InstanceMethod("info", &ModelWrap::Info)});
     ctor = new Napi::FunctionReference(Napi::Persistent(f));
     exports.Set("Model", f);
@@ -377,6 +378,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return memory_object(info.Env(), m->weight_memory());
   }
 
+  // dispose(): frees the weights now instead of at garbage collection.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> g(m->mu);
+    m->release();
+    return info.Env().Undefined();
+  }
+
   Napi::Value Info(const Napi::CallbackInfo& info) {
     auto env = info.Env();
     std::lock_guard<std::mutex> g(m->mu);
@@ -399,9 +407,11 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
                           InstanceMethod("length", &SessionWrap::Length),
                           InstanceMethod("truncate", &SessionWrap::Truncate),
                           InstanceMethod("fillZeros", &SessionWrap::FillZeros),
+                          InstanceMethod("profile", &SessionWrap::Profile),
                           InstanceMethod("prefill", &SessionWrap::Prefill),
                           InstanceMethod("decode", &SessionWrap::Decode),
-                          InstanceMethod("memory", &SessionWrap::Memory)});
+                          InstanceMethod("memory", &SessionWrap::Memory),
+                          InstanceMethod("dispose", &SessionWrap::Dispose)});
     exports.Set("Session", f);
     new Napi::FunctionReference(Napi::Persistent(f));  // kept for the addon's lifetime
   }
@@ -449,6 +459,27 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     std::lock_guard<std::mutex> g(s->model->mu);
     guarded(env, [&] { s->truncate(id, len); });
     return env.Undefined();
+  }
+
+  // profile(enable?: boolean): returns the decode-step profile so far { steps, totalMs, linearMs, attentionMs,
+  // kvStoreMs, otherMs } and, when `enable` is given, resets it and turns profiling on or off.
+  Napi::Value Profile(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    std::lock_guard<std::mutex> g(s->model->mu);
+    auto& p = s->profile;
+    auto o = Napi::Object::New(env);
+    o.Set("steps", (double)p.steps);
+    o.Set("totalMs", p.total * 1e3);
+    o.Set("linearMs", p.linear * 1e3);
+    o.Set("attentionMs", p.attention * 1e3);
+    o.Set("kvStoreMs", p.kv_store * 1e3);
+    o.Set("otherMs", p.other * 1e3);
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+      bool on = boolean(env, info[0], "enable");
+      p = rt::DecodeProfile{};
+      p.on = on;
+    }
+    return o;
   }
 
   // fillZeros(seq, length): benchmarks only — grows the cache to `length` tokens of zeros without computing them.
@@ -540,6 +571,13 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
   Napi::Value Memory(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> g(s->model->mu);
     return memory_object(info.Env(), s->memory());
+  }
+
+  // dispose(): frees every cache now; the sequence ids become invalid.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> g(s->model->mu);
+    s->release();
+    return info.Env().Undefined();
   }
 };
 

@@ -472,6 +472,24 @@ void Model::check_complete() const {
   if (!lm_head.set) throw std::invalid_argument("model: tensor 'lm_head.weight' was never set");
 }
 
+void Model::release() {
+  auto drop = [](auto& v) { std::decay_t<decltype(v)>().swap(v); };
+  drop(embed);
+  embed_set = false;
+  for (auto& L : layers) {
+    drop(L.attn_norm); drop(L.ffn_norm);
+    L.attn_norm_set = L.ffn_norm_set = false;
+    for (auto& l : L.lin) {
+      drop(l.dense); drop(l.codes); drop(l.scales); drop(l.zeros); drop(l.bias);
+      l.dense_ptr = nullptr; l.set = false; l.quantized = false; l.capture.reset();
+    }
+  }
+  drop(final_norm);
+  final_norm_set = false;
+  drop(lm_head.dense); drop(lm_head.codes); drop(lm_head.scales); drop(lm_head.zeros);
+  lm_head.dense_ptr = nullptr; lm_head.set = false; lm_head.quantized = false;
+}
+
 std::map<std::string, size_t> Model::weight_memory() const {
   std::map<std::string, size_t> m;
   m["weights:embedding"] = embed.size();

@@ -126,6 +126,8 @@ class Model {
   void scale_channels(const std::string& prev, const std::vector<std::string>& next, const float* s, int64_t K);
   // Throws naming the first tensor never set.
   void check_complete() const;
+  // Frees every weight now (the object stays, with every tensor unset); later steps throw "never set".
+  void release();
   // Memory by category: "weights:<format>", "weights:norms", "weights:embedding".
   std::map<std::string, size_t> weight_memory() const;
   bool any_simulated() const;
@@ -160,8 +162,16 @@ struct StepOutputs {
   std::vector<int32_t> argmax, topk_idx;
 };
 
+// Wall time of decode steps by category (seconds), when profiling is on: what the kernels take vs the runtime.
+struct DecodeProfile {
+  bool on = false;
+  int64_t steps = 0;
+  double total = 0, linear = 0, attention = 0, kv_store = 0, other = 0;
+};
+
 class Session {
  public:
+  DecodeProfile profile;
   Session(std::shared_ptr<Model> model, KVType kv_type, int64_t max_len);
   ~Session();
   std::shared_ptr<Model> model;
@@ -181,6 +191,8 @@ class Session {
   // One token per sequence, batched: logits [B, V].
   void decode(const int32_t* seqs, int64_t B, const int32_t* tokens, float* logits);
   std::map<std::string, size_t> memory() const;
+  // Frees every sequence's cache and the workspaces now.
+  void release();
 
  private:
   SeqCache& seq(int id);

@@ -7,6 +7,7 @@
 // decode batches one new token of B sequences through each linear (weights read once per step) and attends with
 // attention_decode over the B caches.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -21,6 +22,23 @@ namespace {
 constexpr int64_t kPrefillChunk = 512;
 // Models with fewer linear weights than this run the sequences of a prefill in parallel lanes.
 constexpr int64_t kLaneParams = 16 << 20;
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Adds the time since the last mark to *acc when profiling (one clock read per region otherwise skipped).
+struct Marker {
+  bool on;
+  double t;
+  explicit Marker(bool o) : on(o), t(o ? now_s() : 0) {}
+  void to(double& acc) {
+    if (!on) return;
+    double n = now_s();
+    acc += n - t;
+    t = n;
+  }
+};
 
 void add_inplace(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] += y[i];
@@ -302,6 +320,9 @@ void Session::decode(const int32_t* seq_ids, int64_t B, const int32_t* tokens, f
     if (cs[b]->len + 1 > max_len)
       throw std::out_of_range("decode: sequence " + std::to_string(seq_ids[b]) + " is full (max_len " + std::to_string(max_len) + ")");
   }
+  DecodeProfile& P = profile;
+  Marker mk(P.on);
+  const double t_start = P.on ? now_s() : 0;
   for (int64_t b = 0; b < B; b++) {
     reserve(*cs[b], cs[b]->len + 1);
     ws.pos[b] = (int32_t)cs[b]->len;
@@ -316,11 +337,14 @@ void Session::decode(const int32_t* seq_ids, int64_t B, const int32_t* tokens, f
   for (int l = 0; l < cfg.n_layers; l++) {
     Layer& L = m.layers[l];
     rmsnorm(ws.x.data(), L.attn_norm.data(), B, D, cfg.eps, ws.h.data());
+    mk.to(P.other);
     L.lin[kQ].forward(ws.h.data(), B, ws.q.data(), ws.aq, false);
     L.lin[kK].forward(ws.h.data(), B, ws.k.data(), ws.aq, false);
     L.lin[kV].forward(ws.h.data(), B, ws.v.data(), ws.aq, false);
+    mk.to(P.linear);
     rope_apply(ws.q.data(), B, cfg.n_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
     rope_apply(ws.k.data(), B, cfg.n_kv_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
+    mk.to(P.other);
     for (int64_t b = 0; b < B; b++) {
       SeqCache& c = *cs[b];
       const int64_t p = c.len, so = p * cfg.n_kv_heads;
@@ -330,19 +354,37 @@ void Session::decode(const int32_t* seq_ids, int64_t B, const int32_t* tokens, f
                q ? c.vs[l].data() + so : nullptr, q ? c.vz[l].data() + so : nullptr);
       views[b] = view(c, l);
     }
+    mk.to(P.kv_store);
     attention_decode(ws.q.data(), B, cfg.n_heads, views.data(), lens.data(), scale, ws.att.data());
+    mk.to(P.attention);
     L.lin[kO].forward(ws.att.data(), B, ws.h.data(), ws.aq, false);
+    mk.to(P.linear);
     add_inplace(ws.x.data(), ws.h.data(), B * D);
     rmsnorm(ws.x.data(), L.ffn_norm.data(), B, D, cfg.eps, ws.h.data());
+    mk.to(P.other);
     L.lin[kGate].forward(ws.h.data(), B, ws.g.data(), ws.aq, false);
     L.lin[kUp].forward(ws.h.data(), B, ws.u.data(), ws.aq, false);
+    mk.to(P.linear);
     silu_mul(ws.g.data(), ws.u.data(), B * I, ws.g.data());
+    mk.to(P.other);
     L.lin[kDown].forward(ws.g.data(), B, ws.h.data(), ws.aq, false);
+    mk.to(P.linear);
     add_inplace(ws.x.data(), ws.h.data(), B * D);
   }
   for (int64_t b = 0; b < B; b++) cs[b]->len += 1;
   rmsnorm(ws.x.data(), m.final_norm.data(), B, D, cfg.eps, ws.h.data());
+  mk.to(P.other);
   logits_rows(ws, ws.h.data(), B, logits);
+  mk.to(P.linear);
+  if (P.on) {
+    P.total += now_s() - t_start;
+    P.steps++;
+  }
+}
+
+void Session::release() {
+  std::vector<SeqCache>().swap(seqs_);
+  std::vector<std::unique_ptr<Workspace>>().swap(lanes_);
 }
 
 std::map<std::string, size_t> Session::memory() const {

@@ -1,0 +1,55 @@
+// The evaluation loop on the real runtime (stories260K): shared-prefix scoring equals per-request scoring, scores
+// and greedy generations do not depend on the batch size, and the efficiency probe reports consistent sizes.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { generateBatched, scoreLoglikelihood } from "../lib/eval/batching.js";
+import { sharedRoot } from "../lib/eval/data.js";
+import { kvBytesPerToken, NativeEvalModel } from "../lib/eval/native_model.js";
+import { loadModel } from "../lib/eval/model_factory.js";
+import { encodePair } from "../lib/eval/requests.js";
+
+const dir = join(sharedRoot(), "data/models/stories260K");
+const present = existsSync(join(dir, "model.safetensors"));
+
+describe.skipIf(!present)("native model (stories260K)", async () => {
+  const model = present ? ((await loadModel(dir, null)) as NativeEvalModel) : (undefined as unknown as NativeEvalModel);
+  const contexts = ["Once upon a time, there was a little girl named Lily.", "The dog ran to the park. He saw a big", "Tom and Sue"];
+  const conts = [" She liked to play outside.", " ball", " went to the store to buy some candy.", " cat"];
+  const requests = contexts.flatMap((c) => conts.map((x) => encodePair(model, c, x)));
+
+  it("shared-prefix scoring equals scoring each request from position 0", async () => {
+    const plain = await model.loglikelihood(requests);
+    const grouped = (await model.loglikelihoodGroups(contexts.map((_, i) => ({ context: requests[i * 4].context, continuations: requests.slice(i * 4, i * 4 + 4).map((r) => r.continuation) })))).flat();
+    grouped.forEach((g, i) => {
+      expect(Math.abs(g.logprob - plain[i].logprob), `request ${i}`).toBeLessThanOrEqual(1e-4 * Math.max(1, Math.abs(plain[i].logprob)));
+      expect(g.isGreedy).toBe(plain[i].isGreedy);
+    });
+    expect(new Set(plain.map((p) => p.logprob.toFixed(3))).size).toBeGreaterThan(6);
+  });
+
+  it("identical scores at batch sizes 1 and 16", async () => {
+    const a = await scoreLoglikelihood(model, requests, { batchSize: 1 });
+    const b = await scoreLoglikelihood(model, requests, { batchSize: 16 });
+    expect(b).toEqual(a);
+  });
+
+  it("greedy generation is the same one prompt at a time and batched", async () => {
+    const prompts = contexts.map((c) => model.encode(c, { bos: true }));
+    const a = await generateBatched(model, prompts, { maxTokens: 12, temperature: 0 }, { batchSize: 1 });
+    const b = await generateBatched(model, prompts, { maxTokens: 12, temperature: 0 }, { batchSize: 4 });
+    expect(b.map((x) => x.tokens)).toEqual(a.map((x) => x.tokens));
+    expect(a[0].tokens.length).toBeGreaterThan(0);
+  });
+
+  it("efficiency probe: weight bytes from the runtime, KV bytes per token from the cache format, timed decode", async () => {
+    const probe = model.efficiency();
+    expect(probe.weightBytes()).toBeGreaterThan(200_000);
+    // stories260K: 5 layers, 4 KV heads, head_dim 8; fp32 K and V
+    expect(probe.kvCacheBytes(100, 2)).toBe(2 * 5 * 4 * 8 * 4 * 100 * 2);
+    expect(kvBytesPerToken(5, 4, 8, "int8")).toBe(2 * 5 * 4 * (8 + 8));
+    const lat = await probe.measureLatency({ contextLength: 64, batchSize: 2, decodeTokens: 5 });
+    expect(lat.decodeMs).toHaveLength(5);
+    expect(lat.ttftMs).toBeGreaterThan(0);
+  });
+});
