@@ -11,19 +11,10 @@
 #include "quanteval/calib.h"
 #include "quanteval/cpu_features.h"
 #include "quanteval/kernels.h"
+#include "test_common.h"
 
 using namespace quanteval;
 
-static int failures = 0;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (!(cond)) {                                         \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__);     \
-      std::printf(__VA_ARGS__);                            \
-      std::printf("\n");                                   \
-      failures++;                                          \
-    }                                                      \
-  } while (0)
 
 int main() {
   std::mt19937 rng(7);
@@ -117,7 +108,7 @@ int main() {
     CHECK(c0 == c1 && s0 == s1 && (f.symmetric || z0 == z1), "rtn_quantize != quantize_rtn_ref (bits %d g %d K %ld)", f.bits, f.group_size, (long)K);
     CHECK(c0 == c2 && s0 == s2 && (f.symmetric || z0 == z2), "gptq(H=I) != quantize_rtn_ref (bits %d g %d K %ld sym %d)", f.bits, f.group_size, (long)K, (int)f.symmetric);
   }
-  if (failures) std::printf("%d failure(s)\n", failures);
+  if (g_failures) std::printf("%d failure(s)\n", g_failures);
   else std::printf("test_calib: all checks passed\n");
-  return failures ? 1 : 0;
+  return g_failures ? 1 : 0;
 }

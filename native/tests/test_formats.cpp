@@ -6,19 +6,10 @@
 
 #include "quanteval/formats.h"
 #include "quanteval/half.h"
+#include "test_common.h"
 
 using namespace quanteval;
 
-static int failures = 0;
-#define CHECK(cond, ...)                          \
-  do {                                            \
-    if (!(cond)) {                                \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);                   \
-      std::printf("\n");                          \
-      failures++;                                 \
-    }                                             \
-  } while (0)
 
 int main() {
   std::mt19937 rng(1234);
@@ -54,6 +45,6 @@ int main() {
   CHECK(f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00, "half-way rounds to even");
   CHECK(f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02, "half-way rounds to even (up)");
   CHECK(f32_to_f16(70000.f) == 0x7c00, "overflow to inf");
-  std::printf("%s: %d failures\n", failures ? "FAIL" : "ok", failures);
-  return failures ? 1 : 0;
+  std::printf("%s: %d g_failures\n", g_failures ? "FAIL" : "ok", g_failures);
+  return g_failures ? 1 : 0;
 }

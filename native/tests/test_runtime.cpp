@@ -12,20 +12,11 @@
 #include <vector>
 
 #include "../runtime/model.h"
+#include "test_common.h"
 
 using namespace quanteval;
 using namespace quanteval::rt;
 
-static int failures = 0;
-#define CHECK(cond, ...)                       \
-  do {                                         \
-    if (!(cond)) {                             \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);                \
-      std::printf("\n");                       \
-      failures++;                              \
-    }                                          \
-  } while (0)
 
 static float max_diff(const float* a, const float* b, size_t n) {
   float m = 0;
@@ -150,20 +141,20 @@ int main() {
     std::printf("FAIL: %s did not throw\n", what);
     return false;
   };
-  if (!throws([&] { m->linear("model.layers.9.mlp.up_proj"); }, "unknown linear")) failures++;
-  if (!throws([&] { int32_t bad = V; full.decode(&a, 1, &bad, lg.data()); }, "token outside vocab")) failures++;
-  if (!throws([&] { int g = 99; full.decode(&g, 1, toks.data(), lg.data()); }, "dead sequence")) failures++;
-  if (!throws([&] { float s[3] = {1, 1, 1}; m->scale_channels("model.norm", {"lm_head"}, s, 3); }, "scale shape")) failures++;
+  if (!throws([&] { m->linear("model.layers.9.mlp.up_proj"); }, "unknown linear")) g_failures++;
+  if (!throws([&] { int32_t bad = V; full.decode(&a, 1, &bad, lg.data()); }, "token outside vocab")) g_failures++;
+  if (!throws([&] { int g = 99; full.decode(&g, 1, toks.data(), lg.data()); }, "dead sequence")) g_failures++;
+  if (!throws([&] { float s[3] = {1, 1, 1}; m->scale_channels("model.norm", {"lm_head"}, s, 3); }, "scale shape")) g_failures++;
   if (!throws([&] {
         std::vector<int32_t> many(80, 3);
         int32_t n = 80;
         int id = full.alloc_seq();
         StepOutputs o;
         full.prefill(&id, 1, many.data(), &n, o);
-      }, "over max_len")) failures++;
+      }, "over max_len")) g_failures++;
 
-  if (failures) {
-    std::printf("%d failure(s)\n", failures);
+  if (g_failures) {
+    std::printf("%d failure(s)\n", g_failures);
     return 1;
   }
   std::printf("runtime: all checks passed\n");
