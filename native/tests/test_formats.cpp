@@ -45,6 +45,6 @@ int main() {
   CHECK(f32_to_f16(1.0f + 1.0f / 2048) == 0x3c00, "half-way rounds to even");
   CHECK(f32_to_f16(1.0f + 3.0f / 2048) == 0x3c02, "half-way rounds to even (up)");
   CHECK(f32_to_f16(70000.f) == 0x7c00, "overflow to inf");
-  std::printf("%s: %d g_failures\n", g_failures ? "FAIL" : "ok", g_failures);
+  std::printf("%s: %d failures\n", g_failures ? "FAIL" : "ok", g_failures);
   return g_failures ? 1 : 0;
 }
