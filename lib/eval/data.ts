@@ -5,6 +5,7 @@
  * `$QUANTEVAL_SHARED/data/datasets`, then `<repo>/../shared/data/datasets`. Every parse error names the file and
  * (for line formats) the 1-based line, with what was expected and what was found.
  */
+import { datasetsRoot, sharedDir } from "../model/shared.js";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,16 +33,10 @@ export function repoRoot(): string {
   }
 }
 
-export function sharedRoot(): string {
-  return resolve(process.env.QUANTEVAL_SHARED ?? join(repoRoot(), "..", "shared"));
-}
+export const sharedRoot = sharedDir;
 
 /** Folder holding the datasets (see the module comment for the search order). */
-export function dataRoot(override?: string): string {
-  if (override) return resolve(override);
-  if (process.env.QUANTEVAL_DATA) return resolve(process.env.QUANTEVAL_DATA);
-  return join(sharedRoot(), "data", "datasets");
-}
+export const dataRoot = datasetsRoot;
 
 /** Path of `rel` under the data root, with a clear error when missing. */
 export function dataFile(root: string, rel: string): string {

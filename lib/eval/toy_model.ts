@@ -195,14 +195,6 @@ function sampleRow(row: Float32Array, temperature: number, rng: () => number): n
   return row.length - 1;
 }
 
-/** Small seeded PRNG (uniform in [0, 1)). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Small seeded PRNG (uniform in [0, 1)): the runtime's sampler PRNG. */
+import { makeRng as mulberry32 } from "../model/sampling.js";
+export { mulberry32 };

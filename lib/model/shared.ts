@@ -16,3 +16,13 @@ export function sharedPath(...parts: string[]): string {
     throw new Error(`shared data not found: ${p} (set QUANTEVAL_SHARED to the folder holding data/ and golden/)`);
   return p;
 }
+
+/**
+ * Folder of the datasets: an explicit override (`--data`), else `QUANTEVAL_DATA`, else `<shared>/data/datasets`.
+ * The one rule used by evaluation and calibration alike.
+ */
+export function datasetsRoot(override?: string): string {
+  if (override) return path.resolve(override);
+  if (process.env.QUANTEVAL_DATA) return path.resolve(process.env.QUANTEVAL_DATA);
+  return path.join(sharedDir(), "data", "datasets");
+}

@@ -68,13 +68,8 @@ export class CalibrationError extends Error {
   }
 }
 
-/** Folder of the shared datasets. */
-export function datasetsRoot(override?: string): string {
-  if (override) return path.resolve(override);
-  if (process.env.QUANTEVAL_DATA) return path.resolve(process.env.QUANTEVAL_DATA);
-  const shared = process.env.QUANTEVAL_SHARED ?? path.join(packageRoot, "..", "shared");
-  return path.join(path.resolve(shared), "data", "datasets");
-}
+export { datasetsRoot } from "../model/shared.js";
+import { datasetsRoot } from "../model/shared.js";
 
 const DATASET_FILES: Record<CalibrationDataset, string> = {
   "wikitext2-valid": "wikitext2_v1_tokens/wiki.valid.tokens",
