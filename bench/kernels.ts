@@ -1,16 +1,21 @@
 /**
- * CPU GEMM / GEMV benchmark on Llama-7B projection shapes.
+ * CPU GEMM / GEMV benchmark on Llama projection shapes.
  *
  *   npm run bench:kernels            (node dist/bench/kernels.js; QUANTEVAL_THREADS caps the threads)
+ *   node dist/bench/kernels.js --shapes tinyllama --variants fp32,w4g128,w4g128a8 --ms 1,4,256
  *
- * For N x K in {4096x4096, 11008x4096, 4096x11008} and M in {1, 4, 16, 64, 256} it times (median of repeated
- * native runs after a warm-up, variants interleaved round by round) the project's fp32 `gemm` — the baseline — and
- * the fused quantized kernels:
- * w8 (per channel), w4g128, w3g128, w2g64 (asymmetric, fp16 scales), W8A8 (8-bit per-channel weights, per-token
- * 8-bit activations) and W4A8 (4-bit per-channel weights, same activations). Each row reports weight GB/s (packed bytes incl. scales and zeros / time), GFLOP/s (2MNK / time),
- * the speedup over fp32 at the same shape and M, and the fraction of the machine's read bandwidth measured in this run
- * (all threads streaming a 1 GiB buffer; best of 6 passes). Writes JSON to bench/out/ and prints a summary table last.
+ * For N x K in {4096x4096, 11008x4096, 4096x11008} (`--shapes llama7b`, the default; `tinyllama`: 2048x2048,
+ * 5632x2048, 2048x5632, 32000x2048) and M in {1, 4, 16, 64, 256} it times (median of repeated native runs after a
+ * warm-up, variants interleaved round by round) the project's fp32 `gemm` — the baseline — and the fused quantized
+ * kernels: w8 (per channel), w4g128, w3g128, w2g64 (asymmetric, fp16 scales), W8A8 (8-bit per-channel weights,
+ * per-token 8-bit activations), W4A8 (4-bit per-channel weights, same activations) and the grouped int8-activation
+ * kernels w4g128a8, w3g128a8, w2g64a8, w8g128a8. Each row reports weight GB/s (packed bytes incl. scales and zeros /
+ * time), GFLOP/s (2MNK / time), the speedup over fp32 at the same shape and M, for a8 variants the speedup over the
+ * same weights with exact fp32 activations (`vsExact`), and the fraction of the machine's read bandwidth measured in
+ * this run (all threads streaming a 1 GiB buffer; best of 6 passes). Writes JSON to bench/out/ and prints a summary
+ * table last.
  */
+import { Command } from "commander";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -28,27 +33,61 @@ import {
 } from "../lib/kernels.js";
 import { native, packageRoot } from "../lib/native.js";
 
-const SHAPES: [number, number][] = [
-  [4096, 4096],
-  [11008, 4096],
-  [4096, 11008],
-];
-const MS = [1, 4, 16, 64, 256];
+const SHAPE_SETS: Record<string, [number, number][]> = {
+  llama7b: [
+    [4096, 4096],
+    [11008, 4096],
+    [4096, 11008],
+  ],
+  tinyllama: [
+    [2048, 2048],
+    [5632, 2048],
+    [2048, 5632],
+    [32000, 2048],
+  ],
+};
 
 interface Variant {
   name: string;
   format?: QuantFormat; // undefined: fp32 dense
   w8a8?: boolean;
+  exact?: string; // the same weights with fp32 activations (a8 variants)
 }
-const VARIANTS: Variant[] = [
+const ALL_VARIANTS: Variant[] = [
   { name: "fp32" },
   { name: "w8", format: { bits: 8, groupSize: 0, symmetric: false, scaleDtype: "f16" } },
   { name: "w4g128", format: { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f16" } },
   { name: "w3g128", format: { bits: 3, groupSize: 128, symmetric: false, scaleDtype: "f16" } },
   { name: "w2g64", format: { bits: 2, groupSize: 64, symmetric: false, scaleDtype: "f16" } },
-  { name: "w8a8", format: { bits: 8, groupSize: 0, symmetric: false, scaleDtype: "f16" }, w8a8: true },
+  { name: "w8a8", format: { bits: 8, groupSize: 0, symmetric: false, scaleDtype: "f16" }, w8a8: true, exact: "w8" },
   { name: "w4a8", format: { bits: 4, groupSize: 0, symmetric: false, scaleDtype: "f16" }, w8a8: true },
+  { name: "w4g128a8", format: { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f16" }, w8a8: true, exact: "w4g128" },
+  { name: "w3g128a8", format: { bits: 3, groupSize: 128, symmetric: false, scaleDtype: "f16" }, w8a8: true, exact: "w3g128" },
+  { name: "w2g64a8", format: { bits: 2, groupSize: 64, symmetric: false, scaleDtype: "f16" }, w8a8: true, exact: "w2g64" },
+  { name: "w8g128a8", format: { bits: 8, groupSize: 128, symmetric: false, scaleDtype: "f16" }, w8a8: true },
 ];
+
+const cli = new Command()
+  .option("--shapes <set>", `shape set: ${Object.keys(SHAPE_SETS).join(", ")}`, "llama7b")
+  .option("--variants <list>", "comma-separated variant names (fp32 is always included: it is the baseline)")
+  .option("--ms <list>", "comma-separated M values", "1,4,16,64,256")
+  .parse(process.argv);
+const opts = cli.opts<{ shapes: string; variants?: string; ms: string }>();
+const SHAPES = SHAPE_SETS[opts.shapes];
+if (!SHAPES) throw new Error(`--shapes: expected one of ${Object.keys(SHAPE_SETS).join(", ")}, got '${opts.shapes}'`);
+const MS = opts.ms.split(",").map((m) => {
+  const v = Number(m);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--ms: expected positive integers, got '${m}'`);
+  return v;
+});
+const VARIANTS: Variant[] = (() => {
+  if (!opts.variants) return ALL_VARIANTS;
+  const names = new Set(["fp32", ...opts.variants.split(",")]);
+  for (const n of names)
+    if (!ALL_VARIANTS.some((v) => v.name === n))
+      throw new Error(`--variants: unknown '${n}' (known: ${ALL_VARIANTS.map((v) => v.name).join(", ")})`);
+  return ALL_VARIANTS.filter((v) => names.has(v.name));
+})();
 
 /** Rounds per M (fewer at large M, where one run is long and the timing stable). */
 function repsFor(M: number): number {
@@ -100,6 +139,7 @@ interface Row {
   gbps: number;
   gflops: number;
   speedupVsFp32: number;
+  speedupVsExact: number | null; // a8 variants: time of the same weights with fp32 activations / this time
   fractionOfReadBw: number;
 }
 
@@ -164,6 +204,7 @@ async function main(): Promise<void> {
       const base = median(secs[0]);
       VARIANTS.forEach((v, i) => {
         const seconds = median(secs[i]);
+        const ei = v.exact ? VARIANTS.findIndex((e) => e.name === v.exact) : -1;
         const W = weights[i];
         const weightBytes = W ? packedBytes(W) : N * K * 4;
         const gbps = weightBytes / seconds / 1e9;
@@ -171,13 +212,15 @@ async function main(): Promise<void> {
           N, K, M, variant: v.name, seconds, weightBytes, gbps,
           gflops: (2 * M * N * K) / seconds / 1e9,
           speedupVsFp32: base / seconds,
+          speedupVsExact: ei >= 0 ? median(secs[ei]) / seconds : null,
           fractionOfReadBw: gbps / readGBps,
         };
         rows.push(row);
         console.log(
-          `${N}x${K} M=${String(M).padStart(3)} ${v.name.padEnd(7)} ${(seconds * 1e3).toFixed(3).padStart(9)} ms ` +
+          `${N}x${K} M=${String(M).padStart(3)} ${v.name.padEnd(8)} ${(seconds * 1e3).toFixed(3).padStart(9)} ms ` +
             `${gbps.toFixed(1).padStart(6)} GB/s ${row.gflops.toFixed(1).padStart(7)} GFLOP/s ` +
-            `x${row.speedupVsFp32.toFixed(2)} vs fp32, ${(100 * row.fractionOfReadBw).toFixed(0)}% of read bw`,
+            `x${row.speedupVsFp32.toFixed(2)} vs fp32, ${(100 * row.fractionOfReadBw).toFixed(0)}% of read bw` +
+            (row.speedupVsExact !== null ? `, x${row.speedupVsExact.toFixed(2)} vs ${v.exact}` : ""),
         );
       });
     }
@@ -186,6 +229,7 @@ async function main(): Promise<void> {
   const date = new Date().toISOString();
   const result = {
     bench: "cpu-kernels",
+    shapes: opts.shapes,
     commit: gitCommit(),
     date,
     cpu: cpuModel(),
@@ -207,22 +251,26 @@ async function main(): Promise<void> {
 
   // Summary: per shape, M = 1 (GEMV, memory bound) and M = 256 (GEMM, compute bound).
   console.log(`\nsummary (read bandwidth ${readGBps.toFixed(1)} GB/s measured in this run; baseline = fp32 gemm, same run)`);
-  console.log("shape        M    variant   ms        GB/s   GFLOP/s  vs fp32  %read-bw");
+  console.log("shape        M    variant    ms        GB/s   GFLOP/s  vs fp32  %read-bw  vs exact");
+  const mLo = Math.min(...MS), mHi = Math.max(...MS);
   for (const r of rows) {
-    if (r.M !== 1 && r.M !== 256) continue;
+    if (r.M !== mLo && r.M !== mHi) continue;
     console.log(
-      `${`${r.N}x${r.K}`.padEnd(11)} ${String(r.M).padStart(4)}  ${r.variant.padEnd(8)} ${(r.seconds * 1e3).toFixed(2).padStart(8)} ` +
+      `${`${r.N}x${r.K}`.padEnd(11)} ${String(r.M).padStart(4)}  ${r.variant.padEnd(9)} ${(r.seconds * 1e3).toFixed(2).padStart(8)} ` +
         `${r.gbps.toFixed(1).padStart(7)} ${r.gflops.toFixed(1).padStart(8)}  ${r.speedupVsFp32.toFixed(2).padStart(6)}x ` +
-        `${(100 * r.fractionOfReadBw).toFixed(0).padStart(6)}%`,
+        `${(100 * r.fractionOfReadBw).toFixed(0).padStart(6)}%` +
+        (r.speedupVsExact !== null ? `  ${r.speedupVsExact.toFixed(2).padStart(6)}x` : ""),
     );
   }
   console.log("\nbars (this machine): w4g128 GEMV M=1 >= 60% of read bw and >= 5x fp32; W8A8 M=256 >= 2x fp32");
   for (const [N, K] of SHAPES) {
-    const g = rows.find((r) => r.N === N && r.K === K && r.M === 1 && r.variant === "w4g128")!;
-    const a = rows.find((r) => r.N === N && r.K === K && r.M === 256 && r.variant === "w8a8")!;
+    const g = rows.find((r) => r.N === N && r.K === K && r.M === 1 && r.variant === "w4g128");
+    const a = rows.find((r) => r.N === N && r.K === K && r.M === 256 && r.variant === "w8a8");
+    if (!g && !a) continue;
     console.log(
-      `${`${N}x${K}`.padEnd(11)} w4g128 M=1: ${(100 * g.fractionOfReadBw).toFixed(0)}% of read bw, ${g.speedupVsFp32.toFixed(2)}x fp32` +
-        ` | w8a8 M=256: ${a.speedupVsFp32.toFixed(2)}x fp32`,
+      `${`${N}x${K}`.padEnd(11)}` +
+        (g ? ` w4g128 M=1: ${(100 * g.fractionOfReadBw).toFixed(0)}% of read bw, ${g.speedupVsFp32.toFixed(2)}x fp32` : "") +
+        (a ? ` | w8a8 M=256: ${a.speedupVsFp32.toFixed(2)}x fp32` : ""),
     );
   }
   console.log(`wrote ${path.relative(process.cwd(), file)} (${result.wallSeconds.toFixed(0)} s)`);

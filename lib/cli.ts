@@ -81,7 +81,7 @@ program
   .command("bench")
   .description("runtime speed: prefill, time to first token, decode latency and tokens/s, memory, bandwidth")
   .requiredOption("--model <source>", "model directory or synthetic:<preset> (e.g. synthetic:tinyllama-1.1b)")
-  .option("--weights <list>", "weight settings: f32,f16,bf16,w8,w4g128,... (comma-separated)", "bf16,w8,w4g128")
+  .option("--weights <list>", "weight settings: f32,f16,bf16,w8,w4g128,... (comma-separated; an a8 suffix, e.g. w4g128a8, adds int8 activations)", "bf16,w8,w4g128")
   .option("--kv <list>", "KV-cache types: f32,f16,int8,int4", "f32")
   .option("--batch <list>", "decode batch sizes", "1,4,16")
   .option("--context <list>", "context lengths decoded at", "128,512")

@@ -132,9 +132,9 @@ export function gemmQ(
 }
 
 /**
- * Real W8A8 / W4A8: X[M, K] fp32 is quantized per token to 8-bit asymmetric codes (as fakeQuantAct(X, M, K, 8)),
- * multiplied with the integer weight codes with exact int32 accumulation, then rescaled. W must be per output
- * channel (groupSize >= K) with 8 or 4 bits.
+ * Real int8 activations (W8A8, W4A8, w4g128a8, ...): X[M, K] fp32 is quantized per token to 8-bit asymmetric codes
+ * (as fakeQuantAct(X, M, K, 8)), multiplied with the integer weight codes of any packed format (2/3/4/8 bits, per
+ * channel or grouped) with exact int32 accumulation per group, then rescaled per group and summed.
  */
 export function gemmW8A8(
   X: Float32Array,

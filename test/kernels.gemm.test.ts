@@ -3,8 +3,8 @@
 //    pseudo_quantize_tensor in fp32 (Math.fround after every operation, round half to even): dequantized values must
 //    be identical (tolerance 0), codes and scales too.
 //  - fast kernels against their scalar references: fp32 accumulation with identical operands, so
-//    ||y - y_ref|| <= 1e-5 ||y_ref|| (relative L2); W8A8 fast == ref bit for bit, and W8A8 ref against
-//    gemmQ(ref) on fakeQuantAct(X) within 1e-5.
+//    ||y - y_ref|| <= 1e-5 ||y_ref|| (relative L2); W8A8 (any packed format) fast == ref bit for bit per channel and
+//    within 1e-5 grouped, and W8A8 ref against gemmQ(ref) on fakeQuantAct(X) within 1e-5.
 //  - every kind of bad argument raises a TypeError / RangeError naming the argument.
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
@@ -244,21 +244,33 @@ describe("gemm (dense) fast vs ref (rel L2 <= 1e-5)", () => {
 });
 
 describe("gemmW8A8", () => {
-  for (const [M, N, K, bits, sym] of [
-    [1, 37, 300, 8, false],
-    [9, 20, 172, 4, true],
-    [130, 16, 1000, 8, true],
-    [64, 24, 96, 4, false],
+  // Per channel: one exact integer per output and the ref's fp32 rescale, bit for bit. Grouped: exact integers per
+  // group, scaled and summed over groups in fp32 (the ref sums in double): within 1e-5 of the norm.
+  for (const [M, N, K, bits, gs, sym] of [
+    [1, 37, 300, 8, 0, false],
+    [9, 20, 172, 4, 0, true],
+    [130, 16, 1000, 8, 0, true],
+    [64, 24, 96, 4, 0, false],
+    [1, 45, 300, 4, 128, false],
+    [3, 33, 172, 3, 32, true],
+    [1, 19, 256, 2, 64, false],
+    [5, 21, 200, 8, 64, true],
+    [70, 40, 520, 4, 32, false],
+    [2, 9, 150, 4, 40, false],
   ] as const)
-    it(`M=${M} N=${N} K=${K} w${bits} ${sym ? "sym" : "asym"}: fast == ref; ref ~ gemmQ(fakeQuantAct(X))`, async () => {
-      const W = await packedRandom(N, K, { bits, groupSize: K, symmetric: sym, scaleDtype: "f16" }, N + K + bits);
+    it(`M=${M} N=${N} K=${K} w${bits}${gs ? `g${gs}` : ""} ${sym ? "sym" : "asym"}: fast ~ ref; ref ~ gemmQ(fakeQuantAct(X))`, async () => {
+      const W = await packedRandom(N, K, { bits, groupSize: gs || K, symmetric: sym, scaleDtype: gs % 64 ? "f16" : "bf16" }, N + K + bits);
       const X = randn(M * K, M + 99, 2);
       const bias = randn(N, 5);
       const ref = await gemmW8A8(X, M, W, bias, { impl: "ref" });
       const y = await gemmW8A8(X, M, W, bias);
-      let bad = 0;
-      for (let i = 0; i < y.length; i++) if (y[i] !== ref[i]) bad++;
-      expect(bad).toBe(0);
+      if (gs === 0) {
+        let bad = 0;
+        for (let i = 0; i < y.length; i++) if (y[i] !== ref[i]) bad++;
+        expect(bad).toBe(0);
+      } else {
+        expect(relErr(y, ref)).toBeLessThanOrEqual(1e-5);
+      }
       const Xh = await fakeQuantAct(X, M, K, 8);
       const sim = await gemmQ(Xh, "f32", M, W, bias, { impl: "ref" });
       expect(relErr(ref, sim)).toBeLessThanOrEqual(1e-5);
@@ -309,8 +321,9 @@ describe("bad arguments are named", () => {
     expect(() => a().gemmQ(X, "f32", 2, { ...W, format: { ...format, bits: 5 } })).toThrow(RangeError);
     expect(() => a().gemmQ(X, "f32", 2, { ...W, format: { ...format, bits: 5 } })).toThrow(/weight\.format\.bits: expected 2, 3, 4 or 8, got 5/);
     expect(() => a().quantizeRtn(new Float32Array(N * K), N, K, { ...format, bits: 6 })).toThrow(/format\.bits: expected 2, 3, 4 or 8, got 6/);
-    expect(() => a().gemmW8A8(X, 2, { ...W, format: { ...format, groupSize: K, bits: 2 }, codes: new Uint8Array(N * rowBytes(K, 2)), scales: new Float32Array(N), zeros: new Uint8Array(N) })).toThrow(/W8A8 needs 8- or 4-bit weights, got 2/);
-    expect(() => a().gemmW8A8(X, 2, W)).toThrow(/groupSize: W8A8 needs per-channel weights/);
+    expect(() => a().gemmW8A8(X, 2, { ...W, format: { ...format, bits: 5 } })).toThrow(/weight\.format\.bits: expected 2, 3, 4 or 8, got 5/);
+    expect(() => a().gemmW8A8(X, 2, { ...W, zeros: new Uint8Array(N) })).toThrow(/weight\.zeros: expected 8 elements, got 4/);
+    expect(() => a().gemmW8A8(X, 3, W)).toThrow(/X: expected 192 elements, got 128/);
     expect(() => a().quantizeRtn(new Float32Array(N * K), N, K, { ...format, groupSize: 0 })).toThrow(/format\.groupSize: expected an integer in \[1, /);
   });
 

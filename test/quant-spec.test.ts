@@ -127,7 +127,9 @@ describe("quantization spec", () => {
     expect(activationExecution(parseSpec("w8a8"))).toBe("kernel");
     expect(activationExecution(parseSpec("w4a8"))).toBe("kernel");
     expect(activationExecution(parseSpec("w4a4"))).toBe("simulated");
-    expect(activationExecution(parseSpec("w4g32a8"))).toBe("simulated");
+    for (const grouped of ["w4g32a8", "w4g128a8", "w3g128a8", "w2g64a8", "w8g64a8", "w4g128sa8"])
+      expect(activationExecution(parseSpec(grouped))).toBe("kernel");
+    expect(activationExecution(parseSpec("w8a4"))).toBe("simulated");
     expect(activationExecution(parseSpec("w4"))).toBe("none");
   });
 

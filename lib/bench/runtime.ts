@@ -13,7 +13,8 @@ import { native } from "../native.js";
 export interface BenchOptions {
   /** Model directory or `synthetic:<preset>`. */
   model: string;
-  /** Weight settings: f32, f16, bf16, w8 (per channel), w4g128, w4g32s, ... */
+  /** Weight settings: f32, f16, bf16, w8 (per channel), w4g128, w4g32s, ...; an `a8` suffix (w4g128a8, w8a8) runs
+   * every packed linear on the int8-activation kernel (gemm_w8a8). */
   weights: string[];
   kv: KVType[];
   batches: number[];
@@ -72,12 +73,18 @@ export interface BenchReport {
   rows: BenchRow[];
 }
 
-/** 'w4g128' → 4-bit groups of 128 (asymmetric), 'w8' → 8-bit per channel, 'w4g32s' symmetric; dense names → null. */
-export function parseWeightSetting(s: string): { dense: "f32" | "f16" | "bf16" } | { format: NativeQuantFormat } {
+/** 'w4g128' → 4-bit groups of 128 (asymmetric), 'w8' → 8-bit per channel, 'w4g32s' symmetric, 'w4g128a8' the same
+ * weights with int8 activations (a8: true); dense names → { dense }. */
+export function parseWeightSetting(
+  s: string,
+): { dense: "f32" | "f16" | "bf16" } | { format: NativeQuantFormat; a8: boolean } {
   if (s === "f32" || s === "f16" || s === "bf16") return { dense: s };
-  const m = /^w([2348])(?:g(\d+))?(s?)$/.exec(s);
-  if (!m) throw new RangeError(`--weights: expected f32, f16, bf16 or w<bits>[g<group>][s] (e.g. w4g128), got '${s}'`);
-  return { format: { bits: Number(m[1]) as 2 | 3 | 4 | 8, groupSize: m[2] ? Number(m[2]) : 1 << 30, symmetric: m[3] === "s" } };
+  const m = /^w([2348])(?:g(\d+))?(s?)(a8)?$/.exec(s);
+  if (!m) throw new RangeError(`--weights: expected f32, f16, bf16 or w<bits>[g<group>][s][a8] (e.g. w4g128, w4g128a8), got '${s}'`);
+  return {
+    format: { bits: Number(m[1]) as 2 | 3 | 4 | 8, groupSize: m[2] ? Number(m[2]) : 1 << 30, symmetric: m[3] === "s" },
+    a8: m[4] === "a8",
+  };
 }
 
 const pct = (xs: number[], p: number) => {
@@ -88,15 +95,20 @@ const pct = (xs: number[], p: number) => {
 async function buildModel(o: BenchOptions, w: string): Promise<LlamaModel> {
   const set = parseWeightSetting(w);
   const maxContext = Math.max(o.prefill, ...o.contexts) + o.steps + 8;
+  let m: LlamaModel;
   if (o.model.startsWith("synthetic:")) {
     const preset = o.model.slice("synthetic:".length);
     // Quantized settings pack lm_head too (as llama.cpp's Q4_0 / Q8_0 files do); the embedding stays bf16.
-    return "dense" in set
-      ? LlamaModel.synthetic(preset, { seed: o.seed, denseDtype: set.dense, maxContext })
-      : LlamaModel.synthetic(preset, { seed: o.seed, denseDtype: "bf16", format: set.format, maxContext, quantizeLmHead: true });
+    m = "dense" in set
+      ? await LlamaModel.synthetic(preset, { seed: o.seed, denseDtype: set.dense, maxContext })
+      : await LlamaModel.synthetic(preset, { seed: o.seed, denseDtype: "bf16", format: set.format, maxContext, quantizeLmHead: true });
+  } else {
+    m = await LlamaModel.load(o.model, { maxContext, keepDtype: !("dense" in set) || set.dense !== "f32" });
+    if ("format" in set) await m.quantizeAll(set.format);
   }
-  const m = await LlamaModel.load(o.model, { maxContext, keepDtype: !("dense" in set) || set.dense !== "f32" });
-  if ("format" in set) await m.quantizeAll(set.format);
+  // a8: int8 activations on every packed linear (llama.cpp's Q4_0 / Q8_0 paths quantize activations the same way).
+  if ("a8" in set && set.a8)
+    for (const n of m.native.linearNames()) if (m.native.linearInfo(n).quantized) m.native.setActivation(n, "a8");
   return m;
 }
 

@@ -62,7 +62,7 @@ export interface NativeModel {
     zeros: Uint8Array | null): void;
   /** RTN-quantizes a dense linear in place (quantize_rtn_ref). */
   quantizeLinear(name: string, format: NativeQuantFormat): Promise<void>;
-  /** Activation handling of a linear: 'none', 'a8' (real gemm_w8a8; needs a per-channel 8/4-bit weight, else it
+  /** Activation handling of a linear: 'none', 'a8' (real gemm_w8a8; needs a packed weight of any format, else it
    * runs simulated), 'sim' (fake-quantize to `bits` then the weight kernel). */
   setActivation(name: string, mode: "none" | "a8" | "sim", bits?: number): void;
   linearNames(): string[];

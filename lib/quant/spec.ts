@@ -10,7 +10,7 @@
  *     weights := "w" BITS ("g" N)? "s"?           BITS ∈ {2,3,4,8}; gN = groups of N inputs (default: per output
  *                                                 channel); "s" = symmetric (no zero points), else asymmetric
  *     acts    := "a" (8|4)                        per-token dynamic asymmetric activations (needs weights); a8 runs
- *                                                 the int8 GEMM where a kernel exists, a4 is simulated
+ *                                                 the int8-activation GEMM (every packed format), a4 is simulated
  *     kv      := "kv" B | "k" B "v" B             KV cache, B ∈ {16 (fp16), 8, 4}; default fp32
  *     method  := "+rtn"                           round to nearest (the default; omitted when printed)
  *              | "+gptq" ("-act")? ("-static")? ("-damp" X)? ("-block" N)?
@@ -261,14 +261,13 @@ export function isQuantized(spec: QuantSpec): boolean {
 }
 
 /**
- * How the activation quantization of a spec is executed on CPU: `kernel` when the int8 GEMM (gemm_w8a8) applies —
- * a8 with 8- or 4-bit weights per output channel — otherwise `simulated` (fake-quantized activations, fp32 GEMM);
- * `none` without activation quantization.
+ * How the activation quantization of a spec is executed on CPU: `kernel` when the int8-activation GEMM (gemm_w8a8)
+ * applies — a8 with packed weights of any format (2/3/4/8 bits, per channel or grouped, sym or asym) — otherwise
+ * `simulated` (a4: fake-quantized activations, fp32 GEMM); `none` without activation quantization.
  */
 export function activationExecution(spec: QuantSpec): "none" | "kernel" | "simulated" {
   if (!spec.activations) return "none";
-  const w = spec.weights;
-  if (spec.activations.bits === 8 && w && (w.bits === 8 || w.bits === 4) && w.groupSize === null) return "kernel";
+  if (spec.activations.bits === 8 && spec.weights) return "kernel";
   return "simulated";
 }
 

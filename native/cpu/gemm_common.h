@@ -68,15 +68,8 @@ inline void check_act(DType x_dtype, int64_t M, const char* who) {
   if (M < 0) throw std::invalid_argument(std::string(who) + ": M must be >= 0, got " + std::to_string(M));
 }
 
-inline void check_w8a8(const QuantWeight& w, const char* who) {
-  check_weight(w, who);
-  if (w.fmt.bits != 8 && w.fmt.bits != 4)
-    throw std::invalid_argument(std::string(who) + ": W8A8 weights must be 8- or 4-bit, got " +
-                                std::to_string(w.fmt.bits));
-  if (n_groups(w.K, w.fmt.group_size) != 1)
-    throw std::invalid_argument(std::string(who) + ": W8A8 weights must be per output channel (group_size >= K), got "
-                                "group_size=" + std::to_string(w.fmt.group_size) + " K=" + std::to_string(w.K));
-}
+// Integer-activation GEMM (gemm_w8a8): any packed weight format (bits 2/3/4/8, any group size).
+inline void check_w8a8(const QuantWeight& w, const char* who) { check_weight(w, who); }
 
 // Zero point of group g of row n (the constant 2^(bits-1) when symmetric).
 inline int zero_of(const QuantWeight& w, int64_t n, int64_t g) {
@@ -94,6 +87,41 @@ inline ActQuant act_params(float mn, float mx, int bits) {
 }
 // Code of x: clamp(round(x / s) + z, 0, 2^b - 1).
 inline float act_code(float x, ActQuant p, float maxq) { return clampf(round_even(x / p.s) + p.z, 0.f, maxq); }
+
+// One output of the integer-activation GEMM, the definition gemm_w8a8_ref and the portable path share.
+// qa[K] activation codes (scale sa, zero point za) against row n of W: per group g (k in [k0, k1))
+//   acc_g = sum (qa - za) * (qw - zw_g) = sum qa*qw - za * sum qw - zw_g * sum qa + len * za * zw_g  (exact int64)
+// then y = (sa * sw) * acc with one group (per output channel; the order the integer kernels use, bit-exact), else
+// sa * sum_g sw_g * acc_g with the group sum in double. Bias not included.
+inline float w8a8_output(const int* qa, float sa, int64_t za, const QuantWeight& W, int64_t n) {
+  const int64_t K = W.K, G = W.groups(), gs = W.fmt.group_size;
+  const uint8_t* row = W.codes + n * W.stride();
+  double t = 0;
+  int64_t acc0 = 0;
+  for (int64_t g = 0; g < G; g++) {
+    const int64_t k0 = g * gs, k1 = std::min(K, k0 + gs);
+    int64_t dot = 0, sum_w = 0, sum_a = 0;
+    for (int64_t k = k0; k < k1; k++) {
+      const int q = get_code(row, k, W.fmt.bits);
+      dot += (int64_t)qa[k] * q;
+      sum_w += q;
+      sum_a += qa[k];
+    }
+    const int64_t zw = zero_of(W, n, g);
+    acc0 = dot - za * sum_w - zw * sum_a + (k1 - k0) * za * zw;
+    t += (double)load_elem(W.scales, W.fmt.scale_dtype, n * G + g) * (double)acc0;
+  }
+  return G == 1 ? (sa * load_elem(W.scales, W.fmt.scale_dtype, n)) * (float)acc0 : (float)((double)sa * t);
+}
+
+// Activation codes of one row x[K] (8-bit asymmetric, exactly fake_quant_act_ref): qa[K], returns {sa, za}.
+inline ActQuant act_codes8(const float* x, int64_t K, int* qa) {
+  float mn = x[0], mx = x[0];
+  for (int64_t k = 0; k < K; k++) { mn = std::min(mn, x[k]); mx = std::max(mx, x[k]); }
+  const ActQuant p = act_params(mn, mx, 8);
+  for (int64_t k = 0; k < K; k++) qa[k] = (int)act_code(x[k], p, 255.f);
+  return p;
+}
 
 // Runs fn(b, e) over [0, n) in blocks of `block` items handed out dynamically to the pool's threads. On a shared
 // machine a descheduled thread's remaining blocks are taken by the others instead of stalling the whole call, which

@@ -19,10 +19,6 @@ void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, c
 void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y);
 void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
                int64_t ldc);
-// Per-token activation codes of X[M, K] (8-bit asymmetric, exactly as gemm_w8a8_ref): A[m, k] = qa - za (zero past K,
-// row stride lda), scale[m], zero[m] (za) and asum[m] = sum_k A[m, k].
-void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t lda, float* scale, int32_t* zero,
-                    int32_t* asum);
 }  // namespace scalar
 
 namespace avx2 {
@@ -31,6 +27,8 @@ void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const
 // 8-bit weights only (4-bit weights take w4a8_core).
 void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
                int64_t ldc);
+// Per-token activation codes of X[M, K] (8-bit asymmetric, exactly as gemm_w8a8_ref): A[m, k] = qa - za (zero past K,
+// row stride lda), scale[m], zero[m] (za) and asum[m] = sum_k A[m, k].
 void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t lda, float* scale, int32_t* zero,
                     int32_t* asum);
 // W4A8 core with vpmaddubsw (4-bit codes x int8 fit its int16 pair sums): A8[M, lda8] int8 = qa - 128 (zero past K).

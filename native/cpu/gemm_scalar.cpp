@@ -69,24 +69,4 @@ void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, i
   }
 }
 
-void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t lda, float* scale, int32_t* zero,
-                    int32_t* asum) {
-  for (int64_t m = 0; m < M; m++) {
-    const float* x = X + m * K;
-    float mn = x[0], mx = x[0];
-    for (int64_t k = 0; k < K; k++) { mn = std::min(mn, x[k]); mx = std::max(mx, x[k]); }
-    const ActQuant p = act_params(mn, mx, 8);
-    scale[m] = p.s;
-    zero[m] = (int32_t)p.z;
-    int32_t s = 0;
-    for (int64_t k = 0; k < K; k++) {
-      const int v = (int)act_code(x[k], p, 255.f) - (int)p.z;
-      A[m * lda + k] = (int16_t)v;
-      s += v;
-    }
-    for (int64_t k = K; k < lda; k++) A[m * lda + k] = 0;
-    asum[m] = s;
-  }
-}
-
 }  // namespace quanteval::impl::scalar

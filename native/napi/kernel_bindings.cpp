@@ -8,7 +8,7 @@
 //   fakeQuantAct(X: Float32Array, M, K, bits) -> Promise<Float32Array [M*K]>
 //   gemm(X, xDtype, M, {N, K, dtype, data}, bias?, options?) -> Promise<Float32Array | timing>
 //   gemmQ(X, xDtype, M, weight, bias?, options?) -> Promise<Float32Array | timing>
-//   gemmW8A8(X: Float32Array, M, weight, bias?, options?) -> Promise<Float32Array | timing>
+//   gemmW8A8(X: Float32Array, M, weight, bias?, options?) -> Promise<Float32Array | timing>  (any packed weight)
 //   memReadBandwidth(bytes, reps) -> Promise<Float64Array seconds per pass>
 // format = {bits, groupSize, symmetric, scaleDtype}; weight = {N, K, format, codes, scales, zeros?}.
 // options = {impl?: "fast" | "ref", out?: Float32Array [M*N], timeReps?: integer}: with timeReps the kernel runs that
@@ -230,11 +230,6 @@ Napi::Value GemmW8A8(const Napi::CallbackInfo& info) {
   const int64_t M = integer(env, arg(info, 1, "M"), "M", 1, kMaxM);
   std::vector<Napi::Value> keep = {info[0]};
   const QuantWeight W = weight_arg(env, arg(info, 2, "weight"), "weight", keep);
-  if (W.fmt.bits != 8 && W.fmt.bits != 4)
-    range_error(env, "weight.format.bits: W8A8 needs 8- or 4-bit weights, got " + std::to_string(W.fmt.bits));
-  if (n_groups(W.K, W.fmt.group_size) != 1)
-    range_error(env, "weight.format.groupSize: W8A8 needs per-channel weights (groupSize >= K = " +
-                         std::to_string(W.K) + "), got " + std::to_string(W.fmt.group_size));
   const float* X = typed_array<float>(env, info[0], "X", (size_t)(M * W.K));
   const float* bias = bias_arg(env, info.Length() > 3 ? info[3] : env.Undefined(), W.N, keep);
   const Options opt = options_arg(env, info.Length() > 4 ? info[4] : env.Undefined());

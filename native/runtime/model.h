@@ -28,7 +28,7 @@ struct ModelConfig {
 
 // Per-linear activation handling.
 //   None: fp32 activations into the weight kernel.
-//   A8: real W8A8 / W4A8 through gemm_w8a8 (needs a per-channel 8- or 4-bit packed weight).
+//   A8: real int8 activations through gemm_w8a8 (any packed weight: 2/3/4/8 bits, per channel or grouped).
 //   Simulated: fake_quant_act_ref(bits) then the weight kernel (results are marked simulated).
 enum class ActMode : int { None = 0, A8 = 1, Simulated = 2 };
 
@@ -63,7 +63,7 @@ struct Linear {
   int64_t stride_bytes() const { return row_bytes(K, fmt.bits); }
   DenseWeight dense_weight() const { return DenseWeight{dtype, N, K, dense_ptr}; }
   QuantWeight quant_weight() const;
-  bool w8a8_capable() const { return quantized && fmt.group_size >= K && (fmt.bits == 8 || fmt.bits == 4); }
+  bool w8a8_capable() const { return quantized; }
   bool simulated() const { return act == ActMode::Simulated || (act == ActMode::A8 && !w8a8_capable()); }
   // Bytes of the weight storage this linear owns (a borrowed tied matrix counts 0).
   size_t weight_bytes() const;

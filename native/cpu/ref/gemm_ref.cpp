@@ -57,27 +57,11 @@ void gemm_q_ref(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, c
 void gemm_w8a8_ref(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
   check_act(DType::F32, M, "gemm_w8a8_ref");
   check_w8a8(W, "gemm_w8a8_ref");
-  const int64_t K = W.K;
-  std::vector<int> qa(K);
+  std::vector<int> qa(W.K);
   for (int64_t m = 0; m < M; m++) {
-    const float* x = X + m * K;
-    float mn = x[0], mx = x[0];
-    for (int64_t k = 0; k < K; k++) { mn = std::min(mn, x[k]); mx = std::max(mx, x[k]); }
-    const ActQuant p = act_params(mn, mx, 8);
-    int64_t sum_a = 0;
-    for (int64_t k = 0; k < K; k++) { qa[k] = (int)act_code(x[k], p, 255.f); sum_a += qa[k]; }
-    const int64_t za = (int64_t)p.z;
+    const ActQuant p = act_codes8(X + m * W.K, W.K, qa.data());
     for (int64_t n = 0; n < W.N; n++) {
-      const uint8_t* row = W.codes + n * W.stride();
-      int64_t dot = 0, sum_w = 0;
-      for (int64_t k = 0; k < K; k++) {
-        int q = get_code(row, k, W.fmt.bits);
-        dot += (int64_t)qa[k] * q;
-        sum_w += q;
-      }
-      const int64_t zw = zero_of(W, n, 0);
-      const int64_t acc = dot - za * sum_w - zw * sum_a + K * za * zw;
-      float y = (p.s * load_scale(W, n, 0)) * (float)acc;
+      float y = w8a8_output(qa.data(), p.s, (int64_t)p.z, W, n);
       if (bias) y += bias[n];
       Y[m * W.N + n] = y;
     }

@@ -43,13 +43,19 @@ void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const
 // ── Activation quantization and W8A8 ────────────────────────────────────────────────────────────────────────
 // Per-token dynamic activation quantization with the golden semantics (asymmetric min-max per row of X, `bits`
 // bits, pseudo_quantize_tensor). Fake-quant form: X_hat[M, K] = dequant(quant(X)). Used where no integer kernel
-// exists (a4): results are then marked simulated.
+// exists (a4, or a8 on dense weights): results are then marked simulated.
 void fake_quant_act_ref(const float* X, int64_t M, int64_t K, int bits, float* X_hat);
-// Real W8A8 (and W4A8): X is quantized per token to uint8 codes with zero points (bits = 8, asymmetric, exactly as
-// fake_quant_act_ref), multiplied by the integer weight codes with an int8 x int8 -> int32 GEMM, and the result is
-// rescaled: Y = sa * sw * (sum qa*qw - za*sum qw - zw*sum qa + K*za*zw) (+ bias). W must be per output channel
-// (group_size == K), bits 8 or 4, symmetric or not. Equals gemm_q_ref(fake_quant_act_ref(X), W) up to fp32
-// rounding of the final rescale.
+// Real int8 activations for every packed weight format (W8A8, W4A8, w4g128a8, w3g128a8, w2g64a8, ...): X is
+// quantized per token to uint8 codes qa with a scale sa and zero point za (bits = 8, asymmetric, exactly as
+// fake_quant_act_ref), multiplied by the integer weight codes qw with exact int32 accumulation per weight group g,
+// corrected with the zero points, and rescaled per group:
+//     acc_g = sum_{k in g} (qa - za)(qw - zw_g) = sum qa*qw - za * sum qw - zw_g * sum qa + len_g * za * zw_g
+//     Y = sa * sum_g sw_g * acc_g (+ bias)
+// W may have any bits (2/3/4/8), group size (per channel = group_size >= K; a short last group), symmetric or not,
+// fp32/fp16/bf16 scales. One group per row: Y = (sa * sw) * acc in fp32, the same in the fast kernel and the ref
+// (bit-identical). Grouped: the ref sums the groups in double, the fast kernels in fp32. Equals
+// gemm_q_ref(fake_quant_act_ref(X), W) up to fp32 rounding. AVX2 kernels for group sizes that are multiples of 32
+// (and per channel); other group sizes take the portable integer path.
 void gemm_w8a8_ref(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y);
 void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y);
 

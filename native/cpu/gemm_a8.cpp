@@ -1,0 +1,133 @@
+// Dispatch of gemm_w8a8 (kernels.h), the integer-activation GEMM for every packed weight format.
+//
+// Paths (all compute gemm_w8a8_ref's integers exactly; only the fp32 rescale of grouped weights rounds differently):
+//  - AVX2, per-channel 8/4-bit weights, M > kGemvMaxM: the tiled int16 / vpmaddubsw cores of gemm_avx2.cpp
+//    (w8a8_core, w4a8_core), tuned for prefill.
+//  - AVX2, any bits, group size a multiple of 32 or one group per row: gemm_a8_avx2.cpp (decode GEMV and token-tiled
+//    prefill).
+//  - Otherwise (QUANTEVAL_ISA=scalar, group sizes that split 32-code chunks): the reference arithmetic, in parallel
+//    over output channels.
+//
+// This file is compiled without any target ISA on purpose: the per-channel rescale below must round exactly as
+// gemm_w8a8_ref does, and without FMA the compiler cannot contract (a * b) * c + bias into a fused multiply-add.
+#include <algorithm>
+#include <vector>
+
+#include "gemm_a8.h"
+#include "gemm_common.h"
+#include "gemm_impl.h"
+#include "quanteval/cpu_features.h"
+#include "quanteval/kernels.h"
+#include "quanteval/threadpool.h"
+
+namespace quanteval {
+
+using namespace detail;
+
+namespace {
+
+// Largest K for which the per-channel int32 accumulation is exact: |sum (qa - za) * qw| <= 255 * 255 * K < 2^31.
+// (Grouped weights are rescaled per group; their int32 sums only need group_size below it.)
+constexpr int64_t kW8A8MaxK = 33025;
+constexpr int64_t kGemvMaxM = 8;  // up to here the a8 GEMV kernels, beyond the tiled per-channel cores
+
+// The reference arithmetic (gemm_common.h w8a8_output), parallel over output channels.
+void w8a8_portable(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
+  const int64_t K = W.K, N = W.N;
+  std::vector<int> qa((size_t)(M * K));
+  std::vector<ActQuant> p((size_t)M);
+  for (int64_t m = 0; m < M; m++) p[m] = act_codes8(X + m * K, K, qa.data() + m * K);
+  parallel_for(N, 8, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; n++)
+      for (int64_t m = 0; m < M; m++) {
+        float y = w8a8_output(qa.data() + m * K, p[m].s, (int64_t)p[m].z, W, n);
+        if (bias) y += bias[n];
+        Y[m * N + n] = y;
+      }
+  });
+}
+
+// Per-channel 8/4-bit weights, M > kGemvMaxM: the tiled cores of gemm_avx2.cpp.
+void w8a8_tiled(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
+  // A's rows are skewed by 64 bytes so that 4 KiB-multiple strides do not alias in L1.
+  const int64_t N = W.N, K = W.K, lda = chunks_per_row(K) * kChunk + 32;
+  // Activation codes minus their zero points, A[M, lda] int16 (zero past K), their row sums, zero points, scales.
+  std::vector<int16_t> A((size_t)(M * lda));
+  std::vector<float> sa((size_t)M);
+  std::vector<int32_t> za((size_t)M), asum((size_t)M), acc((size_t)(M * N));
+  parallel_for(M, 4, [&](int64_t m0, int64_t m1) {
+    impl::avx2::act_quant_rows(X + m0 * K, m1 - m0, K, A.data() + m0 * lda, lda, sa.data() + m0, za.data() + m0,
+                               asum.data() + m0);
+  });
+  // 4-bit weights: int8 activations qa - 128 and vpmaddubsw, twice the products per instruction of the int16 path.
+  // Then acc = sum qw * (qa - 128), and sum qw * (qa - za) = acc + (128 - za) * sum qw.
+  const bool w4_i8 = W.fmt.bits == 4;
+  std::vector<int8_t> A8;
+  std::vector<int32_t> sumw;
+  if (w4_i8) {
+    A8.assign((size_t)(M * lda), 0);
+    sumw.assign((size_t)N, 0);
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t k = 0; k < K; k++) A8[m * lda + k] = (int8_t)(A[m * lda + k] + za[m] - 128);
+  }
+  dynamic_for(N, 96, [&](int64_t n0, int64_t n1) {
+    if (w4_i8) impl::avx2::w4a8_core(A8.data(), lda, M, W, n0, n1, acc.data(), N, sumw.data());
+    else impl::avx2::w8a8_core(A.data(), lda, M, W, n0, n1, acc.data(), N);
+    // Y = sa * sw * (sum (qa - za) * qw - zw * sum (qa - za)), rounded exactly as gemm_w8a8_ref rounds it.
+    for (int64_t n = n0; n < n1; n++) {
+      const float sw = load_scale(W, n, 0);
+      const int64_t zw = zero_of(W, n, 0);
+      for (int64_t m = 0; m < M; m++) {
+        int64_t a = (int64_t)acc[m * N + n] - zw * (int64_t)asum[m];
+        if (w4_i8) a += (int64_t)(128 - za[m]) * sumw[n];
+        float y = (sa[m] * sw) * (float)a;
+        if (bias) y += bias[n];
+        Y[m * N + n] = y;
+      }
+    }
+  });
+}
+
+// Any bits, group size a multiple of 32 or one group: gemm_a8_avx2.cpp.
+void w8a8_a8(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
+  const int64_t N = W.N, G = W.groups();
+  impl::A8Act a;
+  impl::avx2::a8_act(X, M, W.K, W.fmt.group_size, W.fmt.bits == 8, a);
+  std::vector<int32_t> I(G == 1 ? (size_t)(M * N) : 0);
+  std::vector<float> F(G == 1 ? 0 : (size_t)(M * N));
+  dynamic_for(N, 32, [&](int64_t n0, int64_t n1) {
+    impl::avx2::a8_rows(a, W, n0, n1, I.data(), F.data());
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = n0; n < n1; n++) {
+        float y;
+        if (G == 1) {  // exactly gemm_w8a8_ref: (sa * sw) * (sum (qa - za) * qw - zw * sum (qa - za))
+          const int64_t acc = (int64_t)I[m * N + n] - (int64_t)zero_of(W, n, 0) * a.dsum[m];
+          y = (a.sa[m] * load_scale(W, n, 0)) * (float)acc;
+        } else {
+          y = a.sa[m] * F[m * N + n];
+        }
+        if (bias) y += bias[n];
+        Y[m * N + n] = y;
+      }
+  });
+}
+
+}  // namespace
+
+void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
+  check_act(DType::F32, M, "gemm_w8a8");
+  check_w8a8(W, "gemm_w8a8");
+  if (M == 0 || W.N == 0) return;
+  const int64_t G = W.groups(), span = std::min<int64_t>(W.K, W.fmt.group_size);
+  if (span > kW8A8MaxK) {  // int32 lanes could overflow: the int64 reference is exact
+    gemm_w8a8_ref(X, M, W, bias, Y);
+    return;
+  }
+  const bool avx2 = cpu_isa() >= Isa::Avx2;
+  if (!avx2) return w8a8_portable(X, M, W, bias, Y);
+  if (G == 1 && (W.fmt.bits == 8 || W.fmt.bits == 4) && M > kGemvMaxM) return w8a8_tiled(X, M, W, bias, Y);
+  if (G == 1 || W.fmt.group_size % kChunk == 0) return w8a8_a8(X, M, W, bias, Y);
+  w8a8_portable(X, M, W, bias, Y);
+}
+
+}  // namespace quanteval
