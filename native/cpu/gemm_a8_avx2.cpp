@@ -14,7 +14,7 @@
 //    ones widens them to int32. 8-bit codes do not fit (2 * 255 * 255 overflows int16): they are widened to int16
 //    and meet int16 activation codes in vpmaddwd.
 //  - Zero points: per group, sum_k (qa - za) * (qw - zw) = sum qa*qw - za * sum qw - zw * sum (qa - za). sum qw comes
-//    from vpsadbw on the unpacked chunk (one instruction, no multiply), za * sum qw from vpmuludq on its qword lanes,
+//    from byte adds of the unpacked chunks and one vpsadbw per 4 chunks, za * sum qw from vpmuludq on its qword lanes,
 //    both in the int32 lanes before the conversion; zw * sum (qa - za) is applied once per row as a short dot over
 //    the groups (sum_g sw_g * zw_g * dsum[m, g]).
 //  - Per group the int32 lanes become fp32 and are scaled by sw_g (one cvt + one FMA per token and group). With a
@@ -81,7 +81,9 @@ inline __m256i unpack_u8(const uint8_t* c) {
 // One weight row against MB (<= 4) token rows. A8 / A16: the tokens' codes (row stride lda). za[MB]. sw[G] fp32
 // scales of this row. PC (one group): I[m] = exact sum (qa - za) * qw; else F[m] = sum_g sw_g * sum (qa - za) * qw
 // (the zw term is the caller's).
-template <int BITS, int MB, bool PC>
+// SHORT: every group spans at most 4 chunks (group_size <= 128, bits < 8): one int16 sub-block per group, no int32
+// partial sums to keep live (fewer registers for MB = 4).
+template <int BITS, int MB, bool PC, bool SHORT>
 inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, const uint8_t* A8, const int16_t* A16,
                    int64_t lda, const int32_t* za, const float* sw, int32_t* I, float* F) {
   constexpr int64_t cb = (int64_t)chunk_bytes(BITS);
@@ -94,6 +96,20 @@ inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, c
     __m256i p32[MB];
     for (int m = 0; m < MB; m++) p32[m] = zero;
     __m256i wsum = zero;  // 4 qword lanes of sum qw (vpsadbw)
+    if constexpr (SHORT) {
+      __m256i p16[MB];
+      for (int m = 0; m < MB; m++) p16[m] = zero;
+      __m256i w8 = zero;
+      for (int64_t c = g * cpg; c < c1; c++) {
+        const __m256i w = unpack_u8<BITS>(row + c * cb);
+        w8 = _mm256_add_epi8(w8, w);
+        for (int m = 0; m < MB; m++)
+          p16[m] = _mm256_add_epi16(
+              p16[m], _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i*)(A8 + m * lda + c * kChunk)), w));
+      }
+      wsum = _mm256_sad_epu8(w8, zero);
+      for (int m = 0; m < MB; m++) p32[m] = _mm256_madd_epi16(p16[m], ones);
+    } else
     for (int64_t c = g * cpg; c < c1;) {
       if constexpr (BITS == 8) {
         const uint8_t* p = row + c * cb;
@@ -110,13 +126,15 @@ inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, c
         const int64_t ce = std::min(c1, c + 4);  // int16 pair sums: 4 x 7650 < 32768
         __m256i p16[MB];
         for (int m = 0; m < MB; m++) p16[m] = zero;
+        __m256i w8 = zero;  // byte sums of up to 4 chunks' codes (<= 4 x 15): one vpsadbw per 4 chunks
         for (; c < ce; c++) {
           const __m256i w = unpack_u8<BITS>(row + c * cb);
-          wsum = _mm256_add_epi64(wsum, _mm256_sad_epu8(w, zero));
+          w8 = _mm256_add_epi8(w8, w);
           for (int m = 0; m < MB; m++)
             p16[m] = _mm256_add_epi16(
                 p16[m], _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i*)(A8 + m * lda + c * kChunk)), w));
         }
+        wsum = _mm256_add_epi64(wsum, _mm256_sad_epu8(w8, zero));
         for (int m = 0; m < MB; m++) p32[m] = _mm256_add_epi32(p32[m], _mm256_madd_epi16(p16[m], ones));
       }
     }
@@ -153,8 +171,17 @@ void row_scales(const QuantWeight& W, int64_t n, float* sw, float* swz) {
     }
     default: std::memcpy(sw, static_cast<const float*>(W.scales) + i0, sizeof(float) * G); break;
   }
-  const float zs = (float)(1 << (W.fmt.bits - 1));
-  for (g = 0; g < G; g++) swz[g] = sw[g] * (W.fmt.symmetric ? zs : (float)W.zeros[i0 + g]);
+  if (W.fmt.symmetric) {
+    const float zs = (float)(1 << (W.fmt.bits - 1));
+    for (g = 0; g < G; g++) swz[g] = sw[g] * zs;
+    return;
+  }
+  const uint8_t* z = W.zeros + i0;
+  for (g = 0; g + 8 <= G; g += 8) {
+    const __m256 zf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(z + g))));
+    _mm256_storeu_ps(swz + g, _mm256_mul_ps(_mm256_loadu_ps(sw + g), zf));
+  }
+  for (; g < G; g++) swz[g] = sw[g] * (float)z[g];
 }
 
 // sum_g a[g] * b[g] in fp32 (8 lanes).
@@ -167,7 +194,7 @@ inline float dot_f32(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-template <int BITS, bool PC>
+template <int BITS, bool PC, bool SHORT>
 void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F) {
   const int64_t N = W.N, G = W.groups(), chunks = chunks_per_row(W.K), stride = W.stride();
   const int64_t cpg = PC ? chunks : W.fmt.group_size / kChunk;
@@ -187,10 +214,10 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
         const int16_t* A16 = a.q16.empty() ? nullptr : a.q16.data() + m * a.lda;
         const int32_t* za = a.za.data() + m;
         switch (mb) {
-          case 4: a8_row<BITS, 4, PC>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb); break;
-          case 3: a8_row<BITS, 3, PC>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb); break;
-          case 2: a8_row<BITS, 2, PC>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb); break;
-          default: a8_row<BITS, 1, PC>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb); break;
+          case 4: a8_row<BITS, 4, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb); break;
+          case 3: a8_row<BITS, 3, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb); break;
+          case 2: a8_row<BITS, 2, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb); break;
+          default: a8_row<BITS, 1, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb); break;
         }
         for (int i = 0; i < mb; i++) {
           if constexpr (PC) I[(m + i) * N + n] = Ib[i];
@@ -203,8 +230,9 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
 
 template <int BITS>
 void rows_dispatch(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F) {
-  if (W.groups() == 1) rows_bits<BITS, true>(a, W, n0, n1, I, F);
-  else rows_bits<BITS, false>(a, W, n0, n1, I, F);
+  if (W.groups() == 1) rows_bits<BITS, true, false>(a, W, n0, n1, I, F);
+  else if (BITS != 8 && W.fmt.group_size <= 4 * kChunk) rows_bits<BITS, false, BITS != 8>(a, W, n0, n1, I, F);
+  else rows_bits<BITS, false, false>(a, W, n0, n1, I, F);
 }
 
 }  // namespace
