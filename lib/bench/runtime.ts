@@ -189,6 +189,20 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     }
     model.dispose();
   }
+  // Int8-activation rows next to the same weights with exact fp32 activations (w4g128a8 vs w4g128, w8a8 vs w8).
+  for (const r of rows) {
+    if (!r.weights.endsWith("a8")) continue;
+    const exact = rows.find((e) => e.weights === r.weights.slice(0, -2) && e.kv === r.kv);
+    if (!exact) continue;
+    for (const f of r.decode) {
+      const g = exact.decode.find((e) => e.batch === f.batch && e.context === f.context);
+      if (g)
+        log(`${r.weights} vs ${exact.weights} kv=${r.kv} B=${f.batch} ctx=${f.context}: ${f.tokensPerSecond.toFixed(1)} vs ` +
+          `${g.tokensPerSecond.toFixed(1)} tok/s (x${(f.tokensPerSecond / g.tokensPerSecond).toFixed(2)})`);
+    }
+    log(`${r.weights} vs ${exact.weights} kv=${r.kv} prefill: ${r.prefillTokensPerSecond.toFixed(1)} vs ` +
+      `${exact.prefillTokensPerSecond.toFixed(1)} tok/s (x${(r.prefillTokensPerSecond / exact.prefillTokensPerSecond).toFixed(2)})`);
+  }
   return {
     model: o.model, date: new Date().toISOString(), cpu: os.cpus()[0]?.model ?? "unknown", threads: cpu.threads,
     isa: cpu.isa, loadAverage, readGBps, rows,
