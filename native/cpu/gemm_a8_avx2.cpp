@@ -109,33 +109,34 @@ inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, c
       }
       wsum = _mm256_sad_epu8(w8, zero);
       for (int m = 0; m < MB; m++) p32[m] = _mm256_madd_epi16(p16[m], ones);
-    } else
-    for (int64_t c = g * cpg; c < c1;) {
-      if constexpr (BITS == 8) {
-        const uint8_t* p = row + c * cb;
-        wsum = _mm256_add_epi64(wsum, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i*)p), zero));
-        const __m256i w0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)p));
-        const __m256i w1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(p + 16)));
-        for (int m = 0; m < MB; m++) {
-          const int16_t* a = A16 + m * lda + c * kChunk;
-          p32[m] = _mm256_add_epi32(p32[m], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)a), w0));
-          p32[m] = _mm256_add_epi32(p32[m], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)(a + 16)), w1));
+    } else {
+      for (int64_t c = g * cpg; c < c1;) {
+        if constexpr (BITS == 8) {
+          const uint8_t* p = row + c * cb;
+          wsum = _mm256_add_epi64(wsum, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i*)p), zero));
+          const __m256i w0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)p));
+          const __m256i w1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(p + 16)));
+          for (int m = 0; m < MB; m++) {
+            const int16_t* a = A16 + m * lda + c * kChunk;
+            p32[m] = _mm256_add_epi32(p32[m], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)a), w0));
+            p32[m] = _mm256_add_epi32(p32[m], _mm256_madd_epi16(_mm256_loadu_si256((const __m256i*)(a + 16)), w1));
+          }
+          c++;
+        } else {
+          const int64_t ce = std::min(c1, c + 4);  // int16 pair sums: 4 x 7650 < 32768
+          __m256i p16[MB];
+          for (int m = 0; m < MB; m++) p16[m] = zero;
+          __m256i w8 = zero;  // byte sums of up to 4 chunks' codes (<= 4 x 15): one vpsadbw per 4 chunks
+          for (; c < ce; c++) {
+            const __m256i w = unpack_u8<BITS>(row + c * cb);
+            w8 = _mm256_add_epi8(w8, w);
+            for (int m = 0; m < MB; m++)
+              p16[m] = _mm256_add_epi16(
+                  p16[m], _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i*)(A8 + m * lda + c * kChunk)), w));
+          }
+          wsum = _mm256_add_epi64(wsum, _mm256_sad_epu8(w8, zero));
+          for (int m = 0; m < MB; m++) p32[m] = _mm256_add_epi32(p32[m], _mm256_madd_epi16(p16[m], ones));
         }
-        c++;
-      } else {
-        const int64_t ce = std::min(c1, c + 4);  // int16 pair sums: 4 x 7650 < 32768
-        __m256i p16[MB];
-        for (int m = 0; m < MB; m++) p16[m] = zero;
-        __m256i w8 = zero;  // byte sums of up to 4 chunks' codes (<= 4 x 15): one vpsadbw per 4 chunks
-        for (; c < ce; c++) {
-          const __m256i w = unpack_u8<BITS>(row + c * cb);
-          w8 = _mm256_add_epi8(w8, w);
-          for (int m = 0; m < MB; m++)
-            p16[m] = _mm256_add_epi16(
-                p16[m], _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i*)(A8 + m * lda + c * kChunk)), w));
-        }
-        wsum = _mm256_add_epi64(wsum, _mm256_sad_epu8(w8, zero));
-        for (int m = 0; m < MB; m++) p32[m] = _mm256_add_epi32(p32[m], _mm256_madd_epi16(p16[m], ones));
       }
     }
     // sum (qa - za) * qw = sum qa * qw - za * sum qw: vpmuludq takes the low dword of each qword lane of wsum (the
