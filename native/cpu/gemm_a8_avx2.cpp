@@ -81,9 +81,10 @@ inline __m256i unpack_u8(const uint8_t* c) {
 // One weight row against MB (<= 4) token rows. A8 / A16: the tokens' codes (row stride lda). za[MB]. sw[G] fp32
 // scales of this row. PC (one group): I[m] = exact sum (qa - za) * qw; else F[m] = sum_g sw_g * sum (qa - za) * qw
 // (the zw term is the caller's).
-// SHORT: every group spans at most 4 chunks (group_size <= 128, bits < 8): one int16 sub-block per group, no int32
-// partial sums to keep live (fewer registers for MB = 4).
-template <int BITS, int MB, bool PC, bool SHORT>
+// SHORT (1, 2 or 4; 0: no): every group spans SHORT chunks (group_size 32, 64 or 128, bits < 8; the last group may
+// be shorter): one int16 sub-block per group, no int32 partial sums to keep live (fewer registers for MB = 4), and a
+// fixed trip count the compiler unrolls.
+template <int BITS, int MB, bool PC, int SHORT>
 inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, const uint8_t* A8, const int16_t* A16,
                    int64_t lda, const int32_t* za, const float* sw, int32_t* I, float* F) {
   constexpr int64_t cb = (int64_t)chunk_bytes(BITS);
@@ -96,17 +97,22 @@ inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, c
     __m256i p32[MB];
     for (int m = 0; m < MB; m++) p32[m] = zero;
     __m256i wsum = zero;  // 4 qword lanes of sum qw (vpsadbw)
-    if constexpr (SHORT) {
+    if constexpr (SHORT > 0) {
       __m256i p16[MB];
       for (int m = 0; m < MB; m++) p16[m] = zero;
       __m256i w8 = zero;
-      for (int64_t c = g * cpg; c < c1; c++) {
+      auto step = [&](int64_t c) {
         const __m256i w = unpack_u8<BITS>(row + c * cb);
         w8 = _mm256_add_epi8(w8, w);
         for (int m = 0; m < MB; m++)
           p16[m] = _mm256_add_epi16(
               p16[m], _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i*)(A8 + m * lda + c * kChunk)), w));
-      }
+      };
+      const int64_t c0 = g * SHORT;
+      if (c1 - c0 == SHORT)
+        for (int i = 0; i < SHORT; i++) step(c0 + i);
+      else
+        for (int64_t c = c0; c < c1; c++) step(c);
       wsum = _mm256_sad_epu8(w8, zero);
       for (int m = 0; m < MB; m++) p32[m] = _mm256_madd_epi16(p16[m], ones);
     } else {
@@ -195,7 +201,7 @@ inline float dot_f32(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-template <int BITS, bool PC, bool SHORT>
+template <int BITS, bool PC, int SHORT>
 void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F) {
   const int64_t N = W.N, G = W.groups(), chunks = chunks_per_row(W.K), stride = W.stride();
   const int64_t cpg = PC ? chunks : W.fmt.group_size / kChunk;
@@ -231,9 +237,13 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
 
 template <int BITS>
 void rows_dispatch(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F) {
-  if (W.groups() == 1) rows_bits<BITS, true, false>(a, W, n0, n1, I, F);
-  else if (BITS != 8 && W.fmt.group_size <= 4 * kChunk) rows_bits<BITS, false, BITS != 8>(a, W, n0, n1, I, F);
-  else rows_bits<BITS, false, false>(a, W, n0, n1, I, F);
+  const int64_t cpg = W.fmt.group_size / kChunk;
+  if (W.groups() == 1) rows_bits<BITS, true, 0>(a, W, n0, n1, I, F);
+  else if (BITS == 8 || cpg > 4) rows_bits<BITS, false, 0>(a, W, n0, n1, I, F);
+  else if (cpg == 4) rows_bits<BITS, false, BITS == 8 ? 0 : 4>(a, W, n0, n1, I, F);
+  else if (cpg == 2) rows_bits<BITS, false, BITS == 8 ? 0 : 2>(a, W, n0, n1, I, F);
+  else if (cpg == 1) rows_bits<BITS, false, BITS == 8 ? 0 : 1>(a, W, n0, n1, I, F);
+  else rows_bits<BITS, false, 0>(a, W, n0, n1, I, F);  // 3 chunks a group
 }
 
 }  // namespace

@@ -313,8 +313,8 @@ static void test_w8a8(int cases) {
     const int64_t K = t % 6 == 0 ? 172 : t % 3 == 0 ? randint(700, 1500) : randint(1, 300);
     // Group sizes: per channel (== K or larger), multiples of 32 (the AVX2 kernels; short last group when K is not a
     // multiple), and sizes that split 32-code chunks (the portable path).
-    static const int kGroups[7] = {0, 32, 64, 128, 256, 50, 17};
-    const int gsel = kGroups[(t / 3) % 7];
+    static const int kGroups[8] = {0, 32, 64, 128, 256, 96, 50, 17};
+    const int gsel = kGroups[(t / 3) % 8];
     const int gs = gsel == 0 ? (int)K + (t % 2 ? 0 : 13) : gsel;
     QuantFormat f{bits, gs, sym, sd};
     std::vector<float> W = randn((size_t)(N * K), 0.05f), X = randn((size_t)(M * K), 3.f), bias = randn((size_t)N);
