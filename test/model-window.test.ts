@@ -4,7 +4,8 @@
 // W = 4) with seeded random weights written to a temporary safetensors checkpoint. Its logits over 3W tokens equal
 // a float64 forward written here from the same weights (RMSNorm, rotate-half RoPE, GQA attention under the mask
 // p - W < j <= p, SiLU MLP) within 1e-4 absolute (fp32 runtime), and differ from the same model without a window
-// at every position p >= W while positions p < W (and any sequence of L <= W tokens) are identical. Prefill then
+// at every position p >= W while positions p < W (and any sequence of L <= W tokens) are identical; likewise over
+// 600 tokens (the runtime prefills in chunks of 512, so the window crosses a chunk boundary). Prefill then
 // decode, and batched decode of sequences at different lengths, equal the single-sequence full forward (1e-5).
 // Config: Mistral sliding_window / null; Qwen2 use_sliding_window + max_window_layers or layer_types.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -183,6 +184,20 @@ describe("sliding-window attention, tiny Mistral (W = 4)", () => {
     console.log(`window ${WIN}: max |logit - float64| ${worst.toExponential(2)} (no window: ${worstFull.toExponential(2)})`);
     expect(worst).toBeLessThanOrEqual(1e-4);
     expect(worstFull).toBeLessThanOrEqual(1e-4);
+  });
+
+  it("a sequence longer than a prefill chunk (600 tokens, chunks of 512) matches the float64 reference", async () => {
+    const long = await LlamaModel.fromDir(path.join(tmp, "sw"), { maxContext: 1024 });
+    const rr = rng(5);
+    const toks = Array.from({ length: 600 }, () => 3 + Math.floor(rr.u() * 61));
+    const got = await allLogits(long, toks);
+    const ref = referenceForward(cfg, weights, toks, WIN);
+    const V = cfg.vocabSize;
+    let worst = 0;
+    for (let p = 0; p < toks.length; p++) worst = Math.max(worst, maxAbs(got.subarray(p * V, (p + 1) * V), ref[p]));
+    console.log(`window ${WIN}, 600 tokens: max |logit - float64| ${worst.toExponential(2)}`);
+    expect(worst).toBeLessThanOrEqual(1e-4);
+    long.dispose();
   });
 
   it("sequences of L <= W tokens are unaffected by the window", async () => {
