@@ -178,8 +178,7 @@ Napi::Value KvStore(const Napi::CallbackInfo& info) {
 }
 
 // attentionDecode({ q: Float32Array [B, nHeads, headDim], nHeads, kv: KV[B], lens: number[] | Int32Array (B),
-// scale? = 1/sqrt(headDim), window = 0, repeat = 1 })
-// -> Promise<Float32Array [B, nHeads, headDim]>. `repeat` runs the kernel
+// scale? = 1/sqrt(headDim), window = 0, repeat = 1 }) -> Promise<Float32Array [B, nHeads, headDim]>. `repeat` runs the kernel
 // that many times in one call, so benchmarks time the kernel rather than the Promise round trip.
 Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
   auto o = options(info, "attentionDecode");
