@@ -14,16 +14,21 @@ export type Impl = "ref" | "fast";
 /** KV-cache element types (formats.h): fp32, fp16, or asymmetric int8/int4 per [token, kv head]. */
 export type KVType = "f32" | "f16" | "i8" | "i4";
 
-/** One sequence's cache: [capacity, nKvHeads, headDim] token-major. */
+/**
+ * One sequence's cache: [capacity, nKvHeads, headDim] token-major. `type` is the element type of K and V unless
+ * `kType` / `vType` override it (mixed caches, e.g. K i8 and V i4: the "k8v4" setting).
+ */
 export interface KVCache {
   type: KVType;
+  kType?: KVType;
+  vType?: KVType;
   nKvHeads: number;
   headDim: number;
   /** K (after RoPE) and V: Float32Array (f32), Uint16Array (f16 bits) or Uint8Array (i8: a byte per element; i4: two
    * codes a byte, low nibble = even dim). */
   k: Float32Array | Uint16Array | Uint8Array;
   v: Float32Array | Uint16Array | Uint8Array;
-  /** i8/i4 only: fp32 scale and (integer-valued) zero point per [token, kv head]; x = (q - z) * s. */
+  /** Quantized K (resp. V) only: fp32 scale and (integer-valued) zero point per [token, kv head]; x = (q - z) * s. */
   kScale?: Float32Array;
   kZero?: Float32Array;
   vScale?: Float32Array;
@@ -40,23 +45,31 @@ export function kvBytesPerHead(type: KVType, headDim: number): number {
   }
 }
 
-/** Zero-filled cache for `capacity` tokens. */
-export function allocKVCache(type: KVType, capacity: number, nKvHeads: number, headDim: number): KVCache {
-  if (type === "i4" && headDim % 2) throw new RangeError(`allocKVCache: headDim must be even for i4, got ${headDim}`);
-  const n = capacity * nKvHeads * headDim;
-  const make = () =>
-    type === "f32" ? new Float32Array(n) : type === "f16" ? new Uint16Array(n) : new Uint8Array(type === "i8" ? n : n / 2);
-  const cache: KVCache = { type, nKvHeads, headDim, k: make(), v: make() };
-  if (type === "i8" || type === "i4") {
-    const m = capacity * nKvHeads;
-    Object.assign(cache, { kScale: new Float32Array(m), kZero: new Float32Array(m), vScale: new Float32Array(m), vZero: new Float32Array(m) });
-  }
+/** K and V element types of a cache. */
+export function kvTypes(c: KVCache): { k: KVType; v: KVType } {
+  return { k: c.kType ?? c.type, v: c.vType ?? c.type };
+}
+
+/** Zero-filled cache for `capacity` tokens; `type` is one type for K and V, or { k, v } for a mixed cache. */
+export function allocKVCache(type: KVType | { k: KVType; v: KVType }, capacity: number, nKvHeads: number,
+                             headDim: number): KVCache {
+  const { k: kt, v: vt } = typeof type === "string" ? { k: type, v: type } : type;
+  if ((kt === "i4" || vt === "i4") && headDim % 2)
+    throw new RangeError(`allocKVCache: headDim must be even for i4, got ${headDim}`);
+  const n = capacity * nKvHeads * headDim, m = capacity * nKvHeads;
+  const make = (t: KVType) =>
+    t === "f32" ? new Float32Array(n) : t === "f16" ? new Uint16Array(n) : new Uint8Array(t === "i8" ? n : n / 2);
+  const quant = (t: KVType) => t === "i8" || t === "i4";
+  const cache: KVCache = { type: kt, nKvHeads, headDim, k: make(kt), v: make(vt) };
+  if (vt !== kt) Object.assign(cache, { kType: kt, vType: vt });
+  if (quant(kt)) Object.assign(cache, { kScale: new Float32Array(m), kZero: new Float32Array(m) });
+  if (quant(vt)) Object.assign(cache, { vScale: new Float32Array(m), vZero: new Float32Array(m) });
   return cache;
 }
 
 /** Token capacity of a cache. */
 export function kvCapacity(c: KVCache): number {
-  return c.k.byteLength / (c.nKvHeads * kvBytesPerHead(c.type, c.headDim));
+  return c.k.byteLength / (c.nKvHeads * kvBytesPerHead(kvTypes(c).k, c.headDim));
 }
 
 /**
@@ -72,27 +85,34 @@ export function kvStore(o: {
 
 /** Stores K and V of T new tokens into a cache at token `offset`. */
 export async function kvAppend(cache: KVCache, k: Float32Array, v: Float32Array, offset: number, impl?: Impl): Promise<void> {
-  const base = { type: cache.type, nKvHeads: cache.nKvHeads, headDim: cache.headDim, offset, impl };
-  await kvStore({ ...base, x: k, dst: cache.k, scale: cache.kScale, zero: cache.kZero });
-  await kvStore({ ...base, x: v, dst: cache.v, scale: cache.vScale, zero: cache.vZero });
+  const base = { nKvHeads: cache.nKvHeads, headDim: cache.headDim, offset, impl };
+  const t = kvTypes(cache);
+  await kvStore({ ...base, type: t.k, x: k, dst: cache.k, scale: cache.kScale, zero: cache.kZero });
+  await kvStore({ ...base, type: t.v, x: v, dst: cache.v, scale: cache.vScale, zero: cache.vZero });
 }
 
 /**
  * Decode attention: q [B, nHeads, headDim], one query per sequence at position lens[b] - 1 (it sees tokens
  * [0, lens[b]) of kv[b]); grouped-query when nHeads > nKvHeads. Returns out [B, nHeads, headDim].
- * `scale` multiplies q·k (default 1/sqrt(headDim)).
+ * `scale` multiplies q·k (default 1/sqrt(headDim)). `window` (default 0 = none) is a sliding attention window: the
+ * query at position p sees key j iff p - window < j <= p (transformers' sliding_window semantics).
  */
 export function attentionDecode(o: {
   q: Float32Array; nHeads: number; kv: KVCache[]; lens: readonly number[] | Int32Array; scale?: number; impl?: Impl;
+  window?: number;
   /** Run the kernel this many times in one call (benchmarks); default 1. */
   repeat?: number;
 }): Promise<Float32Array> {
   return native().attentionDecode(o);
 }
 
-/** Causal prefill: q [Tq, nHeads, headDim] at positions pos0.. ; query i sees tokens [0, pos0 + i]. */
+/**
+ * Causal prefill: q [Tq, nHeads, headDim] at positions pos0.. ; query i sees tokens [0, pos0 + i], or with a
+ * sliding `window` only tokens j with pos0 + i - window < j.
+ */
 export function attentionPrefill(o: {
   q: Float32Array; nHeads: number; kv: KVCache; pos0?: number; scale?: number; impl?: Impl; repeat?: number;
+  window?: number;
 }): Promise<Float32Array> {
   return native().attentionPrefill(o);
 }

@@ -25,8 +25,8 @@ namespace detail {
 void decode_task_scalar(const DecodeTask& t) {
   const KVView& kv = *t.kv;
   const int D = t.D, H = kv.n_kv_heads;
-  const size_t rb = kv_bytes_per_head(kv.type, D);
-  const bool quant = kv_quantized(kv.type);
+  const size_t krb = kv_bytes_per_head(kv.k_type, D), vrb = kv_bytes_per_head(kv.v_type, D);
+  const bool kq = kv_quantized(kv.k_type), vq = kv_quantized(kv.v_type);
   std::vector<float> k(D), v(D);
   for (int h = t.h0; h < t.h1; h++) {
     const int j0 = (h - t.h0) * t.G;
@@ -37,11 +37,14 @@ void decode_task_scalar(const DecodeTask& t) {
     }
     for (int64_t tok = t.t0; tok < t.t1; tok++) {
       const int64_t r = tok * H + h;
-      const void* krow = static_cast<const uint8_t*>(kv.k) + r * rb;
-      const void* vrow = static_cast<const uint8_t*>(kv.v) + r * rb;
-      const float ks = quant ? kv.k_scale[r] : 1.f, kz = quant ? kv.k_zero[r] : 0.f;
-      const float vs = quant ? kv.v_scale[r] : 1.f, vz = quant ? kv.v_zero[r] : 0.f;
-      for (int d = 0; d < D; d++) { k[d] = kv_load(kv.type, krow, d, ks, kz); v[d] = kv_load(kv.type, vrow, d, vs, vz); }
+      const void* krow = static_cast<const uint8_t*>(kv.k) + r * krb;
+      const void* vrow = static_cast<const uint8_t*>(kv.v) + r * vrb;
+      const float ks = kq ? kv.k_scale[r] : 1.f, kz = kq ? kv.k_zero[r] : 0.f;
+      const float vs = vq ? kv.v_scale[r] : 1.f, vz = vq ? kv.v_zero[r] : 0.f;
+      for (int d = 0; d < D; d++) {
+        k[d] = kv_load(kv.k_type, krow, d, ks, kz);
+        v[d] = kv_load(kv.v_type, vrow, d, vs, vz);
+      }
       for (int g = 0; g < t.G; g++) {
         const int j = j0 + g;
         const float* q = t.q + (int64_t)j * D;
@@ -105,7 +108,8 @@ void attention_decode(const float* q, int64_t B, int n_heads, const KVView* kv, 
                               std::to_string(lens[b]));
   }
   // Work items: (sequence b, token split, kv-head group). Every sequence gets enough items for ~4 per thread: first by
-  // splitting its tokens (ranges of >= kMinSplit, merged afterwards), then by splitting its kv heads.
+  // splitting its tokens (ranges of >= kMinSplit, merged afterwards), then by splitting its kv heads. With a sliding
+  // window a sequence's tokens are [lo, lens[b]), lo = kv_window_start(kv[b], lens[b] - 1).
   const int64_t want = 4 * (int64_t)num_threads();
   const int64_t per_seq = (want + B - 1) / B;
   struct Item { int64_t b; int h0, h1; int64_t t0, t1; int64_t state; };
@@ -114,14 +118,15 @@ void attention_decode(const float* q, int64_t B, int n_heads, const KVView* kv, 
   int64_t n_states = 0;  // one state per (b, split, query head)
   for (int64_t b = 0; b < B; b++) {
     const int H = kv[b].n_kv_heads, G = n_heads / H;
-    const int64_t splits = std::max<int64_t>(1, std::min(per_seq, lens[b] / detail::kMinSplit));
+    const int64_t lo = kv_window_start(kv[b], lens[b] - 1), n = lens[b] - lo;
+    const int64_t splits = std::max<int64_t>(1, std::min(per_seq, n / detail::kMinSplit));
     const int64_t hsplits = std::min<int64_t>(H, (per_seq + splits - 1) / splits);
     seq_state[b] = n_states;
     seq_splits[b] = splits;
     for (int64_t s = 0; s < splits; s++)
       for (int64_t hs = 0; hs < hsplits; hs++) {
         const int h0 = (int)(H * hs / hsplits), h1 = (int)(H * (hs + 1) / hsplits);
-        items.push_back({b, h0, h1, lens[b] * s / splits, lens[b] * (s + 1) / splits,
+        items.push_back({b, h0, h1, lo + n * s / splits, lo + n * (s + 1) / splits,
                          n_states + s * (int64_t)n_heads + (int64_t)h0 * G});
       }
     n_states += splits * (int64_t)n_heads;
@@ -165,7 +170,8 @@ void attention_prefill(const float* q, int64_t Tq, int n_heads, const KVView& kv
       const int64_t qi = Tq - 1 - i / H;
       const int h = (int)(i % H);
       std::vector<float> ml(2 * G), acc((size_t)G * D);
-      detail::DecodeTask t{q + (qi * n_heads + (int64_t)h * G) * D, G, D, &kv, h, h + 1, 0, pos0 + qi + 1, scale,
+      detail::DecodeTask t{q + (qi * n_heads + (int64_t)h * G) * D, G, D, &kv, h, h + 1,
+                           kv_window_start(kv, pos0 + qi), pos0 + qi + 1, scale,
                            ml.data(), ml.data() + G, acc.data()};
       detail::decode_task_scalar(t);
       for (int g = 0; g < G; g++) {

@@ -14,7 +14,9 @@
 //
 // Prefill (prefill_task_avx2): a tile of up to 32 rows (query positions × heads of one kv head) against key blocks
 // of kKB tokens dequantized once into fp32 scratch; S = Q·K^T by 2×4 dot-product tiles, O += P·V by 4-row × 16-dim
-// register tiles, online softmax per row, causal limit per row.
+// register tiles, online softmax per row, causal limit (and sliding-window lower limit) per row.
+// K and V may have different element types (KVView::k_type / v_type): decode is instantiated per (K, V) pair,
+// prefill dequantizes each side with its own row converter.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -395,37 +397,37 @@ inline void scale_vec(float* x, int n, float a) {
 // decode loop visits a block's rows head by head (a 2 KiB stride for 32 int4 heads of 128), a pattern the hardware
 // prefetchers do not follow across pages; a block ahead in address order they stream fine. Into L2: a block of
 // K and V can exceed L1.
-inline void prefetch_block(const KVView& kv, int64_t t0, int64_t t1, int h0, int h1, size_t rb) {
+inline void prefetch_block(const KVView& kv, int64_t t0, int64_t t1, int h0, int h1, size_t krb, size_t vrb) {
   if (t0 >= t1) return;
   const int H = kv.n_kv_heads;
   const uint8_t* kb = static_cast<const uint8_t*>(kv.k);
   const uint8_t* vb = static_cast<const uint8_t*>(kv.v);
-  const size_t len = (size_t)(h1 - h0) * rb;
+  const size_t klen = (size_t)(h1 - h0) * krb, vlen = (size_t)(h1 - h0) * vrb;
   for (int64_t t = t0; t < t1; t++) {
-    const int64_t off = (t * H + h0) * (int64_t)rb;
-    for (size_t b = 0; b < len; b += 64) {
-      _mm_prefetch((const char*)(kb + off + b), _MM_HINT_T1);
-      _mm_prefetch((const char*)(vb + off + b), _MM_HINT_T1);
-    }
+    const int64_t koff = (t * H + h0) * (int64_t)krb, voff = (t * H + h0) * (int64_t)vrb;
+    for (size_t b = 0; b < klen; b += 64) _mm_prefetch((const char*)(kb + koff + b), _MM_HINT_T1);
+    for (size_t b = 0; b < vlen; b += 64) _mm_prefetch((const char*)(vb + voff + b), _MM_HINT_T1);
   }
-  if (kv_quantized(kv.type)) {
-    // Scales and zero points [token, head] of the block: one contiguous run per array.
-    const int64_t a = t0 * H + h0, e = (t1 - 1) * H + h1;
-    for (const float* p : {kv.k_scale, kv.k_zero, kv.v_scale, kv.v_zero})
+  // Scales and zero points [token, head] of the block: one contiguous run per array.
+  const int64_t a = t0 * H + h0, e = (t1 - 1) * H + h1;
+  if (kv_quantized(kv.k_type))
+    for (const float* p : {kv.k_scale, kv.k_zero})
       for (int64_t i = a; i < e; i += 16) _mm_prefetch((const char*)(p + i), _MM_HINT_T1);
-  }
+  if (kv_quantized(kv.v_type))
+    for (const float* p : {kv.v_scale, kv.v_zero})
+      for (int64_t i = a; i < e; i += 16) _mm_prefetch((const char*)(p + i), _MM_HINT_T1);
 }
 
 // Prefetch the K and V rows of tokens [t0, t1) of kv head `kvh`. A head's rows are n_kv_heads · row_bytes apart
 // (2 KiB for 32 int4 heads of 128): the hardware prefetchers stop at every 4 KiB page, so without this the decode
 // loop waits on DRAM latency for nearly every row.
-inline void prefetch_rows(const uint8_t* kb, const uint8_t* vb, int64_t t0, int64_t t1, int H, int kvh, size_t rb) {
+inline void prefetch_rows(const uint8_t* kb, const uint8_t* vb, int64_t t0, int64_t t1, int H, int kvh, size_t krb,
+                          size_t vrb) {
   for (int64_t t = t0; t < t1; t++) {
-    const int64_t off = (t * H + kvh) * (int64_t)rb;
-    for (size_t b = 0; b < rb; b += 64) {
-      _mm_prefetch((const char*)(kb + off + b), _MM_HINT_T0);
-      _mm_prefetch((const char*)(vb + off + b), _MM_HINT_T0);
-    }
+    const uint8_t* k = kb + (t * H + kvh) * (int64_t)krb;
+    const uint8_t* v = vb + (t * H + kvh) * (int64_t)vrb;
+    for (size_t b = 0; b < krb; b += 64) _mm_prefetch((const char*)(k + b), _MM_HINT_T0);
+    for (size_t b = 0; b < vrb; b += 64) _mm_prefetch((const char*)(v + b), _MM_HINT_T0);
   }
 }
 
@@ -449,13 +451,16 @@ inline int decode_block(int64_t stride) {
   return (int)std::clamp<int64_t>(t / 4 * 4, stride >= 8192 ? 4 : 8, kTB);
 }
 
-template <KVType T>
+// TK / TV: the K and V element types (K only feeds block_scores and the query layout, V only block_v and the
+// accumulator layout, so the two are independent).
+template <KVType TK, KVType TV>
 void decode_task_t(const DecodeTask& task) {
   const KVView& kv = *task.kv;
   const int G = task.G, D = task.D, H = kv.n_kv_heads, nh = task.h1 - task.h0;
-  const size_t rb = kv_bytes_per_head(T, D);
-  constexpr bool quant = T == KVType::I8 || T == KVType::I4;
-  const int TB = decode_block((int64_t)H * (int64_t)rb);
+  const size_t krb = kv_bytes_per_head(TK, D), vrb = kv_bytes_per_head(TV, D);
+  constexpr bool kquant = TK == KVType::I8 || TK == KVType::I4;
+  constexpr bool vquant = TV == KVType::I8 || TV == KVType::I4;
+  const int TB = decode_block((int64_t)H * (int64_t)std::max(krb, vrb));
   thread_local DecodeScratch sc;
   const int NQ = nh * G;  // query heads of this task
   sc.q.resize((size_t)NQ * D);
@@ -469,13 +474,13 @@ void decode_task_t(const DecodeTask& task) {
     double qs = 0;
     for (int d = 0; d < D; d++) {
       const float v = task.q[(int64_t)j * D + d] * task.scale;
-      sc.q[(size_t)j * D + kernel_pos<T>(d, D)] = v;
+      sc.q[(size_t)j * D + kernel_pos<TK>(d, D)] = v;
       qs += v;
     }
     sc.qsum[j] = (float)qs;
   }
   // int4 with one query head per kv head and a head_dim the integer path covers: fixed-point queries.
-  const bool fixed = T == KVType::I4 && G == 1 && D >= 32 && D <= 2048;
+  const bool fixed = TK == KVType::I4 && G == 1 && D >= 32 && D <= 2048;
   if (fixed) {
     sc.qhi.resize((size_t)NQ * D);
     sc.qlo.resize((size_t)NQ * D);
@@ -493,10 +498,10 @@ void decode_task_t(const DecodeTask& task) {
   float* S = sc.S.data();
   // Token blocks outermost, heads inside: a block of tokens × heads is contiguous in the cache, so the reads stream
   // through memory (a head-at-a-time walk would stride n_kv_heads · row_bytes and miss the TLB on every other row).
-  prefetch_block(kv, task.t0, std::min<int64_t>(task.t1, task.t0 + 2 * TB), task.h0, task.h1, rb);
+  prefetch_block(kv, task.t0, std::min<int64_t>(task.t1, task.t0 + 2 * TB), task.h0, task.h1, krb, vrb);
   for (int64_t t0 = task.t0; t0 < task.t1; t0 += TB) {
     const int n = (int)std::min<int64_t>(TB, task.t1 - t0);
-    prefetch_block(kv, t0 + 2 * TB, std::min<int64_t>(task.t1, t0 + 3 * TB), task.h0, task.h1, rb);
+    prefetch_block(kv, t0 + 2 * TB, std::min<int64_t>(task.t1, t0 + 3 * TB), task.h0, task.h1, krb, vrb);
     for (int h = task.h0; h < task.h1; h++) {
       const int j0 = (h - task.h0) * G;  // first query head of kv head h in this task
       float* m = task.m + j0;
@@ -504,14 +509,14 @@ void decode_task_t(const DecodeTask& task) {
       float* acc = task.acc + (size_t)j0 * D;  // kernel layout while running
       for (int t = 0; t < n; t++) {
         const int64_t r = (t0 + t) * H + h;
-        sc.krows[t] = kb + r * rb;
-        sc.vrows[t] = vb + r * rb;
-        if constexpr (quant) sc.vz[t] = kv.v_zero[r];
+        sc.krows[t] = kb + r * krb;
+        sc.vrows[t] = vb + r * vrb;
+        if constexpr (vquant) sc.vz[t] = kv.v_zero[r];
       }
-      block_scores<T>(sc.krows.data(), n, sc.q.data() + (size_t)j0 * D, G, D, S, fixed ? &sc.qf[j0] : nullptr);
+      block_scores<TK>(sc.krows.data(), n, sc.q.data() + (size_t)j0 * D, G, D, S, fixed ? &sc.qf[j0] : nullptr);
       for (int g = 0; g < G; g++) {
         float* s = S + g * kTB;
-        if constexpr (quant) {
+        if constexpr (kquant) {
           const float qsum = sc.qsum[j0 + g];
           for (int t = 0; t < n; t++) {
             const int64_t r = (t0 + t) * H + h;
@@ -524,17 +529,17 @@ void decode_task_t(const DecodeTask& task) {
         l[g] = l[g] * alpha + psum;
         if (alpha != 1.f) scale_vec(acc + (size_t)g * D, D, alpha);
         m[g] = m_new;
-        if constexpr (quant)  // w_t = p_t · s_t multiplies (c_t - z_t)
+        if constexpr (vquant)  // w_t = p_t · s_t multiplies (c_t - z_t)
           for (int t = 0; t < n; t++) s[t] *= kv.v_scale[(t0 + t) * H + h];
       }
-      block_v<T>(sc.vrows.data(), n, S, sc.vz.data(), G, D, acc);
+      block_v<TV>(sc.vrows.data(), n, S, sc.vz.data(), G, D, acc);
     }
   }
-  if constexpr (T == KVType::I4) {  // back to natural layout
+  if constexpr (TV == KVType::I4) {  // back to natural layout
     std::vector<float> tmp(D);
     for (int j = 0; j < NQ; j++) {
       float* a = task.acc + (size_t)j * D;
-      for (int d = 0; d < D; d++) tmp[d] = a[kernel_pos<T>(d, D)];
+      for (int d = 0; d < D; d++) tmp[d] = a[kernel_pos<TV>(d, D)];
       std::memcpy(a, tmp.data(), D * sizeof(float));
     }
   }
@@ -609,13 +614,27 @@ struct PrefillScratch {
   std::vector<const float*> krows, vrows;
 };
 
-template <KVType T>
-void prefill_task_t(const PrefillTask& task) {
+using DequantRow = void (*)(const uint8_t* row, float s, float z, int D, float* out);
+DequantRow dequant_for(KVType t) {
+  switch (t) {
+    case KVType::F32: return dequant_row<KVType::F32>;
+    case KVType::F16: return dequant_row<KVType::F16>;
+    case KVType::I8: return dequant_row<KVType::I8>;
+    case KVType::I4: return dequant_row<KVType::I4>;
+  }
+  return nullptr;
+}
+
+// Every K and V row is dequantized to fp32 scratch first, so the element types only pick the row converters.
+// Causal limit per row (key <= pos0 + qi) and, with a sliding window, a lower limit per row
+// (key >= kv_window_start(pos0 + qi)); rows are in position order, so the tile's first row has the lowest limit.
+void prefill_task(const PrefillTask& task) {
   const KVView& kv = *task.kv;
   const int G = task.G, D = task.D, H = kv.n_kv_heads;
   const int R = (int)(task.i1 - task.i0) * G;  // rows: (position, head) pairs
-  const size_t rb = kv_bytes_per_head(T, D);
-  constexpr bool quant = T == KVType::I8 || T == KVType::I4;
+  const size_t krb = kv_bytes_per_head(kv.k_type, D), vrb = kv_bytes_per_head(kv.v_type, D);
+  const bool kq = kv_quantized(kv.k_type), vq = kv_quantized(kv.v_type);
+  const DequantRow kdq = dequant_for(kv.k_type), vdq = dequant_for(kv.v_type);
   thread_local PrefillScratch sc;
   sc.Q.resize((size_t)R * D);
   sc.S.resize((size_t)R * kKB);
@@ -635,22 +654,27 @@ void prefill_task_t(const PrefillTask& task) {
   }
   const uint8_t* kb = static_cast<const uint8_t*>(kv.k);
   const uint8_t* vb = static_cast<const uint8_t*>(kv.v);
-  const int64_t t_end = task.pos0 + task.i1;  // the last row sees tokens [0, pos0 + i1 - 1]
-  for (int64_t t0 = 0; t0 < t_end; t0 += kKB) {
+  const int64_t t_end = task.pos0 + task.i1;  // the last row sees tokens up to pos0 + i1 - 1
+  const int64_t t_begin = kv_window_start(kv, task.pos0 + task.i0);  // the first row sees tokens from here
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += kKB) {
     const int n = (int)std::min<int64_t>(kKB, t_end - t0);
-    prefetch_rows(kb, vb, t0 + kKB, std::min(t_end, t0 + 2 * kKB), H, task.kvh, rb);
+    prefetch_rows(kb, vb, t0 + kKB, std::min(t_end, t0 + 2 * kKB), H, task.kvh, krb, vrb);
     for (int t = 0; t < n; t++) {
       const int64_t r = (t0 + t) * H + task.kvh;
       float* kd = sc.K.data() + (size_t)t * D;
       float* vd = sc.V.data() + (size_t)t * D;
-      dequant_row<T>(kb + r * rb, quant ? kv.k_scale[r] : 1.f, quant ? kv.k_zero[r] : 0.f, D, kd);
-      dequant_row<T>(vb + r * rb, quant ? kv.v_scale[r] : 1.f, quant ? kv.v_zero[r] : 0.f, D, vd);
+      kdq(kb + r * krb, kq ? kv.k_scale[r] : 1.f, kq ? kv.k_zero[r] : 0.f, D, kd);
+      vdq(vb + r * vrb, vq ? kv.v_scale[r] : 1.f, vq ? kv.v_zero[r] : 0.f, D, vd);
       sc.krows[t] = kd;
       sc.vrows[t] = vd;
     }
-    // Valid keys of row r in this block: tokens <= pos0 + qi.
+    // Valid keys of row r in this block: [lo_valid(r), n_valid(r)), i.e. tokens in
+    // [kv_window_start(pos0 + qi), pos0 + qi].
     auto n_valid = [&](int r) {
       return (int)std::clamp<int64_t>(task.pos0 + task.i0 + r / G - t0 + 1, 0, n);
+    };
+    auto lo_valid = [&](int r) {
+      return (int)std::clamp<int64_t>(kv_window_start(kv, task.pos0 + task.i0 + r / G) - t0, 0, n);
     };
     // S = Q K^T over the valid prefix of each row pair (2 × 4 tiles), masked entries are never read.
     int r = 0;
@@ -661,7 +685,7 @@ void prefill_task_t(const PrefillTask& task) {
       float* s1 = two ? s0 + kKB : nullptr;
       const float* q0 = sc.Q.data() + (size_t)r * D;
       const float* q1 = two ? q0 + D : nullptr;
-      int j = 0;
+      int j = lo_valid(r);  // the earlier row starts at least as early; entries below a row's limit are masked next
       if (two) {
         for (; j + 4 <= nv; j += 4) dot_2x4(q0, q1, sc.krows.data() + j, D, s0 + j, s1 + j);
         for (; j < nv; j++) { s0[j] = dot_f32(q0, sc.krows[j], D); s1[j] = dot_f32(q1, sc.krows[j], D); }
@@ -669,14 +693,15 @@ void prefill_task_t(const PrefillTask& task) {
         for (; j < nv; j++) s0[j] = dot_f32(q0, sc.krows[j], D);
       }
     }
-    // Online softmax per row; P overwrites S (zeros past the causal limit).
+    // Online softmax per row; P overwrites S (zeros outside [lo, nv): below the window, past the causal limit).
     for (r = 0; r < R; r++) {
-      const int nv = n_valid(r);
+      const int nv = n_valid(r), lo = lo_valid(r);
       float* s = sc.S.data() + (size_t)r * kKB;
-      if (nv == 0) { std::fill(s, s + n, 0.f); continue; }
-      const float m_new = std::max(sc.m[r], max_of(s, nv));
+      if (nv <= lo) { std::fill(s, s + n, 0.f); continue; }
+      const float m_new = std::max(sc.m[r], max_of(s + lo, nv - lo));
       const float alpha = std::exp(sc.m[r] - m_new);
-      sc.l[r] = sc.l[r] * alpha + exp_shift_sum(s, nv, m_new);
+      sc.l[r] = sc.l[r] * alpha + exp_shift_sum(s + lo, nv - lo, m_new);
+      std::fill(s, s + lo, 0.f);
       std::fill(s + nv, s + n, 0.f);
       if (alpha != 1.f) scale_vec(sc.O.data() + (size_t)r * D, D, alpha);
       sc.m[r] = m_new;
@@ -686,6 +711,7 @@ void prefill_task_t(const PrefillTask& task) {
       const int rr = std::min(4, R - r);
       int nmax = 0;
       for (int k = 0; k < rr; k++) nmax = std::max(nmax, n_valid(r + k));
+      const int tlo = std::min(lo_valid(r), nmax);  // P is zero below the first row's window start
       const float* P = sc.S.data() + (size_t)r * kKB;
       float* O = sc.O.data() + (size_t)r * D;
       int d = 0;
@@ -693,7 +719,7 @@ void prefill_task_t(const PrefillTask& task) {
         __m256 a[4][2];
         for (int k = 0; k < 4; k++)
           for (int h = 0; h < 2; h++) a[k][h] = k < rr ? _mm256_loadu_ps(O + k * D + d + 8 * h) : _mm256_setzero_ps();
-        for (int t = 0; t < nmax; t++) {
+        for (int t = tlo; t < nmax; t++) {
           const __m256 v0 = _mm256_loadu_ps(sc.vrows[t] + d), v1 = _mm256_loadu_ps(sc.vrows[t] + d + 8);
 #pragma GCC unroll 4
           for (int k = 0; k < 4; k++) {
@@ -708,14 +734,14 @@ void prefill_task_t(const PrefillTask& task) {
       for (; d + 8 <= D; d += 8)
         for (int k = 0; k < rr; k++) {
           __m256 a = _mm256_loadu_ps(O + k * D + d);
-          for (int t = 0; t < nmax; t++)
+          for (int t = tlo; t < nmax; t++)
             a = _mm256_fmadd_ps(_mm256_broadcast_ss(P + k * kKB + t), _mm256_loadu_ps(sc.vrows[t] + d), a);
           _mm256_storeu_ps(O + k * D + d, a);
         }
       for (; d < D; d++)
         for (int k = 0; k < rr; k++) {
           float a = O[k * D + d];
-          for (int t = 0; t < nmax; t++) a += P[k * kKB + t] * sc.vrows[t][d];
+          for (int t = tlo; t < nmax; t++) a += P[k * kKB + t] * sc.vrows[t][d];
           O[k * D + d] = a;
         }
     }
@@ -787,23 +813,29 @@ void store_row(const float* x, int D, KVType type, uint8_t* out, float* scale, f
 
 }  // namespace
 
+namespace {
+// Dispatch on the (K, V) type pair: the V type, given the K type TK.
+template <KVType TK>
+void decode_v(const DecodeTask& t) {
+  switch (t.kv->v_type) {
+    case KVType::F32: return decode_task_t<TK, KVType::F32>(t);
+    case KVType::F16: return decode_task_t<TK, KVType::F16>(t);
+    case KVType::I8: return decode_task_t<TK, KVType::I8>(t);
+    case KVType::I4: return decode_task_t<TK, KVType::I4>(t);
+  }
+}
+}  // namespace
+
 void decode_task_avx2(const DecodeTask& t) {
-  switch (t.kv->type) {
-    case KVType::F32: return decode_task_t<KVType::F32>(t);
-    case KVType::F16: return decode_task_t<KVType::F16>(t);
-    case KVType::I8: return decode_task_t<KVType::I8>(t);
-    case KVType::I4: return decode_task_t<KVType::I4>(t);
+  switch (t.kv->k_type) {
+    case KVType::F32: return decode_v<KVType::F32>(t);
+    case KVType::F16: return decode_v<KVType::F16>(t);
+    case KVType::I8: return decode_v<KVType::I8>(t);
+    case KVType::I4: return decode_v<KVType::I4>(t);
   }
 }
 
-void prefill_task_avx2(const PrefillTask& t) {
-  switch (t.kv->type) {
-    case KVType::F32: return prefill_task_t<KVType::F32>(t);
-    case KVType::F16: return prefill_task_t<KVType::F16>(t);
-    case KVType::I8: return prefill_task_t<KVType::I8>(t);
-    case KVType::I4: return prefill_task_t<KVType::I4>(t);
-  }
-}
+void prefill_task_avx2(const PrefillTask& t) { prefill_task(t); }
 
 void kv_store_rows_avx2(const float* x, int64_t r0, int64_t r1, int head_dim, KVType type, void* dst, float* scale,
                         float* zero) {

@@ -34,7 +34,8 @@ inline void check_head_dim(int head_dim, KVType t, const char* who) {
 
 // Validates the view of one sequence's cache for `n_heads` query heads of width `head_dim`.
 inline void check_kv_view(const KVView& kv, int n_heads, int head_dim, const char* who) {
-  check_kv_type(kv.type, who);
+  check_kv_type(kv.k_type, who);
+  check_kv_type(kv.v_type, who);
   if (kv.n_kv_heads <= 0)
     throw std::invalid_argument(std::string(who) + ": n_kv_heads must be > 0, got " + std::to_string(kv.n_kv_heads));
   if (n_heads <= 0 || n_heads % kv.n_kv_heads)
@@ -43,10 +44,17 @@ inline void check_kv_view(const KVView& kv, int n_heads, int head_dim, const cha
   if (kv.head_dim != head_dim)
     throw std::invalid_argument(std::string(who) + ": KV head_dim " + std::to_string(kv.head_dim) +
                                 " differs from the first sequence's " + std::to_string(head_dim));
-  check_head_dim(kv.head_dim, kv.type, who);
+  check_head_dim(kv.head_dim, kv.k_type, who);
+  check_head_dim(kv.head_dim, kv.v_type, who);
+  if (kv.window < 0)
+    throw std::out_of_range(std::string(who) + ": KV window must be >= 0 (0 = none), got " + std::to_string(kv.window));
   if (!kv.k || !kv.v) throw std::invalid_argument(std::string(who) + ": KV k/v pointers are null");
-  if (kv_quantized(kv.type) && (!kv.k_scale || !kv.k_zero || !kv.v_scale || !kv.v_zero))
-    throw std::invalid_argument(std::string(who) + ": quantized KV needs k_scale, k_zero, v_scale and v_zero");
+  if (kv_quantized(kv.k_type) && (!kv.k_scale || !kv.k_zero))
+    throw std::invalid_argument(std::string(who) + ": quantized K (" + kv_type_name(kv.k_type) +
+                                ") needs k_scale and k_zero");
+  if (kv_quantized(kv.v_type) && (!kv.v_scale || !kv.v_zero))
+    throw std::invalid_argument(std::string(who) + ": quantized V (" + kv_type_name(kv.v_type) +
+                                ") needs v_scale and v_zero");
 }
 
 // Element d of the cached head `row` (bytes of [token, kv_head]) dequantized with scale s and zero z:

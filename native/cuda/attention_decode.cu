@@ -33,17 +33,21 @@ __device__ __forceinline__ float load_kv(const void* base, KVType t, int64_t ele
   return 0.f;
 }
 
-__global__ void decode_partial(const float* __restrict__ q, int n_heads, int n_kv_heads, int head_dim, KVType type,
-                               const KVView* __restrict__ kv, const int64_t* __restrict__ lens, float scale,
+__global__ void decode_partial(const float* __restrict__ q, int n_heads, int n_kv_heads, int head_dim, KVType k_type,
+                               KVType v_type, const KVView* __restrict__ kv, const int64_t* __restrict__ lens, float scale,
                                int n_splits, float* __restrict__ ws) {
   const int bh = blockIdx.x, split = blockIdx.y;
   const int b = bh / n_heads, h = bh % n_heads;
   const int hk = h / (n_heads / n_kv_heads);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t len = lens[b];
-  const int64_t t0 = (int64_t)split * kSplitTokens, t1 = min(len, t0 + kSplitTokens);
   const KVView v = kv[b];
-  const bool quant = type == KVType::I8 || type == KVType::I4;
+  // Sliding window: the query at len - 1 sees tokens [len - window, len); splits below that are empty (m = -inf).
+  const int64_t lo = v.window > 0 && len - v.window > 0 ? len - v.window : 0;
+  const int64_t s0 = (int64_t)split * kSplitTokens;
+  const int64_t t0 = max(lo, s0), t1 = min(len, s0 + kSplitTokens);
+  const bool kq = k_type == KVType::I8 || k_type == KVType::I4;
+  const bool vq = v_type == KVType::I8 || v_type == KVType::I4;
 
   float qd[kMaxDimsPerLane], acc[kMaxDimsPerLane];
 #pragma unroll
@@ -56,12 +60,13 @@ __global__ void decode_partial(const float* __restrict__ q, int n_heads, int n_k
   for (int64_t t = t0 + warp; t < t1; t += kWarps) {
     const int64_t row = t * n_kv_heads + hk;
     float ks = 1.f, kz = 0.f, vs = 1.f, vz = 0.f;
-    if (quant) { ks = v.k_scale[row]; kz = v.k_zero[row]; vs = v.v_scale[row]; vz = v.v_zero[row]; }
+    if (kq) { ks = v.k_scale[row]; kz = v.k_zero[row]; }
+    if (vq) { vs = v.v_scale[row]; vz = v.v_zero[row]; }
     float s = 0.f;
 #pragma unroll
     for (int i = 0; i < kMaxDimsPerLane; i++) {
       int d = lane + 32 * i;
-      if (d < head_dim) s += qd[i] * (load_kv(v.k, type, row, head_dim, d) - kz) * ks;
+      if (d < head_dim) s += qd[i] * (load_kv(v.k, k_type, row, head_dim, d) - kz) * ks;
     }
     for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
     const float m_new = fmaxf(m, s);
@@ -70,7 +75,7 @@ __global__ void decode_partial(const float* __restrict__ q, int n_heads, int n_k
 #pragma unroll
     for (int i = 0; i < kMaxDimsPerLane; i++) {
       int d = lane + 32 * i;
-      if (d < head_dim) acc[i] = acc[i] * corr + p * (load_kv(v.v, type, row, head_dim, d) - vz) * vs;
+      if (d < head_dim) acc[i] = acc[i] * corr + p * (load_kv(v.v, v_type, row, head_dim, d) - vz) * vs;
     }
     m = m_new;
   }
@@ -128,17 +133,18 @@ size_t attention_decode_workspace(int64_t B, int n_heads, int head_dim, int64_t 
   return (size_t)(B * n_heads * (splits < 1 ? 1 : splits) * (head_dim + 2));
 }
 
-void attention_decode(const float* q, int64_t B, int n_heads, int n_kv_heads, int head_dim, KVType type,
-                      const KVView* kv, const int64_t* lens, int64_t max_len, float scale, float* out,
+void attention_decode(const float* q, int64_t B, int n_heads, int n_kv_heads, int head_dim, KVType k_type,
+                      KVType v_type, const KVView* kv, const int64_t* lens, int64_t max_len, float scale, float* out,
                       float* workspace, cudaStream_t stream) {
   if (B < 1 || n_heads < 1 || n_kv_heads < 1 || n_heads % n_kv_heads != 0)
     throw std::invalid_argument("cuda attention_decode: need B >= 1 and n_heads a multiple of n_kv_heads");
-  if (head_dim < 1 || head_dim > 32 * kMaxDimsPerLane || (type == KVType::I4 && head_dim % 2))
+  if (head_dim < 1 || head_dim > 32 * kMaxDimsPerLane ||
+      ((k_type == KVType::I4 || v_type == KVType::I4) && head_dim % 2))
     throw std::invalid_argument("cuda attention_decode: head_dim must be in [1, 256] (even for int4)");
   if (max_len < 1) throw std::invalid_argument("cuda attention_decode: max_len must be >= 1");
   int splits = (int)((max_len + kSplitTokens - 1) / kSplitTokens);
   dim3 grid((unsigned)(B * n_heads), (unsigned)splits);
-  decode_partial<<<grid, 32 * kWarps, 0, stream>>>(q, n_heads, n_kv_heads, head_dim, type, kv, lens, scale, splits,
+  decode_partial<<<grid, 32 * kWarps, 0, stream>>>(q, n_heads, n_kv_heads, head_dim, k_type, v_type, kv, lens, scale, splits,
                                                    workspace);
   QE_CUDA_LAUNCH_CHECK();
   decode_merge<<<(unsigned)(B * n_heads), 128, 0, stream>>>(head_dim, splits, lens, n_heads, workspace, out);

@@ -53,15 +53,19 @@ bool use_ref(const Opts& o) {
   o.range("impl: expected 'ref' or 'fast', got '" + s + "'");
 }
 
-KVType kv_type(const Opts& o, const Napi::Object& obj, const std::string& field) {
-  auto v = obj.Get("type");
-  const auto s = string(o.env, v, o.name(field + ".type"));
+// obj[key] as a KV element type ("f32" | "f16" | "i8" | "i4"); `field` names obj in messages.
+KVType kv_type(const Opts& o, const Napi::Object& obj, const std::string& field, const char* key = "type") {
+  auto v = obj.Get(key);
+  const auto s = string(o.env, v, o.name(field + "." + key));
   if (s == "f32") return KVType::F32;
   if (s == "f16") return KVType::F16;
   if (s == "i8") return KVType::I8;
   if (s == "i4") return KVType::I4;
-  o.range(field + ".type: expected one of f32, f16, i8, i4, got '" + s + "'");
+  o.range(field + "." + key + ": expected one of f32, f16, i8, i4, got '" + s + "'");
 }
+
+// The sliding window of the attention calls: option `window` (0 or absent = none).
+int64_t window_opt(const Opts& o) { return o.integer("window", 0, 1LL << 40, 0); }
 
 std::string shape(std::initializer_list<int64_t> dims) {
   std::string s = "[";
@@ -79,9 +83,11 @@ T* sized(const Opts& o, const char* field, size_t want, const std::string& shp) 
   return p;
 }
 
-// One sequence's cache: { type, nKvHeads, headDim, k, v, kScale?, kZero?, vScale?, vZero? }. k/v are any TypedArray
-// holding [tokens, nKvHeads, bytes per head] (Float32Array for f32, Uint16Array for f16, Uint8Array for i8/i4 are
-// natural); the capacity in tokens is their byte length / (nKvHeads · bytes per head).
+// One sequence's cache: { type, kType?, vType?, nKvHeads, headDim, k, v, kScale?, kZero?, vScale?, vZero? }. `type`
+// is the element type of K and V unless kType / vType override it (mixed caches such as K i8 + V i4). k/v are any
+// TypedArray holding [tokens, nKvHeads, bytes per head of their type] (Float32Array for f32, Uint16Array for f16,
+// Uint8Array for i8/i4 are natural); the capacity in tokens is k's byte length / (nKvHeads · K bytes per head), and
+// v must hold as many tokens. kScale/kZero are required when K is quantized, vScale/vZero when V is.
 struct KVArg {
   KVView view;
   int64_t capacity = 0;
@@ -92,32 +98,37 @@ KVArg read_kv(const Opts& o, const Napi::Value& val, const std::string& field) {
   auto obj = object(o.env, val, o.name(field));
   KVArg a;
   KVView& w = a.view;
-  w.type = kv_type(o, obj, field);
+  const bool has_type = obj.Has("type") && !obj.Get("type").IsUndefined();
+  auto has = [&](const char* key) { return obj.Has(key) && !obj.Get(key).IsUndefined(); };
+  if (!has_type && !(has("kType") && has("vType")))
+    o.type(field + ": expected `type` (K and V) or both `kType` and `vType`");
+  w.k_type = has("kType") ? kv_type(o, obj, field, "kType") : kv_type(o, obj, field);
+  w.v_type = has("vType") ? kv_type(o, obj, field, "vType") : kv_type(o, obj, field);
   w.n_kv_heads = (int)integer(o.env, obj.Get("nKvHeads"), o.name(field + ".nKvHeads"), 1, 1 << 16);
   w.head_dim = (int)integer(o.env, obj.Get("headDim"), o.name(field + ".headDim"), 1, 1 << 16);
-  if (w.type == KVType::I4 && w.head_dim % 2)
+  if ((w.k_type == KVType::I4 || w.v_type == KVType::I4) && w.head_dim % 2)
     o.range(field + ".headDim: expected an even head dim for i4 (two codes a byte), got " + std::to_string(w.head_dim));
-  const size_t row = kv_bytes_per_head(w.type, w.head_dim) * w.n_kv_heads;  // bytes per token
+  const size_t krow = kv_bytes_per_head(w.k_type, w.head_dim) * w.n_kv_heads;  // K bytes per token
+  const size_t vrow = kv_bytes_per_head(w.v_type, w.head_dim) * w.n_kv_heads;  // V bytes per token
   auto k = obj.Get("k"), v = obj.Get("v");
   w.k = bytes_of(o.env, k, o.name(field + ".k"));
   const size_t kb = k.As<Napi::TypedArray>().ByteLength();
-  if (kb % row)
-    o.range(field + ".k: expected a multiple of " + std::to_string(row) + " bytes (nKvHeads × bytes per head), got " +
-            std::to_string(kb));
-  w.v = bytes_of(o.env, v, o.name(field + ".v"), kb);
-  a.capacity = (int64_t)(kb / row);
+  if (kb % krow)
+    o.range(field + ".k: expected a multiple of " + std::to_string(krow) +
+            " bytes (nKvHeads × K bytes per head), got " + std::to_string(kb));
+  a.capacity = (int64_t)(kb / krow);
+  w.v = bytes_of(o.env, v, o.name(field + ".v"), (size_t)a.capacity * vrow);
   a.keep = {k, v};
-  if (kv_quantized(w.type)) {
-    const size_t n = (size_t)a.capacity * w.n_kv_heads;
-    const char* names[4] = {"kScale", "kZero", "vScale", "vZero"};
-    const float* ptrs[4];
-    for (int i = 0; i < 4; i++) {
-      auto s = obj.Get(names[i]);
-      ptrs[i] = typed_array<float>(o.env, s, o.name(field + "." + names[i]), n);
-      a.keep.push_back(s);
-    }
-    w.k_scale = ptrs[0]; w.k_zero = ptrs[1]; w.v_scale = ptrs[2]; w.v_zero = ptrs[3];
-  }
+  const size_t n = (size_t)a.capacity * w.n_kv_heads;
+  auto scales = [&](const char* sname, const char* zname, const float** sp, const float** zp) {
+    auto s = obj.Get(sname), z = obj.Get(zname);
+    *sp = typed_array<float>(o.env, s, o.name(field + "." + sname), n);
+    *zp = typed_array<float>(o.env, z, o.name(field + "." + zname), n);
+    a.keep.push_back(s);
+    a.keep.push_back(z);
+  };
+  if (kv_quantized(w.k_type)) scales("kScale", "kZero", &w.k_scale, &w.k_zero);
+  if (kv_quantized(w.v_type)) scales("vScale", "vZero", &w.v_scale, &w.v_zero);
   return a;
 }
 
@@ -167,12 +178,13 @@ Napi::Value KvStore(const Napi::CallbackInfo& info) {
 }
 
 // attentionDecode({ q: Float32Array [B, nHeads, headDim], nHeads, kv: KV[B], lens: number[] | Int32Array (B),
-// scale? = 1/sqrt(headDim), repeat = 1 }) -> Promise<Float32Array [B, nHeads, headDim]>. `repeat` runs the kernel
+// scale? = 1/sqrt(headDim), window = 0, repeat = 1 }) -> Promise<Float32Array [B, nHeads, headDim]>. `repeat` runs the kernel
 // that many times in one call, so benchmarks time the kernel rather than the Promise round trip.
 Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
   auto o = options(info, "attentionDecode");
   const bool ref = use_ref(o);
   const int n_heads = (int)o.integer("nHeads", 1, 1 << 16);
+  const int64_t window = window_opt(o);
   auto kvv = o.get("kv");
   if (!kvv.IsArray()) o.type("kv: expected an array of per-sequence caches, got " + describe(kvv));
   auto arr = kvv.As<Napi::Array>();
@@ -190,6 +202,7 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
       o.range("nHeads: expected a multiple of kv[" + std::to_string(b) + "].nKvHeads = " +
               std::to_string(a.view.n_kv_heads) + ", got " + std::to_string(n_heads));
     views->push_back(a.view);
+    views->back().window = window;
     caps.push_back(a.capacity);
     keep.insert(keep.end(), a.keep.begin(), a.keep.end());
   }
@@ -225,13 +238,15 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
       [out_ref](Napi::Env) -> Napi::Value { return out_ref->Value(); }, keep);
 }
 
-// attentionPrefill({ q: Float32Array [Tq, nHeads, headDim], nHeads, kv: KV, pos0 = 0, scale?, repeat = 1 })
+// attentionPrefill({ q: Float32Array [Tq, nHeads, headDim], nHeads, kv: KV, pos0 = 0, scale?, window = 0,
+// repeat = 1 })
 // -> Promise<Float32Array [Tq, nHeads, headDim]>; the cache must hold pos0 + Tq tokens.
 Napi::Value AttentionPrefill(const Napi::CallbackInfo& info) {
   auto o = options(info, "attentionPrefill");
   const bool ref = use_ref(o);
   const int n_heads = (int)o.integer("nHeads", 1, 1 << 16);
   auto a = read_kv(o, o.get("kv"), "kv");
+  a.view.window = window_opt(o);
   if (n_heads % a.view.n_kv_heads)
     o.range("nHeads: expected a multiple of kv.nKvHeads = " + std::to_string(a.view.n_kv_heads) + ", got " +
             std::to_string(n_heads));

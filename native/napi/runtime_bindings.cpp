@@ -132,6 +132,18 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     c.o_bias = bool_field(env, o, "oBias", w, false);
     c.mlp_bias = bool_field(env, o, "mlpBias", w, false);
     c.max_context = int_field(env, o, "maxContext", w, 2048, false, 1, INT32_MAX);
+    // layerWindows?: number[numLayers], the sliding attention window of each layer (0 = full attention).
+    auto lw = o.Get("layerWindows");
+    if (!lw.IsUndefined()) {
+      if (!lw.IsArray())
+        type_error(env, "config.layerWindows: expected an array of numLayers integers, got " + describe(lw));
+      auto a = lw.As<Napi::Array>();
+      if ((int64_t)a.Length() != c.n_layers)
+        range_error(env, "config.layerWindows: expected " + std::to_string(c.n_layers) + " entries (numLayers), got " +
+                             std::to_string(a.Length()));
+      for (uint32_t i = 0; i < a.Length(); i++)
+        c.window.push_back(integer(env, a.Get(i), "config.layerWindows[" + std::to_string(i) + "]", 0, INT32_MAX));
+    }
     auto r = object(env, o.Get("rope"), "config.rope");
     c.rope.head_dim = c.head_dim;
     c.rope.theta = num_field(env, r, "theta", "config.rope", 10000, true);
@@ -416,7 +428,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     new Napi::FunctionReference(Napi::Persistent(f));  // kept for the addon's lifetime
   }
 
-  // new Session(model, { kvType: 'f32'|'f16'|'int8'|'int4', maxLen })
+  // new Session(model, { kvType: 'f32'|'f16'|'int8'|'int4' = 'f32', kType?, vType?, maxLen }): kvType is the
+  // element type of K and V; kType / vType override it for one side (e.g. { kType: 'int8', vType: 'int4' }).
   explicit SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
     auto env = info.Env();
     auto mv = arg(info, 0, "model");
@@ -424,15 +437,20 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
       type_error(env, "model: expected a native Model, got " + describe(mv));
     auto* mw = ModelWrap::Unwrap(mv.As<Napi::Object>());
     auto o = info.Length() > 1 ? object(env, info[1], "options") : Napi::Object::New(env);
-    std::string kt = o.Get("kvType").IsUndefined() ? "f32" : string(env, o.Get("kvType"), "options.kvType");
-    KVType t;
-    if (kt == "f32") t = KVType::F32;
-    else if (kt == "f16") t = KVType::F16;
-    else if (kt == "int8") t = KVType::I8;
-    else if (kt == "int4") t = KVType::I4;
-    else range_error(env, "options.kvType: expected f32, f16, int8 or int4, got '" + kt + "'");
+    auto kv_type = [&](const char* key, KVType dflt) {
+      if (o.Get(key).IsUndefined()) return dflt;
+      const std::string field = std::string("options.") + key;
+      const std::string kt = string(env, o.Get(key), field);
+      if (kt == "f32") return KVType::F32;
+      if (kt == "f16") return KVType::F16;
+      if (kt == "int8") return KVType::I8;
+      if (kt == "int4") return KVType::I4;
+      range_error(env, field + ": expected f32, f16, int8 or int4, got '" + kt + "'");
+    };
+    const KVType t = kv_type("kvType", KVType::F32);
+    const KVType kt = kv_type("kType", t), vt = kv_type("vType", t);
     int64_t ml = int_field(env, o, "maxLen", "options", mw->m->cfg.max_context, false, 1, mw->m->cfg.max_context);
-    guarded(env, [&] { s = std::make_shared<rt::Session>(mw->m, t, ml); });
+    guarded(env, [&] { s = std::make_shared<rt::Session>(mw->m, kt, vt, ml); });
   }
 
   Napi::Value Alloc(const Napi::CallbackInfo& info) {

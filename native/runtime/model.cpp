@@ -153,11 +153,17 @@ size_t Workspace::bytes() const {
               g.capacity() + u.capacity() + aq.capacity() + logits.capacity() + pos.capacity());
 }
 
-size_t SeqCache::bytes() const {
+size_t SeqCache::k_bytes() const {
   size_t b = 0;
   for (auto& a : k) b += a.capacity();
+  for (auto* vv : {&ks, &kz})
+    for (auto& a : *vv) b += a.capacity() * 4;
+  return b;
+}
+size_t SeqCache::v_bytes() const {
+  size_t b = 0;
   for (auto& a : v) b += a.capacity();
-  for (auto* vv : {&ks, &kz, &vs, &vz})
+  for (auto* vv : {&vs, &vz})
     for (auto& a : *vv) b += a.capacity() * 4;
   return b;
 }
@@ -175,6 +181,13 @@ Model::Model(const ModelConfig& c) : cfg(c) {
     throw std::invalid_argument("model config: num_attention_heads (" + std::to_string(c.n_heads) +
                                 ") must be a multiple of num_key_value_heads (" + std::to_string(c.n_kv_heads) + ")");
   if (c.max_context <= 0) throw std::invalid_argument("model config: max_context must be > 0");
+  if (!c.window.empty() && (int64_t)c.window.size() != c.n_layers)
+    throw std::invalid_argument("model config: window must have one entry per layer (" + std::to_string(c.n_layers) +
+                                "), got " + std::to_string(c.window.size()));
+  for (size_t l = 0; l < c.window.size(); l++)
+    if (c.window[l] < 0)
+      throw std::invalid_argument("model config: window[" + std::to_string(l) + "] must be >= 0 (0 = none), got " +
+                                  std::to_string(c.window[l]));
   inv_freq.resize(c.rope.rotary_dim / 2 > 0 ? c.rope.rotary_dim / 2 : 1);
   rope_inv_freq(c.rope, inv_freq.data());
   const int64_t D = c.hidden, Hq = (int64_t)c.n_heads * c.head_dim, Hkv = (int64_t)c.n_kv_heads * c.head_dim,

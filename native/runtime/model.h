@@ -24,6 +24,10 @@ struct ModelConfig {
   RopeConfig rope;
   bool tie_embeddings = false, qkv_bias = false, o_bias = false, mlp_bias = false;
   int64_t max_context = 2048;  // longest sequence a session accepts (positions)
+  // Sliding attention window per layer [n_layers] (0 = full causal attention), or empty: no layer has one. A layer
+  // with window W lets the query at position p see keys p - W < j <= p (KVView::window).
+  std::vector<int64_t> window;
+  int64_t layer_window(int l) const { return window.empty() ? 0 : window[l]; }
 };
 
 // Per-linear activation handling.
@@ -139,13 +143,16 @@ class Model {
   std::vector<float>* norm(const std::string& name, bool** flag);
 };
 
-// One sequence's KV cache, per layer: k/v [cap, n_kv, bytes_per_head], scales/zeros [cap, n_kv] (quantized types).
+// One sequence's KV cache, per layer: k [cap, n_kv, bytes_per_head(k_type)], v [cap, n_kv, bytes_per_head(v_type)],
+// scales/zeros [cap, n_kv] (ks/kz when K is quantized, vs/vz when V is).
 struct SeqCache {
   bool in_use = false;
   int64_t len = 0, cap = 0;
   std::vector<std::vector<uint8_t>> k, v;
   std::vector<std::vector<float>> ks, kz, vs, vz;
-  size_t bytes() const;
+  size_t bytes() const { return k_bytes() + v_bytes(); }
+  size_t k_bytes() const;  // K codes + K scales/zeros
+  size_t v_bytes() const;
 };
 
 // What a prefill returns.
@@ -172,10 +179,13 @@ struct DecodeProfile {
 class Session {
  public:
   DecodeProfile profile;
-  Session(std::shared_ptr<Model> model, KVType kv_type, int64_t max_len);
+  // K and V caches with their own element types (e.g. K int8, V int4); the 3-argument form uses one type for both.
+  Session(std::shared_ptr<Model> model, KVType k_type, KVType v_type, int64_t max_len);
+  Session(std::shared_ptr<Model> model, KVType kv_type, int64_t max_len)
+      : Session(std::move(model), kv_type, kv_type, max_len) {}
   ~Session();
   std::shared_ptr<Model> model;
-  const KVType kv_type;
+  const KVType k_type, v_type;
   const int64_t max_len;
 
   int alloc_seq();
@@ -190,6 +200,8 @@ class Session {
   void prefill(const int32_t* seqs, int64_t S, const int32_t* tokens, const int32_t* counts, StepOutputs& out);
   // One token per sequence, batched: logits [B, V].
   void decode(const int32_t* seqs, int64_t B, const int32_t* tokens, float* logits);
+  // "kv:<type>" when K and V share a type, else "kv:k:<type>" and "kv:v:<type>" (types f32, f16, int8, int4);
+  // "workspace".
   std::map<std::string, size_t> memory() const;
   // Frees every sequence's cache and the workspaces now.
   void release();

@@ -62,10 +62,12 @@ int32_t argmax_row(const float* x, int64_t V) {
 }
 }  // namespace
 
-Session::Session(std::shared_ptr<Model> m, KVType t, int64_t ml) : model(std::move(m)), kv_type(t), max_len(ml) {
+Session::Session(std::shared_ptr<Model> m, KVType kt, KVType vt, int64_t ml)
+    : model(std::move(m)), k_type(kt), v_type(vt), max_len(ml) {
   if (ml <= 0) throw std::out_of_range("session: max_len must be > 0");
-  if (t == KVType::I4 && model->cfg.head_dim % 2)
-    throw std::invalid_argument("session: an int4 KV cache needs an even head_dim, got " + std::to_string(model->cfg.head_dim));
+  if ((kt == KVType::I4 || vt == KVType::I4) && model->cfg.head_dim % 2)
+    throw std::invalid_argument(std::string("session: an int4 ") + (kt == KVType::I4 ? "K" : "V") +
+                                " cache needs an even head_dim, got " + std::to_string(model->cfg.head_dim));
 }
 Session::~Session() = default;
 
@@ -116,13 +118,16 @@ void Session::fill_zeros(int id, int64_t len) {
   SeqCache& c = seq(id);
   if (len < c.len) throw std::out_of_range("session: fill length " + std::to_string(len) + " is below the sequence length " + std::to_string(c.len));
   reserve(c, len);
-  const size_t bpt = (size_t)model->cfg.n_kv_heads * kv_bytes_per_head(kv_type, model->cfg.head_dim);
+  const int64_t H = model->cfg.n_kv_heads;
+  const size_t kbpt = (size_t)H * kv_bytes_per_head(k_type, model->cfg.head_dim);
+  const size_t vbpt = (size_t)H * kv_bytes_per_head(v_type, model->cfg.head_dim);
   for (int l = 0; l < model->cfg.n_layers; l++) {
-    std::memset(c.k[l].data() + c.len * bpt, 0, (len - c.len) * bpt);
-    std::memset(c.v[l].data() + c.len * bpt, 0, (len - c.len) * bpt);
-    if (kv_quantized(kv_type))
-      for (auto* vv : {&c.ks, &c.kz, &c.vs, &c.vz})
-        std::fill((*vv)[l].begin() + c.len * model->cfg.n_kv_heads, (*vv)[l].begin() + len * model->cfg.n_kv_heads, 0.f);
+    std::memset(c.k[l].data() + c.len * kbpt, 0, (len - c.len) * kbpt);
+    std::memset(c.v[l].data() + c.len * vbpt, 0, (len - c.len) * vbpt);
+    if (kv_quantized(k_type))
+      for (auto* vv : {&c.ks, &c.kz}) std::fill((*vv)[l].begin() + c.len * H, (*vv)[l].begin() + len * H, 0.f);
+    if (kv_quantized(v_type))
+      for (auto* vv : {&c.vs, &c.vz}) std::fill((*vv)[l].begin() + c.len * H, (*vv)[l].begin() + len * H, 0.f);
   }
   c.len = len;
 }
@@ -134,33 +139,34 @@ void Session::reserve(SeqCache& c, int64_t need) {
   if (need <= c.cap) return;
   const auto& cfg = model->cfg;
   int64_t cap = std::min(max_len, std::max<int64_t>({need, c.cap * 2, 64}));
-  const size_t bpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(kv_type, cfg.head_dim);
+  const size_t kbpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(k_type, cfg.head_dim);
+  const size_t vbpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(v_type, cfg.head_dim);
   const int L = cfg.n_layers;
   c.k.resize(L); c.v.resize(L);
   for (int l = 0; l < L; l++) {
-    c.k[l].resize(cap * bpt);
-    c.v[l].resize(cap * bpt);
+    c.k[l].resize(cap * kbpt);
+    c.v[l].resize(cap * vbpt);
   }
-  if (kv_quantized(kv_type)) {
-    for (auto* vv : {&c.ks, &c.kz, &c.vs, &c.vz}) {
-      vv->resize(L);
-      for (auto& a : *vv) a.resize(cap * cfg.n_kv_heads);
-    }
-  }
+  auto grow = [&](std::vector<std::vector<float>>* vv) {
+    vv->resize(L);
+    for (auto& a : *vv) a.resize(cap * cfg.n_kv_heads);
+  };
+  if (kv_quantized(k_type)) { grow(&c.ks); grow(&c.kz); }
+  if (kv_quantized(v_type)) { grow(&c.vs); grow(&c.vz); }
   c.cap = cap;
 }
 
 KVView Session::view(const SeqCache& c, int l) const {
   KVView v;
-  v.type = kv_type;
+  v.k_type = k_type;
+  v.v_type = v_type;
   v.n_kv_heads = model->cfg.n_kv_heads;
   v.head_dim = model->cfg.head_dim;
+  v.window = model->cfg.layer_window(l);
   v.k = c.k[l].data();
   v.v = c.v[l].data();
-  if (kv_quantized(kv_type)) {
-    v.k_scale = c.ks[l].data(); v.k_zero = c.kz[l].data();
-    v.v_scale = c.vs[l].data(); v.v_zero = c.vz[l].data();
-  }
+  if (kv_quantized(k_type)) { v.k_scale = c.ks[l].data(); v.k_zero = c.kz[l].data(); }
+  if (kv_quantized(v_type)) { v.v_scale = c.vs[l].data(); v.v_zero = c.vz[l].data(); }
   return v;
 }
 
@@ -176,8 +182,9 @@ void Session::forward_one(Workspace& ws, SeqCache& c, const int32_t* tokens, int
   for (int64_t t = 0; t < T; t++) ws.pos[t] = (int32_t)(pos0 + t);
   embedding(m.embed.data(), m.embed_dtype, cfg.vocab, D, tokens, T, ws.x.data());
   const float scale = 1.0f / std::sqrt((float)cfg.head_dim);
-  const size_t bpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(kv_type, cfg.head_dim);
-  const bool q = kv_quantized(kv_type);
+  const size_t kbpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(k_type, cfg.head_dim);
+  const size_t vbpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(v_type, cfg.head_dim);
+  const bool kq = kv_quantized(k_type), vq = kv_quantized(v_type);
   for (int l = 0; l < cfg.n_layers; l++) {
     Layer& L = m.layers[l];
     rmsnorm(ws.x.data(), L.attn_norm.data(), T, D, cfg.eps, ws.h.data());
@@ -187,10 +194,10 @@ void Session::forward_one(Workspace& ws, SeqCache& c, const int32_t* tokens, int
     rope_apply(ws.q.data(), T, cfg.n_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
     rope_apply(ws.k.data(), T, cfg.n_kv_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
     const int64_t so = pos0 * cfg.n_kv_heads;
-    kv_store(ws.k.data(), T, cfg.n_kv_heads, cfg.head_dim, kv_type, c.k[l].data() + pos0 * bpt,
-             q ? c.ks[l].data() + so : nullptr, q ? c.kz[l].data() + so : nullptr);
-    kv_store(ws.v.data(), T, cfg.n_kv_heads, cfg.head_dim, kv_type, c.v[l].data() + pos0 * bpt,
-             q ? c.vs[l].data() + so : nullptr, q ? c.vz[l].data() + so : nullptr);
+    kv_store(ws.k.data(), T, cfg.n_kv_heads, cfg.head_dim, k_type, c.k[l].data() + pos0 * kbpt,
+             kq ? c.ks[l].data() + so : nullptr, kq ? c.kz[l].data() + so : nullptr);
+    kv_store(ws.v.data(), T, cfg.n_kv_heads, cfg.head_dim, v_type, c.v[l].data() + pos0 * vbpt,
+             vq ? c.vs[l].data() + so : nullptr, vq ? c.vz[l].data() + so : nullptr);
     attention_prefill(ws.q.data(), T, cfg.n_heads, view(c, l), pos0, scale, ws.att.data());
     L.lin[kO].forward(ws.att.data(), T, ws.h.data(), ws.aq, capture);
     add_inplace(ws.x.data(), ws.h.data(), T * D);
@@ -332,8 +339,9 @@ void Session::decode(const int32_t* seq_ids, int64_t B, const int32_t* tokens, f
   ws.k.resize(B * Hkv); ws.v.resize(B * Hkv); ws.g.resize(B * I); ws.u.resize(B * I);
   embedding(m.embed.data(), m.embed_dtype, V, D, tokens, B, ws.x.data());
   const float scale = 1.0f / std::sqrt((float)cfg.head_dim);
-  const size_t bpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(kv_type, cfg.head_dim);
-  const bool q = kv_quantized(kv_type);
+  const size_t kbpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(k_type, cfg.head_dim);
+  const size_t vbpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(v_type, cfg.head_dim);
+  const bool kq = kv_quantized(k_type), vq = kv_quantized(v_type);
   for (int l = 0; l < cfg.n_layers; l++) {
     Layer& L = m.layers[l];
     rmsnorm(ws.x.data(), L.attn_norm.data(), B, D, cfg.eps, ws.h.data());
@@ -348,10 +356,10 @@ void Session::decode(const int32_t* seq_ids, int64_t B, const int32_t* tokens, f
     for (int64_t b = 0; b < B; b++) {
       SeqCache& c = *cs[b];
       const int64_t p = c.len, so = p * cfg.n_kv_heads;
-      kv_store(ws.k.data() + b * Hkv, 1, cfg.n_kv_heads, cfg.head_dim, kv_type, c.k[l].data() + p * bpt,
-               q ? c.ks[l].data() + so : nullptr, q ? c.kz[l].data() + so : nullptr);
-      kv_store(ws.v.data() + b * Hkv, 1, cfg.n_kv_heads, cfg.head_dim, kv_type, c.v[l].data() + p * bpt,
-               q ? c.vs[l].data() + so : nullptr, q ? c.vz[l].data() + so : nullptr);
+      kv_store(ws.k.data() + b * Hkv, 1, cfg.n_kv_heads, cfg.head_dim, k_type, c.k[l].data() + p * kbpt,
+               kq ? c.ks[l].data() + so : nullptr, kq ? c.kz[l].data() + so : nullptr);
+      kv_store(ws.v.data() + b * Hkv, 1, cfg.n_kv_heads, cfg.head_dim, v_type, c.v[l].data() + p * vbpt,
+               vq ? c.vs[l].data() + so : nullptr, vq ? c.vz[l].data() + so : nullptr);
       views[b] = view(c, l);
     }
     mk.to(P.kv_store);
@@ -389,10 +397,18 @@ void Session::release() {
 
 std::map<std::string, size_t> Session::memory() const {
   std::map<std::string, size_t> r;
-  size_t kv = 0, ws = 0;
-  for (auto& c : seqs_) kv += c.bytes();
+  size_t kb = 0, vb = 0, ws = 0;
+  for (auto& c : seqs_) { kb += c.k_bytes(); vb += c.v_bytes(); }
   for (auto& l : lanes_) ws += l->bytes();
-  r[std::string("kv:") + (kv_type == KVType::F32 ? "f32" : kv_type == KVType::F16 ? "f16" : kv_type == KVType::I8 ? "int8" : "int4")] = kv;
+  auto name = [](KVType t) {
+    return t == KVType::F32 ? "f32" : t == KVType::F16 ? "f16" : t == KVType::I8 ? "int8" : "int4";
+  };
+  if (k_type == v_type) {
+    r[std::string("kv:") + name(k_type)] = kb + vb;
+  } else {
+    r[std::string("kv:k:") + name(k_type)] = kb;
+    r[std::string("kv:v:") + name(v_type)] = vb;
+  }
   r["workspace"] = ws;
   return r;
 }

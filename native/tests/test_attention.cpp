@@ -1,6 +1,7 @@
 // KV-cache kernels: kv_store (fast == ref bit for bit; quantization error bounds), attention_decode and
 // attention_prefill (fast vs ref on random shapes, every ISA path; ref vs a naive two-pass softmax attention in
-// double on the dequantized cache).
+// double on the dequantized cache), for every (K type, V type) pair including mixed ones (k8v4 ...), and with
+// sliding windows (1, small, crossing blocks and splits, >= the length) under GQA and MHA.
 //
 // Tolerances (relative to the norm of the reference output):
 //   ref vs naive double: 5e-6 (fp32 online softmax over <= ~3k tokens; seen up to ~1.7e-6)
@@ -11,6 +12,8 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "quanteval/cpu_features.h"
 #include "quanteval/half.h"
@@ -23,36 +26,50 @@ using namespace quanteval;
 static const KVType kTypes[] = {KVType::F32, KVType::F16, KVType::I8, KVType::I4};
 static const char* tname(KVType t) { return t == KVType::F32 ? "f32" : t == KVType::F16 ? "f16" : t == KVType::I8 ? "i8" : "i4"; }
 
-// A cache of one sequence: T_cap tokens filled by kv_store_ref from random K/V.
+// Every (K, V) type pair; the first four are the equal-type caches.
+static std::vector<std::pair<KVType, KVType>> type_pairs() {
+  std::vector<std::pair<KVType, KVType>> p;
+  for (KVType t : kTypes) p.push_back({t, t});
+  for (KVType a : kTypes)
+    for (KVType b : kTypes)
+      if (a != b) p.push_back({a, b});
+  return p;
+}
+static std::string pname(std::pair<KVType, KVType> p) { return std::string("k:") + tname(p.first) + "/v:" + tname(p.second); }
+
+// A cache of one sequence: T_cap tokens filled by kv_store_ref from random K/V, K of type kt and V of type vt.
 struct Cache {
-  KVType type;
+  KVType kt, vt;
   int H, D;
   int64_t T;
+  int64_t window = 0;
   std::vector<uint8_t> k, v;
   std::vector<float> ks, kz, vs, vz;
-  Cache(std::mt19937& rng, KVType type_, int H_, int D_, int64_t T_) : type(type_), H(H_), D(D_), T(T_) {
-    const size_t rb = kv_bytes_per_head(type, D);
-    k.resize(T * H * rb);
-    v.resize(T * H * rb);
+  Cache(std::mt19937& rng, KVType type_, int H_, int D_, int64_t T_) : Cache(rng, type_, type_, H_, D_, T_) {}
+  Cache(std::mt19937& rng, KVType kt_, KVType vt_, int H_, int D_, int64_t T_)
+      : kt(kt_), vt(vt_), H(H_), D(D_), T(T_) {
+    k.resize(T * H * kv_bytes_per_head(kt, D));
+    v.resize(T * H * kv_bytes_per_head(vt, D));
     ks.resize(T * H); kz.resize(T * H); vs.resize(T * H); vz.resize(T * H);
     // Keys with a per-head offset (non-zero mean, so the zero-point term matters), values plain.
     auto kx = randn(rng, (size_t)T * H * D, 1.f, 0.3f), vx = randn(rng, (size_t)T * H * D);
-    kv_store_ref(kx.data(), T, H, D, type, k.data(), ks.data(), kz.data());
-    kv_store_ref(vx.data(), T, H, D, type, v.data(), vs.data(), vz.data());
+    kv_store_ref(kx.data(), T, H, D, kt, k.data(), ks.data(), kz.data());
+    kv_store_ref(vx.data(), T, H, D, vt, v.data(), vs.data(), vz.data());
   }
   KVView view() const {
     KVView w;
-    w.type = type; w.n_kv_heads = H; w.head_dim = D;
+    w.k_type = kt; w.v_type = vt; w.n_kv_heads = H; w.head_dim = D; w.window = window;
     w.k = k.data(); w.v = v.data();
-    const bool q = kv_quantized(type);
-    w.k_scale = q ? ks.data() : nullptr; w.k_zero = q ? kz.data() : nullptr;
-    w.v_scale = q ? vs.data() : nullptr; w.v_zero = q ? vz.data() : nullptr;
+    const bool kq = kv_quantized(kt), vq = kv_quantized(vt);
+    w.k_scale = kq ? ks.data() : nullptr; w.k_zero = kq ? kz.data() : nullptr;
+    w.v_scale = vq ? vs.data() : nullptr; w.v_zero = vq ? vz.data() : nullptr;
     return w;
   }
   // Dequantized element (double), token t, head h, dim d.
-  double kval(int64_t t, int h, int d) const { return deq(k.data(), ks, kz, t, h, d); }
-  double vval(int64_t t, int h, int d) const { return deq(v.data(), vs, vz, t, h, d); }
-  double deq(const uint8_t* base, const std::vector<float>& s, const std::vector<float>& z, int64_t t, int h, int d) const {
+  double kval(int64_t t, int h, int d) const { return deq(kt, k.data(), ks, kz, t, h, d); }
+  double vval(int64_t t, int h, int d) const { return deq(vt, v.data(), vs, vz, t, h, d); }
+  double deq(KVType type, const uint8_t* base, const std::vector<float>& s, const std::vector<float>& z, int64_t t,
+             int h, int d) const {
     const int64_t r = t * H + h;
     const uint8_t* row = base + r * kv_bytes_per_head(type, D);
     switch (type) {
@@ -64,21 +81,25 @@ struct Cache {
   }
 };
 
-// Naive two-pass softmax attention in double for one query head on tokens [0, len).
+// Naive two-pass softmax attention in double for one query head at position len - 1: tokens [0, len), or with the
+// cache's window W the tokens j with len - 1 - j < W (written out here, independently of kv_window_start).
 static void naive_attend(const float* q, const Cache& c, int kvh, int64_t len, float scale, std::vector<double>& out) {
-  std::vector<double> s(len);
+  std::vector<double> s(len, -1e300);
   double mx = -1e300;
+  auto visible = [&](int64_t t) { return c.window == 0 || (len - 1) - t < c.window; };
   for (int64_t t = 0; t < len; t++) {
+    if (!visible(t)) continue;
     double dot = 0;
     for (int d = 0; d < c.D; d++) dot += (double)q[d] * c.kval(t, kvh, d);
     s[t] = dot * scale;
     mx = std::max(mx, s[t]);
   }
   double sum = 0;
-  for (auto& x : s) { x = std::exp(x - mx); sum += x; }
+  for (int64_t t = 0; t < len; t++) { s[t] = visible(t) ? std::exp(s[t] - mx) : 0.0; sum += s[t]; }
   out.assign(c.D, 0.0);
   for (int64_t t = 0; t < len; t++)
-    for (int d = 0; d < c.D; d++) out[d] += s[t] / sum * c.vval(t, kvh, d);
+    if (visible(t))
+      for (int d = 0; d < c.D; d++) out[d] += s[t] / sum * c.vval(t, kvh, d);
 }
 
 static void test_kv_store(std::mt19937& rng) {
@@ -142,9 +163,60 @@ static void test_kv_store(std::mt19937& rng) {
 static double worst_ref_naive = 0, worst_fast[2] = {0, 0}, worst_prefill[2] = {0, 0};
 
 struct DecodeCase { int64_t B; int n_heads, n_kv, D; std::vector<int64_t> lens; };
+using Pair = std::pair<KVType, KVType>;
+
+// One decode case with K/V types `p` and sliding window `window`: ref vs naive double, fast (every ISA, 1 and 3
+// threads) vs ref.
+static void check_decode(std::mt19937& rng, const DecodeCase& cs, Pair p, int64_t window) {
+  const int n_threads0 = num_threads();
+  std::vector<Cache> caches;
+  std::vector<KVView> views;
+  for (int64_t b = 0; b < cs.B; b++) {
+    caches.emplace_back(rng, p.first, p.second, cs.n_kv, cs.D, cs.lens[b] + 3);
+    caches.back().window = window;
+  }
+  for (auto& c : caches) views.push_back(c.view());
+  const size_t n_out = (size_t)cs.B * cs.n_heads * cs.D;
+  auto q = randn(rng, n_out);
+  const float scale = 1.f / std::sqrt((float)cs.D);
+  std::vector<float> ref(n_out), fast(n_out);
+  attention_decode_ref(q.data(), cs.B, cs.n_heads, views.data(), cs.lens.data(), scale, ref.data());
+  // ref vs naive double
+  std::vector<double> naive(n_out), o;
+  const int G = cs.n_heads / cs.n_kv;
+  for (int64_t b = 0; b < cs.B; b++)
+    for (int h = 0; h < cs.n_heads; h++) {
+      const size_t i = ((size_t)b * cs.n_heads + h) * cs.D;
+      naive_attend(q.data() + i, caches[b], h / G, cs.lens[b], scale, o);
+      std::copy(o.begin(), o.end(), naive.begin() + i);
+    }
+  const double e_ref = rel_err(ref.data(), naive.data(), n_out);
+  worst_ref_naive = std::max(worst_ref_naive, e_ref);
+  CHECK(e_ref <= 5e-6, "decode ref vs naive %s window %ld B=%ld H=%d/%d D=%d: rel %g", pname(p).c_str(), (long)window,
+        (long)cs.B, cs.n_heads, cs.n_kv, cs.D, e_ref);
+  // Thread counts change the split (tokens, then kv heads) and so the merge order.
+  for (Isa isa : {Isa::Scalar, Isa::Avx2})
+    for (int nt : {1, 3}) {
+      if ((int)isa > (int)cpu_isa()) continue;
+      set_isa_cap(isa);
+      set_num_threads(nt);
+      std::fill(fast.begin(), fast.end(), NAN);
+      attention_decode(q.data(), cs.B, cs.n_heads, views.data(), cs.lens.data(), scale, fast.data());
+      set_isa_cap(Isa::Avx512);
+      set_num_threads(n_threads0);
+      const double e = rel_err(fast.data(), ref.data(), n_out);
+      worst_fast[(int)isa] = std::max(worst_fast[(int)isa], e);
+      if (getenv("VERBOSE"))
+        std::printf("decode %s threads %d %s window %ld B=%ld H=%d/%d D=%d len0=%ld: fast-ref %.2e fast-naive %.2e "
+                    "ref-naive %.2e\n", isa_name(isa), nt, pname(p).c_str(), (long)window, (long)cs.B, cs.n_heads,
+                    cs.n_kv, cs.D, (long)cs.lens[0], e, rel_err(fast.data(), naive.data(), n_out), e_ref);
+      CHECK(e <= 5e-6, "decode fast(%s, %d threads) vs ref %s window %ld B=%ld H=%d/%d D=%d len0=%ld: rel %g",
+            isa_name(isa), nt, pname(p).c_str(), (long)window, (long)cs.B, cs.n_heads, cs.n_kv, cs.D,
+            (long)cs.lens[0], e);
+    }
+}
 
 static void test_decode(std::mt19937& rng) {
-  const int n_threads0 = num_threads();
   std::vector<DecodeCase> cases = {
       {1, 1, 1, 8, {1}},          {1, 2, 1, 8, {7}},          {2, 4, 2, 64, {1, 65}},
       {3, 4, 4, 128, {5, 130, 64}}, {1, 8, 2, 64, {1000}},     {2, 6, 2, 16, {33, 200}},
@@ -163,56 +235,64 @@ static void test_decode(std::mt19937& rng) {
     for (int64_t b = 0; b < c.B; b++) c.lens.push_back(1 + rng() % 700);
     cases.push_back(c);
   }
-  for (const auto& cs : cases)
-    for (KVType type : kTypes) {
-      std::vector<Cache> caches;
-      std::vector<KVView> views;
-      for (int64_t b = 0; b < cs.B; b++) caches.emplace_back(rng, type, cs.n_kv, cs.D, cs.lens[b] + 3);
-      for (auto& c : caches) views.push_back(c.view());
-      const size_t n_out = (size_t)cs.B * cs.n_heads * cs.D;
-      auto q = randn(rng, n_out);
-      const float scale = 1.f / std::sqrt((float)cs.D);
-      std::vector<float> ref(n_out), fast(n_out);
-      attention_decode_ref(q.data(), cs.B, cs.n_heads, views.data(), cs.lens.data(), scale, ref.data());
-      // ref vs naive double
-      std::vector<double> naive(n_out), o;
-      const int G = cs.n_heads / cs.n_kv;
-      for (int64_t b = 0; b < cs.B; b++)
-        for (int h = 0; h < cs.n_heads; h++) {
-          const size_t i = ((size_t)b * cs.n_heads + h) * cs.D;
-          naive_attend(q.data() + i, caches[b], h / G, cs.lens[b], scale, o);
-          std::copy(o.begin(), o.end(), naive.begin() + i);
-        }
-      const double e_ref = rel_err(ref.data(), naive.data(), n_out);
-      worst_ref_naive = std::max(worst_ref_naive, e_ref);
-      CHECK(e_ref <= 5e-6, "decode ref vs naive %s B=%ld H=%d/%d D=%d: rel %g", tname(type), (long)cs.B, cs.n_heads,
-            cs.n_kv, cs.D, e_ref);
-      // Thread counts change the split (tokens, then kv heads) and so the merge order.
-      for (Isa isa : {Isa::Scalar, Isa::Avx2})
-      for (int nt : {1, 3}) {
-        if ((int)isa > (int)cpu_isa()) continue;
-        set_isa_cap(isa);
-        set_num_threads(nt);
-        std::fill(fast.begin(), fast.end(), NAN);
-        attention_decode(q.data(), cs.B, cs.n_heads, views.data(), cs.lens.data(), scale, fast.data());
-        set_isa_cap(Isa::Avx512);
-        set_num_threads(n_threads0);
-        const double e = rel_err(fast.data(), ref.data(), n_out);
-        worst_fast[(int)isa] = std::max(worst_fast[(int)isa], e);
-        if (getenv("VERBOSE")) std::printf("decode %s threads %d %s B=%ld H=%d/%d D=%d len0=%ld: fast-ref %.2e fast-naive %.2e ref-naive %.2e\n", isa_name(isa), nt, tname(type), (long)cs.B, cs.n_heads, cs.n_kv, cs.D, (long)cs.lens[0], e, rel_err(fast.data(), naive.data(), n_out), e_ref);
-        CHECK(e <= 5e-6, "decode fast(%s, %d threads) vs ref %s B=%ld H=%d/%d D=%d len0=%ld: rel %g", isa_name(isa), nt, tname(type),
-              (long)cs.B, cs.n_heads, cs.n_kv, cs.D, (long)cs.lens[0], e);
-      }
+  const auto pairs = type_pairs();  // 4 equal, then 12 mixed
+  // Every case with the four equal types and two mixed pairs (each mixed pair meets >= 2 cases), no window; then
+  // one type pair with a window (1, 2, 5, 64, 257 — across decode blocks and split-K ranges — or one >= the length).
+  const int64_t windows[] = {1, 2, 5, 64, 257, 1 << 20};
+  for (size_t i = 0; i < cases.size(); i++) {
+    for (int j = 0; j < 4; j++) check_decode(rng, cases[i], pairs[j], 0);
+    check_decode(rng, cases[i], pairs[4 + i % 12], 0);
+    check_decode(rng, cases[i], pairs[4 + (i + 6) % 12], 0);
+    check_decode(rng, cases[i], pairs[i % pairs.size()], windows[i % 6]);
+    check_decode(rng, cases[i], pairs[(i + 7) % pairs.size()], windows[(i + 3) % 6]);
+  }
+  // Long windowed sequences whose visible range [len - W, len) is split over threads (split-K) and starts mid-block.
+  for (Pair p : {pairs[2], pairs[3], Pair{KVType::I8, KVType::I4}, Pair{KVType::I4, KVType::I8}})
+    check_decode(rng, {2, 8, 2, 64, {2600, 1500}}, p, 700);
+}
+
+// A window >= the length sees every token: the same result as no window, bit for bit (same token ranges).
+static void test_window_noop(std::mt19937& rng) {
+  for (Pair p : type_pairs()) {
+    Cache c(rng, p.first, p.second, 2, 64, 300);
+    const int64_t len = 300;
+    auto q = randn(rng, 4 * 64);
+    std::vector<float> a(q.size()), b(q.size());
+    for (bool fast : {false, true}) {
+      c.window = 0;
+      KVView v0 = c.view();
+      c.window = 300;
+      KVView v1 = c.view();
+      (fast ? attention_decode : attention_decode_ref)(q.data(), 1, 4, &v0, &len, 0.125f, a.data());
+      (fast ? attention_decode : attention_decode_ref)(q.data(), 1, 4, &v1, &len, 0.125f, b.data());
+      CHECK(a == b, "decode %s %s: window = len differs from no window", fast ? "fast" : "ref", pname(p).c_str());
+      c.window = 299;  // one token fewer: must differ
+      KVView v2 = c.view();
+      (fast ? attention_decode : attention_decode_ref)(q.data(), 1, 4, &v2, &len, 0.125f, b.data());
+      CHECK(a != b, "decode %s %s: window = len - 1 equals no window", fast ? "fast" : "ref", pname(p).c_str());
     }
+  }
 }
 
 static void test_prefill(std::mt19937& rng) {
   struct P { int64_t Tq, pos0; int n_heads, n_kv, D; };
   std::vector<P> cases = {{1, 0, 1, 1, 8}, {5, 0, 2, 1, 8}, {67, 0, 4, 2, 64}, {33, 13, 4, 4, 128},
                           {130, 0, 6, 2, 16}, {3, 200, 8, 2, 64}, {70, 5, 2, 2, 40}, {9, 0, 3, 1, 6}};
-  for (const auto& c : cases)
-    for (KVType type : kTypes) {
-      Cache cache(rng, type, c.n_kv, c.D, c.pos0 + c.Tq + 2);
+  const auto pairs = type_pairs();
+  const int64_t windows[] = {1, 3, 17, 64, 65, 1 << 20};
+  struct Run { Pair p; int64_t window; };
+  for (size_t ci = 0; ci < cases.size(); ci++) {
+    const P& c = cases[ci];
+    std::vector<Run> runs;
+    for (int j = 0; j < 4; j++) runs.push_back({pairs[j], 0});
+    runs.push_back({pairs[4 + ci % 12], 0});
+    runs.push_back({pairs[4 + (ci + 6) % 12], 0});
+    runs.push_back({pairs[ci % pairs.size()], windows[ci % 6]});
+    runs.push_back({pairs[(ci + 5) % pairs.size()], windows[(ci + 2) % 6]});
+    runs.push_back({pairs[(ci + 11) % pairs.size()], windows[(ci + 4) % 6]});
+    for (const Run& run : runs) {
+      Cache cache(rng, run.p.first, run.p.second, c.n_kv, c.D, c.pos0 + c.Tq + 2);
+      cache.window = run.window;
       const KVView view = cache.view();
       const size_t n_out = (size_t)c.Tq * c.n_heads * c.D;
       auto q = randn(rng, n_out);
@@ -220,11 +300,25 @@ static void test_prefill(std::mt19937& rng) {
       std::vector<float> ref(n_out), fast(n_out), dec(c.n_heads * c.D);
       attention_prefill_ref(q.data(), c.Tq, c.n_heads, view, c.pos0, scale, ref.data());
       // Row i of the prefill is the decode of the same query with len = pos0 + i + 1 (bit for bit: same reference).
-      for (int64_t i : {(int64_t)0, c.Tq - 1}) {
+      for (int64_t i : {(int64_t)0, c.Tq / 2, c.Tq - 1}) {
         const int64_t len = c.pos0 + i + 1;
         attention_decode_ref(q.data() + i * c.n_heads * c.D, 1, c.n_heads, &view, &len, scale, dec.data());
         CHECK(std::memcmp(dec.data(), ref.data() + i * c.n_heads * c.D, dec.size() * 4) == 0,
-              "prefill ref row %ld != decode ref", (long)i);
+              "prefill ref row %ld != decode ref (%s window %ld)", (long)i, pname(run.p).c_str(), (long)run.window);
+      }
+      // Ref vs naive double on every row (windowed rows see their own ranges).
+      if (run.window) {
+        std::vector<double> naive(n_out), o;
+        const int G = c.n_heads / c.n_kv;
+        for (int64_t i = 0; i < c.Tq; i++)
+          for (int h = 0; h < c.n_heads; h++) {
+            const size_t off = ((size_t)i * c.n_heads + h) * c.D;
+            naive_attend(q.data() + off, cache, h / G, c.pos0 + i + 1, scale, o);
+            std::copy(o.begin(), o.end(), naive.begin() + off);
+          }
+        const double e = rel_err(ref.data(), naive.data(), n_out);
+        CHECK(e <= 5e-6, "prefill ref vs naive %s window %ld Tq=%ld: rel %g", pname(run.p).c_str(), (long)run.window,
+              (long)c.Tq, e);
       }
       for (Isa isa : {Isa::Scalar, Isa::Avx2}) {
         if ((int)isa > (int)cpu_isa()) continue;
@@ -234,10 +328,11 @@ static void test_prefill(std::mt19937& rng) {
         set_isa_cap(Isa::Avx512);
         const double e = rel_err(fast.data(), ref.data(), n_out);
         worst_prefill[(int)isa] = std::max(worst_prefill[(int)isa], e);
-        CHECK(e <= 5e-6, "prefill fast(%s) vs ref %s Tq=%ld pos0=%ld H=%d/%d D=%d: rel %g", isa_name(isa), tname(type),
-              (long)c.Tq, (long)c.pos0, c.n_heads, c.n_kv, c.D, e);
+        CHECK(e <= 5e-6, "prefill fast(%s) vs ref %s window %ld Tq=%ld pos0=%ld H=%d/%d D=%d: rel %g", isa_name(isa),
+              pname(run.p).c_str(), (long)run.window, (long)c.Tq, (long)c.pos0, c.n_heads, c.n_kv, c.D, e);
       }
     }
+  }
 }
 
 static void test_errors(std::mt19937& rng) {
@@ -258,6 +353,19 @@ static void test_errors(std::mt19937& rng) {
   float s, z;
   try { kv_store(x.data(), 1, 1, 7, KVType::I4, dst.data(), &s, &z); } catch (const std::invalid_argument&) { threw = true; }
   CHECK(threw, "odd head_dim with int4 must throw");
+  // A negative window, and a quantized V without its scales, are rejected.
+  threw = false;
+  v.window = -1;
+  len = 2;
+  try { attention_decode_ref(q.data(), 1, 2, &v, &len, 1.f, out.data()); } catch (const std::out_of_range&) { threw = true; }
+  CHECK(threw, "window < 0 must throw out_of_range");
+  v.window = 0;
+  v.v_scale = nullptr;  // K keeps its scales
+  threw = false;
+  try { attention_decode(q.data(), 1, 2, &v, &len, 1.f, out.data()); } catch (const std::invalid_argument& e) {
+    threw = std::string(e.what()).find("V (i4)") != std::string::npos;
+  }
+  CHECK(threw, "int4 V without v_scale must throw invalid_argument naming V");
 }
 
 int main() {
@@ -265,6 +373,7 @@ int main() {
   std::printf("isa %s, threads %d\n", isa_name(cpu_isa()), num_threads());
   test_kv_store(rng);
   test_decode(rng);
+  test_window_noop(rng);
   test_prefill(rng);
   test_errors(rng);
   std::printf("worst relative errors: decode ref vs naive %.2e; decode fast vs ref scalar %.2e avx2 %.2e; prefill fast vs "

@@ -1,12 +1,14 @@
 // CUDA split-K decode attention against attention_decode_ref (CPU) on the same fp32/fp16/int8/int4 caches written
 // by kv_store_ref: batches of sequences with different lengths (1, 17, 300, 1000 — crossing split boundaries), GQA
-// (8 heads over 2 kv heads) and head_dim 8/64/128. fp32 math, different summation order and __expf: relative L2
+// (8 heads over 2 kv heads), head_dim 8/64/128, equal and mixed K/V types (k8v4, k4v8, k16v4) and a sliding window
+// of 37 tokens (so only the last split of a 1000-token sequence is live). fp32 math, different summation order and __expf: relative L2
 // error ≤ 1e-4. Exits 77 (skip) when no CUDA device is usable.
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "quanteval/cuda_kernels.h"
@@ -26,7 +28,12 @@ int main() {
   int failures = 0, cases = 0;
   const int64_t lens[] = {1, 17, 300, 1000};
   const int64_t B = 4;
-  for (KVType type : {KVType::F32, KVType::F16, KVType::I8, KVType::I4}) {
+  const std::pair<KVType, KVType> pairs[] = {{KVType::F32, KVType::F32}, {KVType::F16, KVType::F16},
+                                             {KVType::I8, KVType::I8},   {KVType::I4, KVType::I4},
+                                             {KVType::I8, KVType::I4},   {KVType::I4, KVType::I8},
+                                             {KVType::F16, KVType::I4}};
+  for (auto [kt, vt] : pairs) {
+    for (int64_t window : {(int64_t)0, (int64_t)37})
     for (int head_dim : {8, 64, 128}) {
       const int H = 8, HK = 2;
       std::vector<std::vector<float>> k(B), v(B);
@@ -46,17 +53,24 @@ int main() {
         k[b].resize(T * HK * head_dim); v[b].resize(T * HK * head_dim);
         for (auto& x : k[b]) x = nd(rng);
         for (auto& x : v[b]) x = nd(rng);
-        size_t bytes = kv_bytes_per_head(type, head_dim) * T * HK;
-        kb[b].resize(bytes); vb[b].resize(bytes);
+        const size_t kbytes = kv_bytes_per_head(kt, head_dim) * T * HK, vbytes = kv_bytes_per_head(vt, head_dim) * T * HK;
+        kb[b].resize(kbytes); vb[b].resize(vbytes);
         ksc[b].resize(T * HK); kz[b].resize(T * HK); vsc[b].resize(T * HK); vz[b].resize(T * HK);
-        kv_store_ref(k[b].data(), T, HK, head_dim, type, kb[b].data(), ksc[b].data(), kz[b].data());
-        kv_store_ref(v[b].data(), T, HK, head_dim, type, vb[b].data(), vsc[b].data(), vz[b].data());
-        bool q = kv_quantized(type);
-        host[b] = {type, HK, head_dim, kb[b].data(), vb[b].data(), q ? ksc[b].data() : nullptr,
-                   q ? kz[b].data() : nullptr, q ? vsc[b].data() : nullptr, q ? vz[b].data() : nullptr};
-        dev[b] = {type, HK, head_dim, up(kb[b].data(), bytes), up(vb[b].data(), bytes),
-                  q ? (const float*)up(ksc[b].data(), T * HK * 4) : nullptr, q ? (const float*)up(kz[b].data(), T * HK * 4) : nullptr,
-                  q ? (const float*)up(vsc[b].data(), T * HK * 4) : nullptr, q ? (const float*)up(vz[b].data(), T * HK * 4) : nullptr};
+        kv_store_ref(k[b].data(), T, HK, head_dim, kt, kb[b].data(), ksc[b].data(), kz[b].data());
+        kv_store_ref(v[b].data(), T, HK, head_dim, vt, vb[b].data(), vsc[b].data(), vz[b].data());
+        const bool kq = kv_quantized(kt), vq = kv_quantized(vt);
+        KVView& hv = host[b];
+        hv.k_type = kt; hv.v_type = vt; hv.n_kv_heads = HK; hv.head_dim = head_dim; hv.window = window;
+        hv.k = kb[b].data(); hv.v = vb[b].data();
+        hv.k_scale = kq ? ksc[b].data() : nullptr; hv.k_zero = kq ? kz[b].data() : nullptr;
+        hv.v_scale = vq ? vsc[b].data() : nullptr; hv.v_zero = vq ? vz[b].data() : nullptr;
+        KVView& dv = dev[b];
+        dv = hv;
+        dv.k = up(kb[b].data(), kbytes); dv.v = up(vb[b].data(), vbytes);
+        dv.k_scale = kq ? (const float*)up(ksc[b].data(), T * HK * 4) : nullptr;
+        dv.k_zero = kq ? (const float*)up(kz[b].data(), T * HK * 4) : nullptr;
+        dv.v_scale = vq ? (const float*)up(vsc[b].data(), T * HK * 4) : nullptr;
+        dv.v_zero = vq ? (const float*)up(vz[b].data(), T * HK * 4) : nullptr;
       }
       std::vector<float> q(B * H * head_dim), ref(q.size()), out(q.size(), NAN);
       for (auto& x : q) x = nd(rng);
@@ -71,10 +85,10 @@ int main() {
       size_t wsn = cuda::attention_decode_workspace(B, H, head_dim, 1000);
       auto* ws = (float*)up(nullptr, wsn * 4);
       try {
-        cuda::attention_decode(dq, B, H, HK, head_dim, type, dkv, dlens, 1000, scale, dout, ws, 0);
+        cuda::attention_decode(dq, B, H, HK, head_dim, kt, vt, dkv, dlens, 1000, scale, dout, ws, 0);
         cudaDeviceSynchronize();
       } catch (const std::exception& ex) {
-        std::printf("FAIL type=%d head_dim=%d: %s\n", (int)type, head_dim, ex.what());
+        std::printf("FAIL k=%d v=%d window=%ld head_dim=%d: %s\n", (int)kt, (int)vt, (long)window, head_dim, ex.what());
         failures++;
       }
       cudaMemcpy(out.data(), dout, out.size() * 4, cudaMemcpyDeviceToHost);
@@ -88,7 +102,8 @@ int main() {
       double rel = std::sqrt(num / den);
       cases++;
       if (nan || !(rel <= 1e-4)) {
-        std::printf("FAIL type=%d head_dim=%d: rel err %.3g%s\n", (int)type, head_dim, rel, nan ? " (unwritten)" : "");
+        std::printf("FAIL k=%d v=%d window=%ld head_dim=%d: rel err %.3g%s\n", (int)kt, (int)vt, (long)window, head_dim,
+                    rel, nan ? " (unwritten)" : "");
         failures++;
       }
       for (void* p : frees) cudaFree(p);

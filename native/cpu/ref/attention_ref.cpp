@@ -12,27 +12,28 @@
 namespace quanteval {
 namespace {
 
-// out[head_dim] = softmax_t(scale * q·k_t) · v_t over tokens [0, len) of kv head `kvh`.
+// out[head_dim] = softmax_t(scale * q·k_t) · v_t over tokens [kv_window_start(kv, len - 1), len) of kv head `kvh`
+// (the query sits at position len - 1).
 void attend_one_ref(const float* q, const KVView& kv, int kvh, int64_t len, float scale, float* out) {
   const int D = kv.head_dim, H = kv.n_kv_heads;
-  const size_t row_bytes = kv_bytes_per_head(kv.type, D);
-  const bool quant = kv_quantized(kv.type);
+  const size_t krb = kv_bytes_per_head(kv.k_type, D), vrb = kv_bytes_per_head(kv.v_type, D);
+  const bool kq = kv_quantized(kv.k_type), vq = kv_quantized(kv.v_type);
   std::vector<float> acc(D, 0.f);
   float m = -std::numeric_limits<float>::infinity(), l = 0.f;
-  for (int64_t t = 0; t < len; t++) {
+  for (int64_t t = kv_window_start(kv, len - 1); t < len; t++) {
     const int64_t r = t * H + kvh;
-    const void* krow = static_cast<const uint8_t*>(kv.k) + r * row_bytes;
-    const void* vrow = static_cast<const uint8_t*>(kv.v) + r * row_bytes;
-    const float ks = quant ? kv.k_scale[r] : 1.f, kz = quant ? kv.k_zero[r] : 0.f;
-    const float vs = quant ? kv.v_scale[r] : 1.f, vz = quant ? kv.v_zero[r] : 0.f;
+    const void* krow = static_cast<const uint8_t*>(kv.k) + r * krb;
+    const void* vrow = static_cast<const uint8_t*>(kv.v) + r * vrb;
+    const float ks = kq ? kv.k_scale[r] : 1.f, kz = kq ? kv.k_zero[r] : 0.f;
+    const float vs = vq ? kv.v_scale[r] : 1.f, vz = vq ? kv.v_zero[r] : 0.f;
     float dot = 0.f;
-    for (int d = 0; d < D; d++) dot += q[d] * detail::kv_load(kv.type, krow, d, ks, kz);
+    for (int d = 0; d < D; d++) dot += q[d] * detail::kv_load(kv.k_type, krow, d, ks, kz);
     const float s = dot * scale;
     const float m_new = std::max(m, s);
     const float alpha = std::exp(m - m_new);  // exp(-inf) = 0 on the first token
     const float p = std::exp(s - m_new);
     l = l * alpha + p;
-    for (int d = 0; d < D; d++) acc[d] = acc[d] * alpha + p * detail::kv_load(kv.type, vrow, d, vs, vz);
+    for (int d = 0; d < D; d++) acc[d] = acc[d] * alpha + p * detail::kv_load(kv.v_type, vrow, d, vs, vz);
     m = m_new;
   }
   for (int d = 0; d < D; d++) out[d] = acc[d] / l;

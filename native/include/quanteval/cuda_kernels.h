@@ -23,9 +23,12 @@ namespace quanteval::cuda {
 // Split-K decode attention (flash-decoding) over an fp32/fp16/int8/int4 KV cache, layouts as formats.h / KVView.
 // q [B, n_heads, head_dim] fp32 (device), kv: device array of B views whose pointers are device pointers, lens:
 // device array of B lengths, max_len: host-side bound on lens (sizes the grid). out [B, n_heads, head_dim] fp32.
+// k_type / v_type: the element types of every view's K and V (passed on the host side: the views live on the
+// device); each view's `window` (sliding window, 0 = none) is read on the device.
 // workspace: device floats, at least attention_decode_workspace(B, n_heads, head_dim, max_len) of them.
 size_t attention_decode_workspace(int64_t B, int n_heads, int head_dim, int64_t max_len);
-void attention_decode(const float* q, int64_t B, int n_heads, int n_kv_heads, int head_dim, KVType type,
+void attention_decode(const float* q, int64_t B, int n_heads, int n_kv_heads, int head_dim, KVType k_type,
+                      KVType v_type,
                       const KVView* kv, const int64_t* lens, int64_t max_len, float scale, float* out,
                       float* workspace, cudaStream_t stream);
 

@@ -60,18 +60,28 @@ void gemm_w8a8_ref(const float* X, int64_t M, const QuantWeight& W, const float*
 void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y);
 
 // ── Attention over a (quantized) KV cache ────────────────────────────────────────────────────────────────────
-// One sequence's cache. Element layout in formats.h. Tensors are [T_cap, n_kv_heads, ...] token-major; only the
-// first `len` tokens are valid.
+// One sequence's cache (of one layer). Element layout in formats.h. Tensors are [T_cap, n_kv_heads, ...]
+// token-major; only the first `len` tokens are valid. K and V have their own element types (e.g. K int8 and V int4,
+// the "k8v4" setting); K rows are kv_bytes_per_head(k_type) bytes, V rows kv_bytes_per_head(v_type).
+// `window` is the sliding attention window of the layer (Mistral / Qwen2 `sliding_window`; 0 = none): the query at
+// position p sees key j iff j <= p and p - j < window, exactly transformers' sliding-window causal mask
+// (masking_utils.sliding_window_causal_mask_function: kv_idx > q_idx - sliding_window). It lives here rather than
+// as a kernel argument because it is a property of the layer's cache, like its types.
 struct KVView {
-  KVType type = KVType::F32;
+  KVType k_type = KVType::F32, v_type = KVType::F32;
   int n_kv_heads = 0, head_dim = 0;
-  const void* k = nullptr;  // [T_cap, n_kv_heads, kv_bytes_per_head]
-  const void* v = nullptr;
-  const float* k_scale = nullptr;  // [T_cap, n_kv_heads]  (quantized types only)
+  int64_t window = 0;              // 0 = full causal attention; else > 0
+  const void* k = nullptr;         // [T_cap, n_kv_heads, kv_bytes_per_head(k_type)]
+  const void* v = nullptr;         // [T_cap, n_kv_heads, kv_bytes_per_head(v_type)]
+  const float* k_scale = nullptr;  // [T_cap, n_kv_heads]  (quantized k_type only)
   const float* k_zero = nullptr;
-  const float* v_scale = nullptr;
+  const float* v_scale = nullptr;  // [T_cap, n_kv_heads]  (quantized v_type only)
   const float* v_zero = nullptr;
 };
+// First key position visible to a query at position p (inclusive): max(0, p - window + 1), or 0 without a window.
+inline int64_t kv_window_start(const KVView& kv, int64_t p) {
+  return kv.window > 0 && p - kv.window + 1 > 0 ? p - kv.window + 1 : 0;
+}
 // Quantize (or convert) `T` new tokens x[T, n_kv_heads, head_dim] fp32 into a cache slot region: dst points at the
 // first destination token; scale/zero likewise (quantized types). Semantics: per token per head asymmetric min-max,
 // pseudo_quantize_tensor with 8 or 4 bits.
@@ -80,14 +90,16 @@ void kv_store_ref(const float* x, int64_t T, int n_kv_heads, int head_dim, KVTyp
 void kv_store(const float* x, int64_t T, int n_kv_heads, int head_dim, KVType type, void* dst, float* scale,
               float* zero);
 // Decode: q [B, n_heads, head_dim] (one query per sequence b, at position lens[b]-1, i.e. it sees tokens
-// [0, lens[b])), out [B, n_heads, head_dim]. Grouped-query: head h reads kv head h / (n_heads / n_kv_heads).
+// [kv_window_start(kv[b], lens[b]-1), lens[b])), out [B, n_heads, head_dim]. Grouped-query: head h reads kv head
+// h / (n_heads / n_kv_heads).
 // `scale` multiplies q·k (usually 1/sqrt(head_dim)). Online softmax; dequantization fused in the inner loop.
 void attention_decode_ref(const float* q, int64_t B, int n_heads, const KVView* kv, const int64_t* lens, float scale,
                           float* out);
 void attention_decode(const float* q, int64_t B, int n_heads, const KVView* kv, const int64_t* lens, float scale,
                       float* out);
 // Causal prefill for one sequence: q [Tq, n_heads, head_dim] are the queries at positions pos0 .. pos0+Tq-1 and
-// the cache already holds tokens [0, pos0+Tq). Query i sees tokens [0, pos0 + i]. out [Tq, n_heads, head_dim].
+// the cache already holds tokens [0, pos0+Tq). Query i sees tokens [kv_window_start(kv, pos0 + i), pos0 + i].
+// out [Tq, n_heads, head_dim].
 void attention_prefill_ref(const float* q, int64_t Tq, int n_heads, const KVView& kv, int64_t pos0, float scale,
                            float* out);
 void attention_prefill(const float* q, int64_t Tq, int n_heads, const KVView& kv, int64_t pos0, float scale,
