@@ -616,8 +616,10 @@ void decode_task_t(const DecodeTask& task) {
       const __m256i idx = _mm256_loadu_si256((const __m256i*)(sc.chunk_idx.data() + 8 * c));
       const __m256i mask = _mm256_loadu_si256((const __m256i*)(sc.chunk_mask.data() + 8 * c));
       const int64_t row0 = t0 * H + task.h0 + sc.chunk_h[c];  // [token t0, first kv head of the chunk]
+      const bool direct = G == 1 && jc + 8 <= NQ;  // MHA: 8 consecutive kv heads, a plain load
       auto heads = [&](const float* a, int t) {
-        return _mm256_permutevar8x32_ps(_mm256_maskload_ps(a + row0 + (int64_t)t * H, mask), idx);
+        const float* p = a + row0 + (int64_t)t * H;
+        return direct ? _mm256_loadu_ps(p) : _mm256_permutevar8x32_ps(_mm256_maskload_ps(p, mask), idx);
       };
       __m256 mx = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
       if constexpr (kquant) {
