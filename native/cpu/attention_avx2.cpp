@@ -308,85 +308,6 @@ inline void dot_i4_fixed(const uint8_t* const* rows, const QFixed& qf, int D, fl
   }
 }
 
-// ── int4 values for a single query head, in integer arithmetic ──────────────────────────────────────────────
-// The float V path spends 6 uops unpacking 16 codes, a subtract of the zero point and then one FMA per 8 codes.
-// With one query head per kv head (MHA) nothing amortizes the unpacking, so instead the block's weights w_t >= 0
-// (softmax p_t times the row scale s_t) are written in fixed point, w_t ≈ u·W_t with W_t = round(w_t / u) < 2^21,
-// u = max w / (2^21 - 1) (an error of at most 2^-22 of the block's largest weight, below the fp32 rounding of the
-// exp that produced it), and W_t is split into three 7-bit digits. vpmaddubsw multiplies the byte pairs
-// (code of token t, code of token t+1) of one dim by the digit pair (d_t, d_{t+1}) — two rows interleaved by one
-// vpunpck{l,h}bw, low and high nibbles split by an AND and a shift — 32 multiply-adds per uop into int16 lanes
-// (each <= 2·15·127, so 8 token pairs fit in int16). Every <= 16 tokens the three digit sums are combined into int32
-// (Σ_t W_t c_t < 16·15·2^21 < 2^31) and the zero-point term Σ_t W_t z_t is subtracted exactly in integers, so the
-// block's Σ_t w_t (c_t - z_t) reaches the fp32 accumulator with one rounding and no cancellation.
-// Accumulator layout ("int-V layout", D % 64 == 0): position p = 64j + 32hf + 16nb + 8up + 4L + m holds dim
-// 64j + 32L + 16hf + 8up + 2m + nb (chunk j of 32 bytes, unpack half hf, nibble nb, epi16-unpack half up,
-// 128-bit lane L, element m) — see intv_dim.
-constexpr int kIntVMaxTokens = 16;  // tokens per int16 accumulation (8 pairs)
-constexpr int kIntVBits = 21;
-
-inline int intv_dim(int p) {
-  const int j = p / 64, r = p % 64;
-  const int hf = r / 32, nb = (r / 16) % 2, up = (r / 8) % 2, L = (r / 4) % 2, m = r % 4;
-  return 64 * j + 32 * L + 16 * hf + 8 * up + 2 * m + nb;
-}
-
-// acc (int-V layout, D floats) += Σ_{t<n} w[t] · (c_t - z[t]) for n <= kIntVMaxTokens rows of int4 codes.
-// Weights w[t * ws], zero points z[t * zs].
-inline void v_block_i4_int(const uint8_t* const* rows, int n, const float* w, int ws, const float* z, int zs, int D,
-                           float* acc) {
-  float wmax = 0.f;
-  for (int t = 0; t < n; t++) wmax = std::max(wmax, w[(size_t)t * ws]);
-  if (!(wmax > 0.f)) return;  // every weight underflowed to 0: nothing to add
-  const float u = wmax / (float)((1 << kIntVBits) - 1), inv_u = 1.f / u;
-  int32_t W[kIntVMaxTokens + 1];
-  int64_t zsum = 0;
-  for (int t = 0; t < n; t++) {
-    W[t] = std::min((int32_t)std::nearbyint(w[(size_t)t * ws] * inv_u), (1 << kIntVBits) - 1);
-    zsum += (int64_t)W[t] * (int64_t)z[(size_t)t * zs];
-  }
-  const int P = (n + 1) / 2;
-  __m256i wv[kIntVMaxTokens / 2 * 3];  // digit k of the pair p's weights, broadcast: wv[3p + k]
-  W[n] = 0;  // an odd block pairs its last row with itself at weight 0
-  const uint8_t* r[kIntVMaxTokens + 1];
-  for (int t = 0; t < n; t++) r[t] = rows[t];
-  r[n] = rows[n - 1];
-  for (int p = 0; p < P; p++)
-    for (int k = 0; k < 3; k++) {
-      const int a = (W[2 * p] >> (7 * k)) & 127, b = (W[2 * p + 1] >> (7 * k)) & 127;
-      wv[3 * p + k] = _mm256_set1_epi16((int16_t)(a | (b << 8)));
-    }
-  const __m256i m4 = _mm256_set1_epi8(0x0F);
-  const __m256i c01 = _mm256_set1_epi32(1 | (128 << 16)), c2 = _mm256_set1_epi32(1 << 14);
-  const __m256i zsv = _mm256_set1_epi32((int32_t)zsum);
-  const __m256 uv = _mm256_set1_ps(u);
-  for (int j = 0; j < D / 64; j++)
-    for (int hf = 0; hf < 2; hf++) {
-      __m256i a[2][3];
-      for (int nb = 0; nb < 2; nb++)
-        for (int k = 0; k < 3; k++) a[nb][k] = _mm256_setzero_si256();
-      for (int p = 0; p < P; p++) {
-        const __m256i A = _mm256_loadu_si256((const __m256i*)(r[2 * p] + 32 * j));
-        const __m256i B = _mm256_loadu_si256((const __m256i*)(r[2 * p + 1] + 32 * j));
-        const __m256i X = hf ? _mm256_unpackhi_epi8(A, B) : _mm256_unpacklo_epi8(A, B);
-        const __m256i e = _mm256_and_si256(X, m4), o = _mm256_and_si256(_mm256_srli_epi16(X, 4), m4);
-        for (int k = 0; k < 3; k++) {
-          a[0][k] = _mm256_add_epi16(a[0][k], _mm256_maddubs_epi16(e, wv[3 * p + k]));
-          a[1][k] = _mm256_add_epi16(a[1][k], _mm256_maddubs_epi16(o, wv[3 * p + k]));
-        }
-      }
-      for (int nb = 0; nb < 2; nb++)
-        for (int up = 0; up < 2; up++) {
-          const __m256i x01 = up ? _mm256_unpackhi_epi16(a[nb][0], a[nb][1]) : _mm256_unpacklo_epi16(a[nb][0], a[nb][1]);
-          const __m256i x2 = up ? _mm256_unpackhi_epi16(a[nb][2], _mm256_setzero_si256())
-                                : _mm256_unpacklo_epi16(a[nb][2], _mm256_setzero_si256());
-          const __m256i tot = _mm256_sub_epi32(_mm256_add_epi32(_mm256_madd_epi16(x01, c01), _mm256_madd_epi16(x2, c2)), zsv);
-          float* dst = acc + 64 * j + 32 * hf + 16 * nb + 8 * up;
-          _mm256_storeu_ps(dst, _mm256_fmadd_ps(uv, _mm256_cvtepi32_ps(tot), _mm256_loadu_ps(dst)));
-        }
-    }
-}
-
 // Scores S[t * ts + g] (raw dot products) for n tokens and G heads; tiles keep 4 accumulators live.
 // `qf` (int4 with G == 1 only) switches to the fixed-point integer path.
 template <KVType T>
@@ -513,6 +434,16 @@ inline void prefetch_rows(const uint8_t* kb, const uint8_t* vb, int64_t t0, int6
   }
 }
 
+// The next kv head's rows of the block (n rows of rb bytes, n_kv_heads · rb apart) from L2 into L1 while this head
+// is computed: the block prefetch above only reaches L2, and the rows' stride hides them from the L1 prefetcher
+// (measured: int4 MHA decode 1.2x faster; fp32 unchanged).
+inline void prefetch_head_l1(const uint8_t* base, int64_t t0, int n, int H, int h, size_t rb) {
+  for (int t = 0; t < n; t++) {
+    const uint8_t* row = base + ((t0 + t) * H + h) * rb;
+    for (size_t b = 0; b < rb; b += 64) _mm_prefetch((const char*)(row + b), _MM_HINT_T0);
+  }
+}
+
 struct DecodeScratch {
   std::vector<float> q, qsum, S;
   std::vector<const uint8_t*> krows, vrows;
@@ -564,8 +495,6 @@ void decode_task_t(const DecodeTask& task) {
   }
   // int4 with one query head per kv head and a head_dim the integer path covers: fixed-point queries.
   const bool fixed = TK == KVType::I4 && G == 1 && D >= 32 && D <= 2048;
-  // int4 values with one query head per kv head and whole 32-byte chunks: the integer V path (int-V layout).
-  const bool intv = TV == KVType::I4 && G == 1 && D % 64 == 0;
   if (fixed) {
     sc.qhi.resize((size_t)NQ * D);
     sc.qlo.resize((size_t)NQ * D);
@@ -608,6 +537,7 @@ void decode_task_t(const DecodeTask& task) {
     for (int h = task.h0; h < task.h1; h++) {
       const int j0 = (h - task.h0) * G;  // first query head of kv head h in this task
       for (int t = 0; t < n; t++) sc.krows[t] = kb + ((t0 + t) * H + h) * krb;
+      if (h + 1 < task.h1) prefetch_head_l1(kb, t0, n, H, h + 1, krb);
       block_scores<TK>(sc.krows.data(), n, sc.q.data() + (size_t)j0 * D, G, D, S + j0, NQP,
                        fixed ? &sc.qf[j0] : nullptr);
     }
@@ -658,16 +588,11 @@ void decode_task_t(const DecodeTask& task) {
     }
     for (int h = task.h0; h < task.h1; h++) {
       const int j0 = (h - task.h0) * G;
-      float* acc = task.acc + (size_t)j0 * D;  // kernel (or int-V) layout while running
+      float* acc = task.acc + (size_t)j0 * D;  // kernel layout while running
       for (int t = 0; t < n; t++) sc.vrows[t] = vb + ((t0 + t) * H + h) * vrb;
+      if (h + 1 < task.h1) prefetch_head_l1(vb, t0, n, H, h + 1, vrb);
       const float* vz = vquant ? kv.v_zero + t0 * H + h : nullptr;  // [t * H]
-      if (intv) {
-        for (int t = 0; t < n; t += kIntVMaxTokens)
-          v_block_i4_int(sc.vrows.data() + t, std::min(kIntVMaxTokens, n - t), S + (size_t)t * NQP + j0, NQP,
-                         vz + (size_t)t * H, H, D, acc);
-      } else {
-        block_v<TV>(sc.vrows.data(), n, S + j0, NQP, vz, H, G, D, acc);
-      }
+      block_v<TV>(sc.vrows.data(), n, S + j0, NQP, vz, H, G, D, acc);
     }
   }
   for (int j = 0; j < NQ; j++) { task.m[j] = sc.m[j]; task.l[j] = sc.l[j]; }
@@ -675,10 +600,7 @@ void decode_task_t(const DecodeTask& task) {
     std::vector<float> tmp(D);
     for (int j = 0; j < NQ; j++) {
       float* a = task.acc + (size_t)j * D;
-      if (intv)
-        for (int p = 0; p < D; p++) tmp[intv_dim(p)] = a[p];
-      else
-        for (int d = 0; d < D; d++) tmp[d] = a[kernel_pos<TV>(d, D)];
+      for (int d = 0; d < D; d++) tmp[d] = a[kernel_pos<TV>(d, D)];
       std::memcpy(a, tmp.data(), D * sizeof(float));
     }
   }
