@@ -6,7 +6,7 @@ import path from "node:path";
 import { runBench } from "./bench/runtime.js";
 import { downloadModel } from "./model/hub.js";
 import { LlamaModel } from "./model/model.js";
-import type { KVType } from "./model/native-types.js";
+import { parseKvSetting } from "./model/kv.js";
 import { loadNative, packageRoot } from "./native.js";
 import { registerEvalCommand } from "./eval/cli_eval.js";
 import { registerQuantizeCommands } from "./quant/cli.js";
@@ -57,10 +57,10 @@ program
   .option("--top-k <k>", "top-k sampling", "0")
   .option("--top-p <p>", "nucleus sampling", "1")
   .option("--seed <n>", "sampling seed", "0")
-  .option("--kv <type>", "KV cache: f32, f16, int8, int4", "f32")
+  .option("--kv <type>", "KV cache: f32, f16, int8, int4, or k:<type>/v:<type> (e.g. k:int8/v:int4)", "f32")
   .action(async (source: string, o: { prompt: string; maxTokens: string; temperature: string; topK: string; topP: string;
     seed: string; kv: string }) => {
-    const m = await LlamaModel.load(source, { kvType: o.kv as KVType });
+    const m = await LlamaModel.load(source, { kvType: parseKvSetting(o.kv, "--kv") });
     const prompt = m.encode(o.prompt, { bos: true });
     process.stdout.write(o.prompt);
     const r = await m.generate(prompt, {
@@ -82,7 +82,7 @@ program
   .description("runtime speed: prefill, time to first token, decode latency and tokens/s, memory, bandwidth")
   .requiredOption("--model <source>", "model directory or synthetic:<preset> (e.g. synthetic:tinyllama-1.1b)")
   .option("--weights <list>", "weight settings: f32,f16,bf16,w8,w4g128,... (comma-separated)", "bf16,w8,w4g128")
-  .option("--kv <list>", "KV-cache types: f32,f16,int8,int4", "f32")
+  .option("--kv <list>", "KV-cache types: f32,f16,int8,int4 or k:<type>/v:<type> (comma-separated)", "f32")
   .option("--batch <list>", "decode batch sizes", "1,4,16")
   .option("--context <list>", "context lengths decoded at", "128,512")
   .option("--prefill <n>", "prompt length for prefill / time to first token", "512")
@@ -92,8 +92,7 @@ program
   .option("--json <file>", "also write the report as JSON")
   .action(async (o: { model: string; weights: string; kv: string; batch: string; context: string; prefill: string;
     steps: string; prefillReps: string; threads?: string; json?: string }) => {
-    const kv = list(o.kv) as KVType[];
-    for (const k of kv) if (!["f32", "f16", "int8", "int4"].includes(k)) throw new RangeError(`--kv: expected f32, f16, int8 or int4, got '${k}'`);
+    const kv = list(o.kv).map((k) => parseKvSetting(k, "--kv"));
     const report = await runBench({
       model: o.model, weights: list(o.weights), kv, batches: ints(o.batch), contexts: ints(o.context),
       prefill: ints(o.prefill)[0], steps: ints(o.steps)[0], prefillReps: ints(o.prefillReps)[0], threads: o.threads ? ints(o.threads)[0] : undefined,

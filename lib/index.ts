@@ -7,6 +7,7 @@ export { loadCheckpoint, checkpointFiles, CheckpointError } from "./model/checkp
 export { downloadModel, HubError } from "./model/hub.js";
 export { PRESETS, resolvePreset } from "./model/synthetic.js";
 export type * from "./model/native-types.js";
+export { KV_TYPES, kvTypesOf, normalizeKv, kvSettingName, parseKvSetting, kvBytesPerToken, type KVSetting } from "./model/kv.js";
 export * from "./kernels.js";
 export * as ops from "./ops.js";
 export * from "./quant/spec.js";

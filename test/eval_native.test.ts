@@ -1,5 +1,6 @@
 // The evaluation loop on the real runtime (stories260K): shared-prefix scoring equals per-request scoring, scores
 // and greedy generations do not depend on the batch size, and the efficiency probe reports consistent sizes.
+// A `k8v4` spec runs (K int8 and V int4 caches) and is reported with both types.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -51,5 +52,27 @@ describe.skipIf(!present)("native model (stories260K)", async () => {
     const lat = await probe.measureLatency({ contextLength: 64, batchSize: 2, decodeTokens: 5 });
     expect(lat.decodeMs).toHaveLength(5);
     expect(lat.ttftMs).toBeGreaterThan(0);
+  });
+
+  it("--quant k8v4 runs with a K int8 and a V int4 cache, reported as both types", async () => {
+    const m = (await loadModel(dir, "k8v4")) as NativeEvalModel;
+    try {
+      expect(m.name.endsWith("@k8v4")).toBe(true);
+      const d = m.describe();
+      expect(d.kvType).toEqual({ k: "int8", v: "int4" });
+      expect((d.quantization as { execution: { kv: unknown } }).execution.kv).toEqual({ k: "int8", v: "int4" });
+      const [r] = await m.loglikelihood(requests.slice(0, 1));
+      const [ref] = await model.loglikelihood(requests.slice(0, 1));
+      expect(Number.isFinite(r.logprob)).toBe(true);
+      expect(r.logprob).not.toBe(ref.logprob);  // a quantized cache changes the scores
+      const mem = m.describe().memory as Record<string, number>;
+      expect(mem["kv:k:int8"]).toBeGreaterThan(0);
+      expect(mem["kv:v:int4"]).toBeGreaterThan(0);
+      // K: 8 int8 codes + f32 scale and zero; V: 4 bytes of int4 codes + scale and zero; 5 layers x 4 kv heads.
+      expect(m.efficiency().kvCacheBytes(10, 3)).toBe(5 * 4 * (8 + 8 + 4 + 8) * 10 * 3);
+      expect(kvBytesPerToken(5, 4, 8, { k: "int8", v: "int4" })).toBe(5 * 4 * (16 + 12));
+    } finally {
+      m.dispose();
+    }
   });
 });

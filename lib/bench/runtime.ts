@@ -6,7 +6,8 @@
  */
 import os from "node:os";
 import { LlamaModel } from "../model/model.js";
-import type { KVType, NativeQuantFormat } from "../model/native-types.js";
+import { kvSettingName, type KVSetting } from "../model/kv.js";
+import type { NativeQuantFormat } from "../model/native-types.js";
 import { memReadBandwidth } from "../kernels.js";
 import { native } from "../native.js";
 
@@ -15,7 +16,8 @@ export interface BenchOptions {
   model: string;
   /** Weight settings: f32, f16, bf16, w8 (per channel), w4g128, w4g32s, ... */
   weights: string[];
-  kv: KVType[];
+  /** KV caches: one type for K and V ("int8"), or { k, v } ("k:int8/v:int4" on the CLI). */
+  kv: KVSetting[];
   batches: number[];
   contexts: number[];
   /** Prompt length of the prefill / time-to-first-token measurement. */
@@ -47,7 +49,7 @@ export interface DecodeFigure {
 
 export interface BenchRow {
   weights: string;
-  kv: KVType;
+  kv: KVSetting;
   execution: "native" | "simulated";
   prefillTokens: number;
   prefillMs: number;
@@ -120,6 +122,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     const V = model.vocabSize;
     for (const kv of o.kv) {
       const s = model.newSession({ kvType: kv });
+      const kvName = kvSettingName(kv);
       // Prefill / time to first token: one prompt of o.prefill tokens; median of prefillReps.
       const pre: number[] = [];
       for (let r = 0; r < (o.prefillReps ?? 3); r++) {
@@ -158,7 +161,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
           const implied = bytes / (p50 * 1e6);
           const f = { batch: B, context: C, p50Ms: p50, p90Ms: pct(times, 0.9), tokensPerSecond: (B * 1000) / p50, impliedGBps: implied, ofRoofline: implied / readGBps, breakdownMs };
           decode.push(f);
-          log(`${w.padEnd(7)} kv=${kv.padEnd(4)} B=${String(B).padStart(2)} ctx=${String(C).padStart(4)}  ` +
+          log(`${w.padEnd(7)} kv=${kvName.padEnd(4)} B=${String(B).padStart(2)} ctx=${String(C).padStart(4)}  ` +
             `decode p50 ${p50.toFixed(2)} ms  p90 ${f.p90Ms.toFixed(2)} ms  ${f.tokensPerSecond.toFixed(1)} tok/s  ${f.impliedGBps.toFixed(1)} GB/s = ${(100 * f.ofRoofline).toFixed(0)}% of read bw ` +
             `(roofline ${((B * readGBps * 1e9) / bytes).toFixed(1)} tok/s)\n` +
             `        per step: linear ${breakdownMs.linear.toFixed(2)} ms, attention ${breakdownMs.attention.toFixed(2)}, ` +
@@ -169,7 +172,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
         prefillTokensPerSecond: (o.prefill * 1000) / prefillMs, timeToFirstTokenMs: prefillMs, decode,
         weightBytesPerToken: bytes, memory: { ...model.native.memory(), ...s.memory() },
       };
-      log(`${w.padEnd(7)} kv=${kv.padEnd(4)} prefill ${o.prefill} tok: ${prefillMs.toFixed(1)} ms (${row.prefillTokensPerSecond.toFixed(1)} tok/s), ` +
+      log(`${w.padEnd(7)} kv=${kvName.padEnd(4)} prefill ${o.prefill} tok: ${prefillMs.toFixed(1)} ms (${row.prefillTokensPerSecond.toFixed(1)} tok/s), ` +
         `TTFT ${prefillMs.toFixed(1)} ms, weights read/token ${(bytes / 1e6).toFixed(1)} MB`);
       log(`        memory ${Object.entries(row.memory).map(([k, v]) => `${k}=${(v / 1e6).toFixed(1)}MB`).join(" ")}`);
       rows.push(row);

@@ -10,7 +10,8 @@
  * tokenizer has one.
  */
 import type { LlamaModel } from "../model/model.js";
-import type { KVType, NativeSession } from "../model/native-types.js";
+import { kvBytesPerToken, type KVSetting } from "../model/kv.js";
+import type { NativeSession } from "../model/native-types.js";
 import type { Tokenizer as HfTokenizer } from "../model/tokenizer.js";
 import type { EfficiencyProbe, LatencyRequest, LatencyResult } from "./efficiency.js";
 import type { EvalModel, GenerateOptions, GenerateResult, LoglikelihoodRequest, LoglikelihoodResult, WindowScore } from "./model.js";
@@ -25,7 +26,8 @@ export interface PrefixGroup {
 
 export interface NativeEvalOptions {
   name: string;
-  kvType: KVType;
+  /** KV cache of the sessions: one type, or K and V types ({ k, v }). */
+  kvType: KVSetting;
   /** Tokenizer to use instead of the model's own (required when the model has none). */
   tokenizer?: HfTokenizer;
   /** What the quantizer reported, kept for the results file. */
@@ -160,14 +162,11 @@ export class NativeEvalModel implements EvalModel, PrefixScorer {
   }
 }
 
-/** Bytes of K and V for one token: int8/int4 caches also store one f32 scale and zero point per token and head. */
-export function kvBytesPerToken(layers: number, kvHeads: number, headDim: number, kv: KVType): number {
-  const values = { f32: 4, f16: 2, int8: 1, int4: 0.5 }[kv] * headDim;
-  const meta = kv === "int8" || kv === "int4" ? 8 : 0;
-  return 2 * layers * kvHeads * (values + meta);
-}
+/** Bytes of K and V for one token (lib/model/kv.ts): int8/int4 sides also store an f32 scale and zero point per
+ * token and head. Re-exported here for the efficiency task. */
+export { kvBytesPerToken };
 
-async function measureLatency(model: LlamaModel, kvType: KVType, req: LatencyRequest): Promise<LatencyResult> {
+async function measureLatency(model: LlamaModel, kvType: KVSetting, req: LatencyRequest): Promise<LatencyResult> {
   const s: NativeSession = model.newSession({ kvType, maxLen: req.contextLength + req.decodeTokens + 1 });
   const rnd = mulberry32(req.contextLength * 31 + req.batchSize);
   const V = model.vocabSize;

@@ -4,8 +4,13 @@
  * Supported architectures: LlamaForCausalLM (Llama 1/2/3, incl. llama3 / linear RoPE scaling), MistralForCausalLM,
  * Qwen2ForCausalLM (q/k/v biases). RoPE parameters are read from transformers ≤4 fields (`rope_theta`,
  * `rope_scaling`) or transformers 5 `rope_parameters`. Anything the runtime cannot execute exactly (another
- * activation, an unknown RoPE type, sliding-window attention that would actually slide, ...) is rejected with a
- * {@link ConfigError} naming the file, the field, what was expected and what was found.
+ * activation, an unknown RoPE type, ...) is rejected with a {@link ConfigError} naming the file, the field, what was
+ * expected and what was found.
+ *
+ * Sliding-window attention, as transformers decides it: Mistral applies `sliding_window` (null = none) on every
+ * layer; Qwen2 only when `use_sliding_window` is true, and then on layers i >= `max_window_layers` (or on the layers
+ * an explicit `layer_types` marks "sliding_attention"). The result is `layerWindows` (one window per layer, 0 = full
+ * attention), which the runtime applies per layer: the query at position p sees keys j with p - W < j <= p.
  */
 import { readFileSync } from "node:fs";
 
@@ -42,8 +47,10 @@ export interface ModelConfig {
   oBias: boolean;
   /** gate/up/down carry a bias (Llama mlp_bias). */
   mlpBias: boolean;
-  /** Sliding-window size when the model uses one (Mistral v0.1); sequences longer than it are refused. */
+  /** Sliding-window size when some layer uses one (Mistral v0.1; Qwen2 with use_sliding_window). */
   slidingWindow?: number;
+  /** The sliding window of each layer [numLayers] (0 = full causal attention); absent when no layer has one. */
+  layerWindows?: number[];
   bosTokenId?: number;
   eosTokenIds: number[];
   /** Storage dtype of the checkpoint, informational ("float32", "float16", "bfloat16"). */
@@ -129,9 +136,30 @@ export function parseConfig(cfg: Json, where = "config.json"): ModelConfig {
     fail(`${rpName}.rope_type`, "'default', 'llama3' or 'linear'", ropeType);
   }
 
+  const numLayers = int("num_hidden_layers");
   let slidingWindow: number | undefined;
-  if (architecture === "mistral" && cfg.sliding_window != null) slidingWindow = int("sliding_window");
-  if (architecture === "qwen2" && cfg.use_sliding_window === true) fail("use_sliding_window", "false", true);
+  let layerWindows: number[] | undefined;
+  if (architecture === "mistral" && cfg.sliding_window != null) {
+    slidingWindow = int("sliding_window");
+    layerWindows = Array(numLayers).fill(slidingWindow);
+  }
+  if (architecture === "qwen2") {
+    if (cfg.use_sliding_window != null && typeof cfg.use_sliding_window !== "boolean")
+      fail("use_sliding_window", "a boolean", cfg.use_sliding_window);
+    // transformers: sliding_window = sliding_window if use_sliding_window else None; layer_types defaults to
+    // "sliding_attention" for i >= max_window_layers when sliding_window is set.
+    const lt = cfg.layer_types;
+    if (lt != null && (!Array.isArray(lt) || lt.length !== numLayers ||
+        !lt.every((t) => t === "full_attention" || t === "sliding_attention")))
+      fail("layer_types", `an array of ${numLayers} 'full_attention' / 'sliding_attention'`, lt);
+    if (cfg.use_sliding_window === true && cfg.sliding_window != null) {
+      slidingWindow = int("sliding_window");
+      const from = int("max_window_layers", numLayers, 0);
+      const sliding = (i: number) => (lt != null ? (lt as string[])[i] === "sliding_attention" : i >= from);
+      layerWindows = Array.from({ length: numLayers }, (_, i) => (sliding(i) ? slidingWindow! : 0));
+      if (layerWindows.every((w) => w === 0)) { slidingWindow = undefined; layerWindows = undefined; }
+    }
+  }
 
   const eos = cfg.eos_token_id;
   const eosTokenIds = eos == null ? [] : Array.isArray(eos) ? (eos as number[]) : [eos as number];
@@ -141,7 +169,7 @@ export function parseConfig(cfg: Json, where = "config.json"): ModelConfig {
     architecture,
     hiddenSize,
     intermediateSize: int("intermediate_size"),
-    numLayers: int("num_hidden_layers"),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
@@ -154,6 +182,7 @@ export function parseConfig(cfg: Json, where = "config.json"): ModelConfig {
     oBias: architecture !== "qwen2" && attnBias,
     mlpBias: cfg.mlp_bias === true,
     slidingWindow,
+    layerWindows,
     bosTokenId: typeof cfg.bos_token_id === "number" ? cfg.bos_token_id : undefined,
     eosTokenIds,
     torchDtype: (cfg.torch_dtype ?? cfg.dtype) as string | undefined,

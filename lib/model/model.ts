@@ -18,8 +18,9 @@ import { loadCheckpoint, type LoadReport } from "./checkpoint.js";
 import { downloadModel, type DownloadOptions } from "./hub.js";
 import { readConfig, type ModelConfig } from "./config.js";
 import type {
-  DenseDType, KVType, NativeModel, NativeQuantFormat, NativeSession, PrefillResult, RuntimeAddon,
+  DenseDType, NativeModel, NativeQuantFormat, NativeSession, PrefillResult, RuntimeAddon,
 } from "./native-types.js";
+import { sessionKvOptions, type KVSetting } from "./kv.js";
 import { makeRng, sampleToken } from "./sampling.js";
 import { resolvePreset } from "./synthetic.js";
 import { Tokenizer, type ChatMessage } from "./tokenizer.js";
@@ -27,8 +28,8 @@ import { Tokenizer, type ChatMessage } from "./tokenizer.js";
 export interface ModelOptions {
   /** Longest sequence accepted (default: the config's max_position_embeddings). */
   maxContext?: number;
-  /** KV-cache element type of the model's default session (default 'f32'). */
-  kvType?: KVType;
+  /** KV cache of the model's default session (default 'f32'): one type, or { k, v } (lib/model/kv.ts). */
+  kvType?: KVSetting;
   /** Keep fp16/bf16 linears in their checkpoint dtype (default true); false converts them to f32. */
   keepDtype?: boolean;
   /** Fills the native model instead of reading `dir`'s safetensors (quantized checkpoints: lib/quant/checkpoint.ts);
@@ -98,12 +99,11 @@ export class LlamaModel implements EvalModel {
   }
 
   /**
-   * Longest accepted sequence: the option, else max_position_embeddings; never past a sliding window (the runtime
-   * attends to every cached token, which is exact only inside the window).
+   * Longest accepted sequence: the option, else max_position_embeddings. Sliding-window layers (config.layerWindows)
+   * attend within their window natively, so a window does not limit the context.
    */
   private static contextOf(config: ModelConfig, opts: ModelOptions): number {
-    const want = opts.maxContext ?? config.maxPositions;
-    return config.slidingWindow ? Math.min(want, config.slidingWindow) : want;
+    return opts.maxContext ?? config.maxPositions;
   }
 
   /** Loads a Hugging Face model directory (config.json, safetensors, tokenizer.json). */
@@ -146,8 +146,10 @@ export class LlamaModel implements EvalModel {
   }
 
   /** A new session over the same weights (its own KV caches). */
-  newSession(opts: { kvType?: KVType; maxLen?: number } = {}): NativeSession {
-    return new (LlamaModel.addon().Session)(this.native, { kvType: opts.kvType ?? "f32", maxLen: opts.maxLen ?? this.maxContext });
+  newSession(opts: { kvType?: KVSetting; maxLen?: number } = {}): NativeSession {
+    return new (LlamaModel.addon().Session)(this.native, {
+      ...sessionKvOptions(opts.kvType ?? "f32"), maxLen: opts.maxLen ?? this.maxContext,
+    });
   }
 
   /** Sets a linear (module name, e.g. 'model.layers.0.mlp.down_proj') from a packed weight of lib/kernels.ts. */
@@ -163,8 +165,8 @@ export class LlamaModel implements EvalModel {
     for (const n of this.native.linearNames()) if (n !== "lm_head" || opts.lmHead) await this.native.quantizeLinear(n, format);
   }
 
-  /** Replaces the default session by one whose KV cache is stored as `kv` (f32, f16, int8, int4). */
-  setKvType(kv: KVType): void {
+  /** Replaces the default session by one whose KV cache is stored as `kv` (f32, f16, int8, int4, or { k, v }). */
+  setKvType(kv: KVSetting): void {
     this.session = this.newSession({ kvType: kv });
   }
 

@@ -49,6 +49,7 @@ export interface NativeCapture {
 }
 
 /** Config fields the native Model reads (a {@link ModelConfig} plus the longest context to accept). */
+/** The config the native Model reads; `layerWindows` (from ModelConfig) gives each layer's sliding window. */
 export type NativeModelConfig = ModelConfig & { maxContext: number };
 
 export interface NativeModel {
@@ -125,7 +126,8 @@ export interface NativeSession {
   prefill(seqs: Int32Array, tokens: Int32Array, counts: Int32Array, opts?: PrefillOptions): Promise<PrefillResult>;
   /** One token per sequence: logits [B, V]. */
   decode(seqs: Int32Array, tokens: Int32Array): Promise<Float32Array>;
-  /** Bytes by category: 'kv:<type>', 'workspace'. */
+  /** Bytes by category: 'kv:<type>' when K and V share a type, else 'kv:k:<type>' and 'kv:v:<type>' (types f32,
+   * f16, int8, int4); 'workspace'. */
   memory(): Record<string, number>;
   /** Frees every KV cache and workspace now; sequence ids become invalid. */
   dispose(): void;
@@ -133,5 +135,6 @@ export interface NativeSession {
 
 export interface RuntimeAddon {
   Model: new (config: NativeModelConfig) => NativeModel;
-  Session: new (model: NativeModel, opts?: { kvType?: KVType; maxLen?: number }) => NativeSession;
+  /** kvType: K and V element type (default f32); kType / vType override it for one side. */
+  Session: new (model: NativeModel, opts?: { kvType?: KVType; kType?: KVType; vType?: KVType; maxLen?: number }) => NativeSession;
 }

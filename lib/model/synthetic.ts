@@ -44,6 +44,20 @@ export const PRESETS: Record<string, Json> = {
     rms_norm_eps: 1e-5, rope_theta: 1000000, vocab_size: 32768, bos_token_id: 1, eos_token_id: 2,
     tie_word_embeddings: false,
   },
+  // Mistral 7B v0.1: sliding-window attention (4096) on every layer.
+  "mistral-7b-v0.1": {
+    architectures: ["MistralForCausalLM"], hidden_act: "silu", hidden_size: 4096, intermediate_size: 14336,
+    num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, max_position_embeddings: 32768,
+    rms_norm_eps: 1e-5, rope_theta: 10000, vocab_size: 32000, bos_token_id: 1, eos_token_id: 2,
+    tie_word_embeddings: false, sliding_window: 4096,
+  },
+  // A tiny Mistral with a 4-token sliding window, small enough for a float64 reference forward in tests.
+  "tiny-mistral-sw4": {
+    architectures: ["MistralForCausalLM"], hidden_act: "silu", hidden_size: 32, intermediate_size: 48,
+    num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, max_position_embeddings: 64,
+    rms_norm_eps: 1e-5, rope_theta: 10000, vocab_size: 64, bos_token_id: 1, eos_token_id: 2,
+    tie_word_embeddings: false, sliding_window: 4,
+  },
   "qwen2-0.5b": {
     architectures: ["Qwen2ForCausalLM"], hidden_act: "silu", hidden_size: 896, intermediate_size: 4864,
     num_hidden_layers: 24, num_attention_heads: 14, num_key_value_heads: 2, max_position_embeddings: 32768,

@@ -6,6 +6,7 @@
  *                                             quantize a Hugging Face model folder and save a quantized checkpoint
  */
 import type { Command } from "commander";
+import { kvSettingName } from "../model/kv.js";
 import { LlamaModel } from "../model/model.js";
 import { CALIBRATION_DEFAULTS, type CalibrationSource } from "./calibration.js";
 import { saveQuantizedModel } from "./checkpoint.js";
@@ -70,7 +71,7 @@ export function registerQuantizeCommands(program: Command): void {
         const meta = saveQuantizedModel(o.out, model, rep);
         console.log(
           `${meta.spec}: ${rep.linears.length} linears packed in ${rep.seconds.toFixed(1)} s (${rep.method}); ` +
-            `activations ${rep.execution.activations}, KV ${rep.execution.kv}` +
+            `activations ${rep.execution.activations}, KV ${kvSettingName(rep.execution.kv)}` +
             (rep.calibration ? `; calibration ${rep.calibration.source} ${rep.calibration.nsamples}x${rep.calibration.seqlen} sha256 ${rep.calibration.sha256.slice(0, 16)}…` : "") +
             ` → ${o.out}`,
         );

@@ -16,6 +16,7 @@
  */
 import type { LlamaModel } from "../model/model.js";
 import type { KVType, NativeModel } from "../model/native-types.js";
+import { normalizeKv, type KVSetting } from "../model/kv.js";
 import { awqQuantizeLinear, awqScaleLayer, type AppliedScale } from "./awq.js";
 import { sampleCalibration, type CalibrationOptions, type CalibrationRecord, type CalibrationSet } from "./calibration.js";
 import { gptqLinear } from "./gptq.js";
@@ -64,8 +65,9 @@ export interface LinearReport {
 export interface QuantizeReport {
   spec: string;
   method: string;
-  /** How each part executes: weights on packed kernels, activations on the int8 GEMM or simulated. */
-  execution: { weights: "packed" | "dense"; activations: "none" | "kernel" | "simulated"; kv: KVType };
+  /** How each part executes: weights on packed kernels, activations on the int8 GEMM or simulated; the KV cache
+   * type (one string when K and V share it, else { k, v }, e.g. k8v4 → { k: "int8", v: "int4" }). */
+  execution: { weights: "packed" | "dense"; activations: "none" | "kernel" | "simulated"; kv: KVSetting };
   calibration?: CalibrationRecord;
   linears: LinearReport[];
   /** Per-channel scales folded into the model (AWQ / SmoothQuant), in the order applied. */
@@ -81,14 +83,11 @@ export class QuantizeError extends Error {
   }
 }
 
-/** The runtime's KV type for a spec's cache setting. K and V share one type in the runtime. */
-export function kvTypeFor(spec: QuantSpec): KVType {
+/** The runtime's KV cache types for a spec's cache setting: one type for kv<B>, { k, v } for k<B>v<B'> with B ≠ B'. */
+export function kvTypeFor(spec: QuantSpec): KVSetting {
   if (!spec.kv) return "f32";
-  if (spec.kv.k !== spec.kv.v)
-    throw new QuantizeError(
-      `${formatSpec(spec)}: K and V caches with different widths (k${spec.kv.k}v${spec.kv.v}) are not supported by the runtime, which stores both with one type`,
-    );
-  return spec.kv.k === 16 ? "f16" : spec.kv.k === 8 ? "int8" : "int4";
+  const t = (bits: number): KVType => (bits === 16 ? "f16" : bits === 8 ? "int8" : "int4");
+  return normalizeKv({ k: t(spec.kv.k), v: t(spec.kv.v) });
 }
 
 /** The packed format of a spec's weights for a linear with K inputs. */

@@ -429,8 +429,10 @@ inline void prefetch_block(const KVView& kv, int64_t t0, int64_t t1, int h0, int
 inline void prefetch_rows(const uint8_t* kb, const uint8_t* vb, int64_t t0, int64_t t1, int H, int kvh, size_t krb,
                           size_t vrb) {
   for (int64_t t = t0; t < t1; t++) {
-    for (size_t b = 0; b < krb; b += 64) _mm_prefetch((const char*)(kb + (t * H + kvh) * (int64_t)krb + b), _MM_HINT_T0);
-    for (size_t b = 0; b < vrb; b += 64) _mm_prefetch((const char*)(vb + (t * H + kvh) * (int64_t)vrb + b), _MM_HINT_T0);
+    const uint8_t* k = kb + (t * H + kvh) * (int64_t)krb;
+    const uint8_t* v = vb + (t * H + kvh) * (int64_t)vrb;
+    for (size_t b = 0; b < krb; b += 64) _mm_prefetch((const char*)(k + b), _MM_HINT_T0);
+    for (size_t b = 0; b < vrb; b += 64) _mm_prefetch((const char*)(v + b), _MM_HINT_T0);
   }
 }
 

@@ -44,7 +44,8 @@ __global__ void decode_partial(const float* __restrict__ q, int n_heads, int n_k
   const KVView v = kv[b];
   // Sliding window: the query at len - 1 sees tokens [len - window, len); splits below that are empty (m = -inf).
   const int64_t lo = v.window > 0 && len - v.window > 0 ? len - v.window : 0;
-  const int64_t t0 = max(lo, (int64_t)split * kSplitTokens), t1 = min(len, (int64_t)split * kSplitTokens + kSplitTokens);
+  const int64_t s0 = (int64_t)split * kSplitTokens;
+  const int64_t t0 = max(lo, s0), t1 = min(len, s0 + kSplitTokens);
   const bool kq = k_type == KVType::I8 || k_type == KVType::I4;
   const bool vq = v_type == KVType::I8 || v_type == KVType::I4;
 

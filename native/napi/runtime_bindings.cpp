@@ -135,7 +135,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     // layerWindows?: number[numLayers], the sliding attention window of each layer (0 = full attention).
     auto lw = o.Get("layerWindows");
     if (!lw.IsUndefined()) {
-      if (!lw.IsArray()) type_error(env, "config.layerWindows: expected an array of numLayers integers, got " + describe(lw));
+      if (!lw.IsArray())
+        type_error(env, "config.layerWindows: expected an array of numLayers integers, got " + describe(lw));
       auto a = lw.As<Napi::Array>();
       if ((int64_t)a.Length() != c.n_layers)
         range_error(env, "config.layerWindows: expected " + std::to_string(c.n_layers) + " entries (numLayers), got " +

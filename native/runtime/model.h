@@ -181,7 +181,8 @@ class Session {
   DecodeProfile profile;
   // K and V caches with their own element types (e.g. K int8, V int4); the 3-argument form uses one type for both.
   Session(std::shared_ptr<Model> model, KVType k_type, KVType v_type, int64_t max_len);
-  Session(std::shared_ptr<Model> model, KVType kv_type, int64_t max_len) : Session(std::move(model), kv_type, kv_type, max_len) {}
+  Session(std::shared_ptr<Model> model, KVType kv_type, int64_t max_len)
+      : Session(std::move(model), kv_type, kv_type, max_len) {}
   ~Session();
   std::shared_ptr<Model> model;
   const KVType k_type, v_type;

@@ -3,6 +3,9 @@
 //  2. batched decode of sequences at different lengths == each sequence decoded alone;
 //  3. prefill results do not depend on which other sequences share the call (bit-exact);
 //  4. int8 KV logits stay close to f32 KV logits; packed w8 weights close to dense;
+//  4b. K int8 + V int4 caches: prefill + decode == full prefill of the same session type; error vs f32 KV above
+//      kv8's; memory reported as kv:k:int8 + kv:v:int4;
+//  4c. per-layer sliding windows: prefill + decode == full prefill; layer 0 windowed changes logits only past W;
 //  5. bad arguments throw std::invalid_argument / std::out_of_range naming the problem.
 #include <cmath>
 #include <cstdio>
@@ -24,8 +27,9 @@ static float max_diff(const float* a, const float* b, size_t n) {
   return m;
 }
 
-static std::shared_ptr<Model> make_model(const QuantFormat* fmt) {
+static std::shared_ptr<Model> make_model(const QuantFormat* fmt, std::vector<int64_t> window = {}) {
   ModelConfig c;
+  c.window = std::move(window);
   c.hidden = 48; c.intermediate = 100; c.n_layers = 2; c.n_heads = 6; c.n_kv_heads = 2; c.head_dim = 8; c.vocab = 97;
   c.qkv_bias = true; c.max_context = 128;
   c.rope.head_dim = 8; c.rope.rotary_dim = 6; c.rope.theta = 10000;
@@ -126,6 +130,59 @@ int main() {
     CHECK(d > 0 && d < 0.05f * scale, "w8 logits differ by %g (scale %g)", d, scale);
   }
 
+  // 4b. mixed K/V types: incremental == full within the same types; int4 V costs more than int8 V.
+  {
+    auto run_full = [&](KVType kt, KVType vt) {
+      Session q(m, kt, vt, 64);
+      int x = q.alloc_seq();
+      StepOutputs p;
+      p.rows_mode = 2;
+      q.prefill(&x, 1, toks.data(), &cnt, p);
+      auto mem = q.memory();
+      if (kt != vt) CHECK(mem.count("kv:k:int8") && mem.count("kv:v:int4") && !mem.count("kv:int8"), "mixed memory keys");
+      return p.logits;
+    };
+    auto l8 = run_full(KVType::I8, KVType::I8), l84 = run_full(KVType::I8, KVType::I4);
+    const float d8 = max_diff(l8.data(), out.logits.data(), (size_t)T * V);
+    const float d84 = max_diff(l84.data(), out.logits.data(), (size_t)T * V);
+    CHECK(d84 > d8, "k8v4 error %g not above kv8's %g", d84, d8);
+    Session q(m, KVType::I8, KVType::I4, 64);
+    int x = q.alloc_seq();
+    StepOutputs p;
+    p.rows_mode = 1;
+    q.prefill(&x, 1, toks.data(), &pre, p);
+    for (int t = 5; t < T; t++) {
+      q.decode(&x, 1, &toks[t], lg.data());
+      const float d = max_diff(lg.data(), l84.data() + (size_t)t * V, V);
+      CHECK(d <= 1e-4f * std::fmax(1.f, scale), "k8v4 decode step %d differs from its full prefill by %g", t, d);
+    }
+  }
+  // 4c. windows: layer 0 slides with W = 3, layer 1 attends fully.
+  {
+    const int W = 3;
+    auto mw = make_model(nullptr, {W, 0});
+    Session fw(mw, KVType::F32, 64);
+    int x = fw.alloc_seq();
+    StepOutputs p;
+    p.rows_mode = 2;
+    fw.prefill(&x, 1, toks.data(), &cnt, p);
+    for (int t = 0; t < T; t++) {
+      const float d = max_diff(p.logits.data() + (size_t)t * V, out.logits.data() + (size_t)t * V, V);
+      if (t < W) CHECK(d == 0.f, "window: row %d (< W) differs by %g", t, d);
+      else CHECK(d > 1e-4f, "window: row %d (>= W) equals the window-less model", t);
+    }
+    Session iw(mw, KVType::F32, 64);
+    int y = iw.alloc_seq();
+    StepOutputs q;
+    q.rows_mode = 1;
+    iw.prefill(&y, 1, toks.data(), &pre, q);
+    for (int t = 5; t < T; t++) {
+      iw.decode(&y, 1, &toks[t], lg.data());
+      const float d = max_diff(lg.data(), p.logits.data() + (size_t)t * V, V);
+      CHECK(d <= 1e-4f * std::fmax(1.f, scale), "window: decode step %d differs from full prefill by %g", t, d);
+    }
+  }
+
   // 5. errors.
   auto throws = [](auto fn, const char* what) {
     try {
@@ -142,6 +199,8 @@ int main() {
     return false;
   };
   if (!throws([&] { m->linear("model.layers.9.mlp.up_proj"); }, "unknown linear")) g_failures++;
+  if (!throws([&] { make_model(nullptr, {4}); }, "window list of the wrong length")) g_failures++;
+  if (!throws([&] { make_model(nullptr, {4, -1}); }, "negative window")) g_failures++;
   if (!throws([&] { int32_t bad = V; full.decode(&a, 1, &bad, lg.data()); }, "token outside vocab")) g_failures++;
   if (!throws([&] { int g = 99; full.decode(&g, 1, toks.data(), lg.data()); }, "dead sequence")) g_failures++;
   if (!throws([&] { float s[3] = {1, 1, 1}; m->scale_channels("model.norm", {"lm_head"}, s, 3); }, "scale shape")) g_failures++;
