@@ -2,10 +2,11 @@
 // AVX2 inner kernels of attention over a (quantized) KV cache, and of kv_store.
 //
 // Decode (decode_task_avx2): a task covers a token range and a group of kv heads; it walks the range in blocks of
-// up to kTB tokens (sized so a block's K rows of all the task's heads stay near 32 KiB) and, inside a block, head by
-// head: the scores of the head's G query heads are computed with the dequantization fused into the dot product, the
-// online-softmax state is updated once per block, then the block's V rows are accumulated. The next blocks are
-// prefetched in address order. For int8/int4 the scale and zero point are taken out of the inner loops:
+// up to kTB tokens (decode_block) and per block (1) scores every query head of the task, head by head, with the
+// dequantization fused into the dot product, (2) updates the online-softmax state of 8 query heads at a time with
+// vectors across heads (scale/zero fix-up, block max, exp, running sum, rescale only where the max moved), and
+// (3) accumulates the block's V rows head by head. The block two ahead is prefetched into L2 in address order, the
+// next head's rows of this block into L1. For int8/int4 the scale and zero point are taken out of the inner loops:
 //   q·k = s·(Σ q_d c_d − z·Σ q_d)            Σ_t w_t v_t = Σ_t (w_t s_t) (c_t − z_t)
 // so each K element costs a widen, a convert and one FMA per query head that shares the kv head (V one subtract
 // more, see v_accum).
