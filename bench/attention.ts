@@ -1,12 +1,16 @@
 /**
  * Attention over a (quantized) KV cache on the CPU: decode and causal prefill, fp32 / fp16 / int8 / int4 K/V.
  *
- *   node dist/bench/attention.js [--quick] [--save]
+ *   node dist/bench/attention.js [--quick] [--decode-only] [--layers-mib N] [--save [--tag NAME]]
  *
  * Decode: Llama-7B-like heads (32 heads, head_dim 128) with MHA (32 kv heads) and GQA (8 kv heads), batch 1 and 4,
  * contexts 1k / 4k / 16k (MHA batch 4 stops at 4k: its fp32 cache would be 2 GiB at 16k). For each case: median
  * time of one call, GB/s of KV bytes read (K and V codes plus their fp32 scales and zeros), and the speedup over the
  * fp32 cache measured in the same run. The roofline is a memcpy in the same process (bytes read / s, 1 thread).
+ * Every decode call reads its cache from DRAM, as in a model whose layers each have their own cache: each type
+ * rotates over L distinct copies of its caches ("layers"; call i reads copy i % L), L chosen so that the copies
+ * together hold >= --layers-mib MiB (default 64, twice the 32 MiB L3). Without this a small int4 cache (4.5 MB at 1k)
+ * stays in L3 across repetitions while the fp32 one (32 MB) does not, which flatters the ratio.
  * Prefill: 512 and 2048 tokens from position 0, MHA, GFLOP/s of the causal attention (4·H·D·T(T+1)/2 flops).
  * Decoder-step ops: log-softmax gather / top-k over a 128256 vocabulary, RMSNorm, RoPE, SiLU·up, fast vs reference.
  *
@@ -15,7 +19,7 @@
  * machine's load hits them alike; times are medians over rounds and the speedup is the median of the per-round
  * ratios. A sample runs the kernel `repeat` times in one native call so that it lasts >= 20 ms (the Promise round
  * trip is not what is measured). JSON goes to bench/out/; --save also writes
- * bench/results/cpu-attention-<date>.json.
+ * bench/results/cpu-attention-<date>[-NAME].json.
  */
 import { execSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -27,8 +31,21 @@ import {
   ropeApply, ropeInvFreq, siluMul, type Impl, type KVCache, type KVType,
 } from "../lib/ops.js";
 
-const args = new Set(process.argv.slice(2));
+const argv = process.argv.slice(2);
+const args = new Set(argv);
 const quick = args.has("--quick");
+const decodeOnly = args.has("--decode-only");
+const layersMiB = (() => {
+  const i = argv.indexOf("--layers-mib");
+  const v = i >= 0 ? Number(argv[i + 1]) : 64;
+  if (!Number.isFinite(v) || v < 0) throw new RangeError(`--layers-mib: expected a number >= 0, got ${argv[i + 1]}`);
+  return v;
+})();
+/** Distinct copies (layers) of a set of caches of `bytes` bytes so that all copies hold >= layersMiB MiB. */
+const layersFor = (bytes: number) => Math.max(1, Math.ceil((layersMiB * 2 ** 20) / bytes));
+/** Decode over `layers` rotated copies: kv holds layers × B caches (the addon's `layers` option). */
+const decodeRotated = (o: { q: Float32Array; kv: KVCache[]; lens: number[]; layers: number; repeat: number }) =>
+  native().attentionDecode({ ...o, nHeads: N_HEADS }) as Promise<Float32Array>;
 const types: KVType[] = ["f32", "f16", "i8", "i4"];
 const N_HEADS = 32, HEAD_DIM = 128;
 
@@ -108,7 +125,9 @@ function memcpyGBs(): number {
   return n / median(ts) / 1e9;
 }
 
-interface DecodeRow { attn: string; nKv: number; batch: number; ctx: number; type: KVType; ms: number; gbps: number; speedup: number }
+interface DecodeRow {
+  attn: string; nKv: number; batch: number; ctx: number; type: KVType; layers: number; ms: number; gbps: number; speedup: number;
+}
 interface PrefillRow { tokens: number; type: KVType; ms: number; gflops: number; speedup: number }
 interface OpRow { op: string; shape: string; refMs: number; fastMs: number; speedup: number }
 
@@ -123,6 +142,8 @@ async function main() {
     `load average ${load0.toFixed(1)} on ${os.cpus().length} CPUs`);
   const roofline = memcpyGBs();
   console.log(`memcpy (1 thread, bytes read/s): ${roofline.toFixed(1)} GB/s`);
+  console.log(`decode caches rotated over >= ${layersMiB} MiB of distinct copies per type (layers = L below), so ` +
+    `each call reads from DRAM`);
 
   const cases: { attn: string; nKv: number; batch: number; ctx: number }[] = [];
   const ctxs = quick ? [1024, 4096] : [1024, 4096, 16384];
@@ -139,21 +160,23 @@ async function main() {
     // Every sequence holds `ctx` tokens in its own cache (one shared cache would be served from L3 after the first).
     const lens = new Array(c.batch).fill(c.ctx);
     const q = tiled(c.batch * N_HEADS * HEAD_DIM, 0.1);
-    const caches: KVCache[][] = [];
+    const rowBytes = (type: KVType) => kvBytesPerHead(type, HEAD_DIM) + (type === "i8" || type === "i4" ? 8 : 0);
+    const caches: KVCache[][] = [], layers: number[] = [];
     for (const type of types) {
+      const L = layersFor(2 * c.batch * c.ctx * c.nKv * rowBytes(type));
       const seqs: KVCache[] = [];
-      for (let b = 0; b < c.batch; b++) seqs.push(await fillCache(type, c.ctx, c.nKv, x));
+      for (let i = 0; i < L * c.batch; i++) seqs.push(await fillCache(type, c.ctx, c.nKv, x));
       caches.push(seqs);
+      layers.push(L);
     }
     const { s, speedup } = await timeInterleaved(
-      caches.map((kv) => (repeat: number) => attentionDecode({ q, nHeads: N_HEADS, kv, lens, repeat })), quick ? 3 : 7);
+      caches.map((kv, i) => (repeat: number) => decodeRotated({ q, kv, lens, layers: layers[i], repeat })), quick ? 3 : 7);
     types.forEach((type, i) => {
-      const rowBytes = kvBytesPerHead(type, HEAD_DIM) + (type === "i8" || type === "i4" ? 8 : 0);
-      const bytes = 2 * c.batch * c.ctx * c.nKv * rowBytes;
-      const row = { ...c, type, ms: s[i] * 1e3, gbps: bytes / s[i] / 1e9, speedup: speedup[i] };
+      const bytes = 2 * c.batch * c.ctx * c.nKv * rowBytes(type);
+      const row = { ...c, type, layers: layers[i], ms: s[i] * 1e3, gbps: bytes / s[i] / 1e9, speedup: speedup[i] };
       decode.push(row);
-      console.log(`decode ${c.attn} B=${c.batch} ctx=${c.ctx} ${type}: ${row.ms.toFixed(3)} ms, ${row.gbps.toFixed(1)} GB/s, ` +
-        `${row.speedup.toFixed(2)}x vs f32`);
+      console.log(`decode ${c.attn} B=${c.batch} ctx=${c.ctx} ${type} (L=${layers[i]}): ${row.ms.toFixed(3)} ms, ` +
+        `${row.gbps.toFixed(1)} GB/s, ${row.speedup.toFixed(2)}x vs f32`);
     });
   }
 
@@ -163,17 +186,23 @@ async function main() {
   {
     const T = 4096, nKv = 32, threads = cpu.threads;
     const q = tiled(N_HEADS * HEAD_DIM, 0.1);
-    const f32 = await fillCache("f32", T, nKv, x), i4 = await fillCache("i4", T, nKv, x);
+    const sets: { kv: KVCache[]; layers: number }[] = [];
+    for (const type of ["f32", "i4"] as KVType[]) {
+      const L = layersFor(2 * T * nKv * (kvBytesPerHead(type, HEAD_DIM) + (type === "i4" ? 8 : 0)));
+      const kv: KVCache[] = [];
+      for (let i = 0; i < L; i++) kv.push(await fillCache(type, T, nKv, x));
+      sets.push({ kv, layers: L });
+    }
     addon.setNumThreads(1);
     const { s, speedup } = await timeInterleaved(
-      [f32, i4].map((c) => (repeat: number) => attentionDecode({ q, nHeads: N_HEADS, kv: [c], lens: [T], repeat })), quick ? 3 : 7);
+      sets.map((c) => (repeat: number) => decodeRotated({ q, kv: c.kv, lens: [T], layers: c.layers, repeat })), quick ? 3 : 7);
     addon.setNumThreads(threads);
     bar1 = { f32Ms: s[0] * 1e3, i4Ms: s[1] * 1e3, speedup: speedup[1] };
     console.log(`decode MHA B=1 ctx=4096, 1 thread: f32 ${bar1.f32Ms.toFixed(2)} ms, i4 ${bar1.i4Ms.toFixed(2)} ms, ${bar1.speedup.toFixed(2)}x`);
   }
 
   const prefill: PrefillRow[] = [];
-  for (const T of quick ? [512] : [512, 2048]) {
+  for (const T of decodeOnly ? [] : quick ? [512] : [512, 2048]) {
     const q = tiled(T * N_HEADS * HEAD_DIM, 0.1);
     const caches: KVCache[] = [];
     for (const type of types) caches.push(await fillCache(type, T, N_HEADS, x));
@@ -190,7 +219,7 @@ async function main() {
 
   // Decoder-step ops: the fast kernel vs its scalar reference, same rounds (a single call each; no `repeat`).
   const ops: OpRow[] = [];
-  {
+  if (!decodeOnly) {
     const V = 128256, M = quick ? 8 : 32;
     const logits = tiled(M * V, 0.5), targets = Int32Array.from({ length: M }, (_, i) => (i * 7919) % V);
     const hidden = tiled(64 * 4096), w = tiled(4096, 1);
@@ -214,7 +243,8 @@ async function main() {
   }
 
   // The table last.
-  console.log("\nDecode attention, 32 heads × 128 (median ms per call; GB/s of KV read; speedup vs f32 K/V, same run)");
+  console.log("\nDecode attention, 32 heads × 128 (median ms per call; GB/s of KV read; speedup vs f32 K/V, same run; " +
+    `caches rotated over >= ${layersMiB} MiB per type)`);
   console.log("case              B  ctx    | " + types.map((t) => `${t.padStart(4)} ms    GB/s   x`.padEnd(24)).join("| "));
   for (let i = 0; i < decode.length; i += types.length) {
     const r0 = decode[i];
@@ -238,7 +268,8 @@ async function main() {
 
   const date = new Date().toISOString();
   const result = {
-    bench: "attention", commit, date, cpu: cpuModel, threads: cpu.threads, isa: cpu.isa, quick,
+    bench: "attention", commit, date, cpu: cpuModel, threads: cpu.threads, isa: cpu.isa, quick, decode_only: decodeOnly,
+    decode_rotation_min_mib: layersMiB,
     loadavg_start: load0, loadavg_end: load1, roofline_memcpy_gbps: roofline, decode, decode_bar_1thread: bar1, prefill, ops,
   };
   const outDir = path.join(packageRoot, "bench", "out");
@@ -248,7 +279,8 @@ async function main() {
   if (args.has("--save")) {
     const resDir = path.join(packageRoot, "bench", "results");
     mkdirSync(resDir, { recursive: true });
-    writeFileSync(path.join(resDir, `cpu-attention-${date.slice(0, 10)}.json`), JSON.stringify(result, null, 2));
+    const ti = argv.indexOf("--tag"), tag = ti >= 0 ? `-${argv[ti + 1]}` : "";
+    writeFileSync(path.join(resDir, `cpu-attention-${date.slice(0, 10)}${tag}.json`), JSON.stringify(result, null, 2));
   }
 }
 

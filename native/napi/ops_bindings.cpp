@@ -7,7 +7,9 @@
 // call throws a TypeError / RangeError naming the field, what was expected and what was given. The kernels then run
 // in an AsyncWorker and the call returns a Promise (all but ropeInvFreq, which is tiny and synchronous).
 // `impl: "ref" | "fast"` (default "fast") picks the scalar reference or the dispatching fast kernel.
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -179,7 +181,9 @@ Napi::Value KvStore(const Napi::CallbackInfo& info) {
 
 // attentionDecode({ q: Float32Array [B, nHeads, headDim], nHeads, kv: KV[B], lens: number[] | Int32Array (B),
 // scale? = 1/sqrt(headDim), window = 0, repeat = 1 }) -> Promise<Float32Array [B, nHeads, headDim]>. `repeat` runs the kernel
-// that many times in one call, so benchmarks time the kernel rather than the Promise round trip.
+// that many times in one call, so benchmarks time the kernel rather than the Promise round trip. `layers` = L > 1
+// (benchmarks): kv holds L × B caches, kv[l · B + b], and run i reads layer i % L — like a model's layers, so that
+// every run streams its cache from memory instead of finding the previous run's in the last-level cache.
 Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
   auto o = options(info, "attentionDecode");
   const bool ref = use_ref(o);
@@ -188,12 +192,17 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
   auto kvv = o.get("kv");
   if (!kvv.IsArray()) o.type("kv: expected an array of per-sequence caches, got " + describe(kvv));
   auto arr = kvv.As<Napi::Array>();
-  const int64_t B = arr.Length();
-  if (B < 1) o.range("kv: expected at least one sequence, got 0");
+  const int64_t layers = o.integer("layers", 1, 1 << 20, 1);
+  const int64_t n_kv = arr.Length();
+  if (n_kv < 1) o.range("kv: expected at least one sequence, got 0");
+  if (n_kv % layers)
+    o.range("kv: expected layers × B caches (layers = " + std::to_string(layers) + "), got " + std::to_string(n_kv));
+  const int64_t B = n_kv / layers;
   auto views = std::make_shared<std::vector<KVView>>();
   std::vector<Napi::Value> keep = {o.get("q")};
-  std::vector<int64_t> caps;
-  for (int64_t b = 0; b < B; b++) {
+  std::vector<int64_t> caps(B, std::numeric_limits<int64_t>::max());  // per sequence, the smallest over layers
+  for (int64_t i = 0; i < n_kv; i++) {
+    const int64_t b = i;  // index into kv (layer i / B, sequence i % B)
     auto a = read_kv(o, arr.Get((uint32_t)b), "kv[" + std::to_string(b) + "]");
     if (b > 0 && a.view.head_dim != (*views)[0].head_dim)
       o.range("kv[" + std::to_string(b) + "].headDim: expected " + std::to_string((*views)[0].head_dim) +
@@ -203,7 +212,7 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
               std::to_string(a.view.n_kv_heads) + ", got " + std::to_string(n_heads));
     views->push_back(a.view);
     views->back().window = window;
-    caps.push_back(a.capacity);
+    caps[i % B] = std::min(caps[i % B], a.capacity);
     keep.insert(keep.end(), a.keep.begin(), a.keep.end());
   }
   const int D = (*views)[0].head_dim;
@@ -233,7 +242,8 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
       o.env,
       [=] {
         for (int64_t i = 0; i < repeat; i++)
-          (ref ? attention_decode_ref : attention_decode)(q, B, n_heads, views->data(), lens->data(), scale, op);
+          (ref ? attention_decode_ref : attention_decode)(q, B, n_heads, views->data() + (i % layers) * B, lens->data(),
+                                                          scale, op);
       },
       [out_ref](Napi::Env) -> Napi::Value { return out_ref->Value(); }, keep);
 }

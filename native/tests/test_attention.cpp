@@ -223,6 +223,9 @@ static void test_decode(std::mt19937& rng) {
       {1, 4, 1, 128, {2600}},     {4, 2, 2, 40, {3, 1, 70, 129}}, {1, 3, 1, 6, {300}},
       // MHA int4 takes the fixed-point key path for head_dim >= 32: one 32-code step, a step and a tail, 2 dims.
       {2, 3, 3, 32, {9, 300}},    {1, 2, 2, 34, {77}},        {1, 2, 2, 2, {40}},
+      // MHA int4 values take the integer V path for head_dim % 64 == 0: odd block tails, several 32-byte chunks,
+      // a long context (split-K ranges, blocks of 8 tokens).
+      {2, 2, 2, 64, {17, 33}},    {1, 4, 4, 192, {1501}},
   };
   // Random extra cases.
   for (int i = 0; i < 4; i++) {
