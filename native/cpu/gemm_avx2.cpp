@@ -22,7 +22,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #include "gemm_common.h"
@@ -791,30 +790,6 @@ void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t ld
     for (; k < lda; k++) d[k] = 0;
     asum[m] = s;
   }
-}
-
-double read_sum(const uint8_t* p, int64_t bytes) {
-  std::mutex mu;
-  double total = 0;
-  parallel_for(bytes / 4096, 1, [&](int64_t b0, int64_t b1) {
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    const __m256i zero = _mm256_setzero_si256();
-    for (int64_t b = b0; b < b1; b++) {
-      const __m256i* q = (const __m256i*)(p + b * 4096);
-      for (int i = 0; i < 128; i += 4) {
-        a0 = _mm256_add_epi64(a0, _mm256_sad_epu8(_mm256_load_si256(q + i), zero));
-        a1 = _mm256_add_epi64(a1, _mm256_sad_epu8(_mm256_load_si256(q + i + 1), zero));
-        a2 = _mm256_add_epi64(a2, _mm256_sad_epu8(_mm256_load_si256(q + i + 2), zero));
-        a3 = _mm256_add_epi64(a3, _mm256_sad_epu8(_mm256_load_si256(q + i + 3), zero));
-      }
-    }
-    const __m256i t = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-    alignas(32) int64_t o[4];
-    _mm256_store_si256((__m256i*)o, t);
-    std::lock_guard<std::mutex> g(mu);
-    total += (double)(o[0] + o[1] + o[2] + o[3]);
-  });
-  return total;
 }
 
 }  // namespace quanteval::impl::avx2
