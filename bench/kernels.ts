@@ -2,6 +2,7 @@
  * CPU GEMM / GEMV benchmark on Llama-7B projection shapes.
  *
  *   npm run bench:kernels            (node dist/bench/kernels.js; QUANTEVAL_THREADS caps the threads)
+ *   node dist/bench/kernels.js --variants fp32,w8,w4g128 --m 1,4,16     (a subset; fp32 is always timed)
  *
  * For N x K in {4096x4096, 11008x4096, 4096x11008} and M in {1, 4, 16, 64, 256} it times (median of repeated
  * native runs after a warm-up, variants interleaved round by round) the project's fp32 `gemm` — the baseline — and
@@ -12,6 +13,7 @@
  * (all threads streaming a 1 GiB buffer; best of 6 passes). Writes JSON to bench/out/ and prints a summary table last.
  */
 import { execFileSync } from "node:child_process";
+import { Command } from "commander";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -33,14 +35,14 @@ const SHAPES: [number, number][] = [
   [11008, 4096],
   [4096, 11008],
 ];
-const MS = [1, 4, 16, 64, 256];
+const ALL_MS = [1, 4, 16, 64, 256];
 
 interface Variant {
   name: string;
   format?: QuantFormat; // undefined: fp32 dense
   w8a8?: boolean;
 }
-const VARIANTS: Variant[] = [
+const ALL_VARIANTS: Variant[] = [
   { name: "fp32" },
   { name: "w8", format: { bits: 8, groupSize: 0, symmetric: false, scaleDtype: "f16" } },
   { name: "w4g128", format: { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f16" } },
@@ -120,19 +122,33 @@ function gitCommit(): string {
   }
 }
 
+const cli = new Command()
+  .option("--variants <list>", "comma-separated variants (fp32 is the baseline and always timed)")
+  .option("--m <list>", "comma-separated M values", ALL_MS.join(","))
+  .parse(process.argv);
+const opts = cli.opts<{ variants?: string; m: string }>();
+const MS = opts.m.split(",").map(Number);
+if (MS.some((m) => !Number.isInteger(m) || m < 1)) throw new Error(`--m: expected positive integers, got ${opts.m}`);
+const wanted = opts.variants?.split(",");
+for (const w of wanted ?? [])
+  if (!ALL_VARIANTS.some((v) => v.name === w))
+    throw new Error(`--variants: unknown ${w}, expected some of ${ALL_VARIANTS.map((v) => v.name).join(",")}`);
+const VARIANTS = ALL_VARIANTS.filter((v) => v.name === "fp32" || !wanted || wanted.includes(v.name));
+
 async function main(): Promise<void> {
   const t0 = Date.now();
   const loadBefore = os.loadavg()[0];
   const info = native().cpuInfo();
   console.log(`quanteval kernel bench: ${cpuModel()}, ${info.threads} threads, ISA ${info.isa}`);
 
-  // Read bandwidth: all threads stream a buffer far larger than the last-level cache.
+  // Read bandwidth: all threads stream a buffer far larger than the last-level cache (huge-page advised); each round
+  // times every read strategy of the probe (native/cpu/membw.cpp) and keeps the fastest.
   const bwBytes = 1 << 30;
-  // The roofline is the best pass: bandwidth is an upper bound and other load on the machine only lowers a pass.
+  // The roofline is the best round: bandwidth is an upper bound and other load on the machine only lowers a round.
   const bwSecs = await memReadBandwidth(bwBytes, 7);
   const readGBps = bwBytes / Math.min(...bwSecs.subarray(1)) / 1e9;
   const readGBpsMedian = bwBytes / median(bwSecs.subarray(1)) / 1e9;
-  console.log(`read bandwidth (1 GiB, best / median of 6 passes): ${readGBps.toFixed(1)} / ${readGBpsMedian.toFixed(1)} GB/s`);
+  console.log(`read bandwidth (1 GiB, best / median of 6 rounds): ${readGBps.toFixed(1)} / ${readGBpsMedian.toFixed(1)} GB/s`);
 
   // The machine may be shared: every round times each variant once (a few native runs) in turn, so the fp32 baseline
   // and the quantized kernels see the same background load; each figure is the median over its rounds' runs.
@@ -209,7 +225,7 @@ async function main(): Promise<void> {
   console.log(`\nsummary (read bandwidth ${readGBps.toFixed(1)} GB/s measured in this run; baseline = fp32 gemm, same run)`);
   console.log("shape        M    variant   ms        GB/s   GFLOP/s  vs fp32  %read-bw");
   for (const r of rows) {
-    if (r.M !== 1 && r.M !== 256) continue;
+    if (r.M !== MS[0] && r.M !== MS[MS.length - 1]) continue;
     console.log(
       `${`${r.N}x${r.K}`.padEnd(11)} ${String(r.M).padStart(4)}  ${r.variant.padEnd(8)} ${(r.seconds * 1e3).toFixed(2).padStart(8)} ` +
         `${r.gbps.toFixed(1).padStart(7)} ${r.gflops.toFixed(1).padStart(8)}  ${r.speedupVsFp32.toFixed(2).padStart(6)}x ` +
@@ -218,11 +234,12 @@ async function main(): Promise<void> {
   }
   console.log("\nbars (this machine): w4g128 GEMV M=1 >= 60% of read bw and >= 5x fp32; W8A8 M=256 >= 2x fp32");
   for (const [N, K] of SHAPES) {
-    const g = rows.find((r) => r.N === N && r.K === K && r.M === 1 && r.variant === "w4g128")!;
-    const a = rows.find((r) => r.N === N && r.K === K && r.M === 256 && r.variant === "w8a8")!;
+    const g = rows.find((r) => r.N === N && r.K === K && r.M === 1 && r.variant === "w4g128");
+    const a = rows.find((r) => r.N === N && r.K === K && r.M === 256 && r.variant === "w8a8");
     console.log(
-      `${`${N}x${K}`.padEnd(11)} w4g128 M=1: ${(100 * g.fractionOfReadBw).toFixed(0)}% of read bw, ${g.speedupVsFp32.toFixed(2)}x fp32` +
-        ` | w8a8 M=256: ${a.speedupVsFp32.toFixed(2)}x fp32`,
+      `${`${N}x${K}`.padEnd(11)} w4g128 M=1: ` +
+        (g ? `${(100 * g.fractionOfReadBw).toFixed(0)}% of read bw, ${g.speedupVsFp32.toFixed(2)}x fp32` : "not run") +
+        ` | w8a8 M=256: ${a ? `${a.speedupVsFp32.toFixed(2)}x fp32` : "not run"}`,
     );
   }
   console.log(`wrote ${path.relative(process.cwd(), file)} (${result.wallSeconds.toFixed(0)} s)`);
