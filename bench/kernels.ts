@@ -5,7 +5,9 @@
  *   node dist/bench/kernels.js --variants fp32,w8,w4g128 --m 1,4,16     (a subset; fp32 is always timed)
  *
  * For N x K in {4096x4096, 11008x4096, 4096x11008} and M in {1, 4, 16, 64, 256} it times (median of repeated
- * native runs after a warm-up, variants interleaved round by round) the project's fp32 `gemm` — the baseline — and
+ * native runs after a warm-up, variants interleaved round by round; each run on the next of several copies of its
+ * weight spanning 128 MiB, so that weights come from memory and not from the 32 MiB L3 — `--hot` times one copy)
+ * the project's fp32 `gemm` — the baseline — and
  * the fused quantized kernels:
  * w8 (per channel), w4g128, w3g128, w2g64 (asymmetric, fp16 scales), W8A8 (8-bit per-channel weights, per-token
  * 8-bit activations) and W4A8 (4-bit per-channel weights, same activations). Each row reports weight GB/s (packed bytes incl. scales and zeros / time), GFLOP/s (2MNK / time),
@@ -99,6 +101,8 @@ interface Row {
   variant: string;
   seconds: number;
   weightBytes: number;
+  /** Copies of the weight cycled through (> 1: cold, each run reads its weight from memory). */
+  weightCopies: number;
   gbps: number;
   gflops: number;
   speedupVsFp32: number;
@@ -125,8 +129,13 @@ function gitCommit(): string {
 const cli = new Command()
   .option("--variants <list>", "comma-separated variants (fp32 is the baseline and always timed)")
   .option("--m <list>", "comma-separated M values", ALL_MS.join(","))
+  .option("--hot", "time one copy of each weight (it may stay in the last-level cache between runs)")
   .parse(process.argv);
-const opts = cli.opts<{ variants?: string; m: string }>();
+const opts = cli.opts<{ variants?: string; m: string; hot?: boolean }>();
+// Cold weights (default): each variant cycles through enough copies of its weight that they span COLD_BYTES, 4x this
+// CPU's 32 MiB L3, so every run streams its weight from memory as a decode step does (a 4096x4096 w4g128 weight is
+// 8.8 MB and would otherwise be read from L3 while the 67 MB fp32 baseline comes from memory).
+const COLD_BYTES = 128 << 20;
 const MS = opts.m.split(",").map(Number);
 if (MS.some((m) => !Number.isInteger(m) || m < 1)) throw new Error(`--m: expected positive integers, got ${opts.m}`);
 const wanted = opts.variants?.split(",");
@@ -162,21 +171,38 @@ async function main(): Promise<void> {
       const format = v.format && { ...v.format, groupSize: v.format.groupSize || K };
       return format ? packedWeight(N, K, format, 100 + N + K + v.name.length) : undefined;
     });
+    const copies: (DenseWeight | PackedWeight)[][] = weights.map((W) => {
+      const one: DenseWeight | PackedWeight = W ?? dense;
+      const bytes = W ? packedBytes(W) : N * K * 4;
+      const n = opts.hot ? 1 : Math.max(1, Math.ceil(COLD_BYTES / bytes));
+      return Array.from({ length: n }, (_, c) =>
+        c === 0
+          ? one
+          : "dtype" in one
+            ? { ...one, data: (one.data as Float32Array).slice() }
+            : { ...one, codes: one.codes.slice(), scales: one.scales.slice(), zeros: one.zeros?.slice() },
+      );
+    });
     for (const M of MS) {
       const Xm = X.subarray(0, M * K);
-      const gemms: TimedGemm[] = VARIANTS.map((v, i) => {
-        const W = weights[i];
-        return !W
-          ? { kind: "dense", X: Xm, xDtype: "f32", M, W: dense }
-          : v.w8a8
-            ? { kind: "w8a8", X: Xm, M, W }
-            : { kind: "q", X: Xm, xDtype: "f32", M, W };
-      });
+      const gemms: TimedGemm[][] = VARIANTS.map((v, i) =>
+        copies[i].map((W) =>
+          "dtype" in W
+            ? { kind: "dense", X: Xm, xDtype: "f32", M, W }
+            : v.w8a8
+              ? { kind: "w8a8", X: Xm, M, W }
+              : { kind: "q", X: Xm, xDtype: "f32", M, W },
+        ),
+      );
       const perRound = M <= 4 ? 3 : 1;
       const secs: number[][] = VARIANTS.map(() => []);
-      for (const g of gemms) await timeGemm(g, 1); // warm-up: page faults, caches
+      for (const gs of gemms) for (const g of gs) await timeGemm(g, 1); // warm-up: page faults
+      const next = VARIANTS.map(() => 0);
       for (let r = 0; r < repsFor(M); r++)
-        for (let i = 0; i < gemms.length; i++) secs[i].push(...(await timeGemm(gemms[i], perRound)).seconds);
+        for (let i = 0; i < gemms.length; i++)
+          for (let k = 0; k < perRound; k++)
+            // Runs are timed natively (no Promise overhead in the figure); each on the next copy of the weight.
+            secs[i].push(...(await timeGemm(gemms[i][next[i]++ % gemms[i].length], 1)).seconds);
       const base = median(secs[0]);
       VARIANTS.forEach((v, i) => {
         const seconds = median(secs[i]);
@@ -184,7 +210,7 @@ async function main(): Promise<void> {
         const weightBytes = W ? packedBytes(W) : N * K * 4;
         const gbps = weightBytes / seconds / 1e9;
         const row: Row = {
-          N, K, M, variant: v.name, seconds, weightBytes, gbps,
+          N, K, M, variant: v.name, seconds, weightBytes, weightCopies: copies[i].length, gbps,
           gflops: (2 * M * N * K) / seconds / 1e9,
           speedupVsFp32: base / seconds,
           fractionOfReadBw: gbps / readGBps,
@@ -211,6 +237,7 @@ async function main(): Promise<void> {
     readBandwidthGBps: readGBps,
     readBandwidthMedianGBps: readGBpsMedian,
     readBandwidthSeconds: Array.from(bwSecs),
+    coldWeights: !opts.hot,
     rows,
     wallSeconds: (Date.now() - t0) / 1e3,
     // 1-minute load average before and after: on a shared machine, how much else was running.

@@ -42,9 +42,9 @@ void w4a8_core(const int8_t* A8, int64_t lda8, int64_t M, const QuantWeight& W, 
 uint64_t read_stream(const uint8_t* p, int64_t b, int64_t e, int strategy);
 }  // namespace avx2
 
-// Memory read bandwidth probe for the benchmarks: every thread streams its contiguous share of a `bytes`-byte buffer
-// (fresh, huge-page advised, faulted in beforehand); `reps` rounds, each timing every read strategy; returns each
-// round's fastest pass in seconds.
+// Memory read bandwidth probe for the benchmarks: the threads stream a `bytes`-byte buffer (fresh, huge-page advised,
+// faulted in beforehand) in 4 MiB blocks handed out dynamically; `reps` rounds, each timing every read strategy;
+// returns each round's fastest pass in seconds.
 std::vector<double> read_bandwidth_seconds(int64_t bytes, int reps);
 
 }  // namespace quanteval::impl

@@ -2,7 +2,9 @@
 // of an upper bound: the highest read rate this machine sustains, not the rate of one naive loop. So:
 //  - the buffer is much larger than the last-level cache, 2 MiB aligned and advised as transparent huge pages
 //    (madvise mode here): fewer TLB misses and page walks per byte, as a weight buffer can have;
-//  - every pool thread reads one contiguous range (the caller's part included), first-touched by that thread;
+//  - the pool's threads (the caller included) take 4 MiB blocks dynamically, each read as one or more sequential
+//    streams: on a shared machine a descheduled thread's blocks go to the others instead of stalling the pass, which a
+//    static split into halves cannot do (the GEMV kernels hand out their rows the same way);
 //  - each round times every read strategy of membw_avx2.cpp (one stream, four streams, software prefetch) and the
 //    round's figure is its fastest pass; the benchmarks report the best and the median round.
 #include <sys/mman.h>
@@ -15,6 +17,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "gemm_common.h"
 #include "gemm_impl.h"
 #include "quanteval/cpu_features.h"
 #include "quanteval/threadpool.h"
@@ -46,20 +49,8 @@ std::vector<double> read_bandwidth_seconds(int64_t bytes, int reps) {
 #ifdef MADV_HUGEPAGE
   madvise(buf.get(), (size_t)alloc, MADV_HUGEPAGE);  // advice only: failure leaves 4 KiB pages
 #endif
-  const int64_t pages = bytes / 4096;
-  // One contiguous range of pages per thread, the same split for the first touch and every pass.
-  const int nt = (int)std::min<int64_t>(num_threads(), pages);
-  auto range = [&](int64_t t, int64_t& b, int64_t& e) {
-    b = pages * t / nt * 4096;
-    e = pages * (t + 1) / nt * 4096;
-  };
-  parallel_for(nt, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; t++) {
-      int64_t b, e;
-      range(t, b, e);
-      std::memset(buf.get() + b, 1, (size_t)(e - b));
-    }
-  });
+  constexpr int64_t kBlock = 4 << 20;
+  detail::dynamic_for(bytes, kBlock, [&](int64_t b, int64_t e) { std::memset(buf.get() + b, 1, (size_t)(e - b)); });
   const bool avx2 = cpu_isa() >= Isa::Avx2;
   std::atomic<uint64_t> sink{0};
   std::vector<double> secs;
@@ -67,13 +58,9 @@ std::vector<double> read_bandwidth_seconds(int64_t bytes, int reps) {
     double best = 1e30;
     for (int s = 0; s < (avx2 ? kStrategies : 1); s++) {
       const auto t0 = std::chrono::steady_clock::now();
-      parallel_for(nt, 1, [&](int64_t a, int64_t z) {
-        for (int64_t t = a; t < z; t++) {
-          int64_t b, e;
-          range(t, b, e);
-          sink.fetch_xor(avx2 ? avx2::read_stream(buf.get(), b, e, s) : read_stream_scalar(buf.get(), b, e),
-                         std::memory_order_relaxed);
-        }
+      detail::dynamic_for(bytes, kBlock, [&](int64_t b, int64_t e) {
+        sink.fetch_xor(avx2 ? avx2::read_stream(buf.get(), b, e, s) : read_stream_scalar(buf.get(), b, e),
+                       std::memory_order_relaxed);
       });
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
