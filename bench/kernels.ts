@@ -6,7 +6,8 @@
  *
  * For N x K in {4096x4096, 11008x4096, 4096x11008} (`--shapes llama7b`, the default; `tinyllama`: 2048x2048,
  * 5632x2048, 2048x5632, 32000x2048) and M in {1, 4, 16, 64, 256} it times (median of repeated native runs after a
- * warm-up, variants interleaved round by round) the project's fp32 `gemm` — the baseline — and the fused quantized
+ * warm-up, variants interleaved round by round; each run on the next of several copies of its weight spanning 128 MiB,
+ * so that weights come from memory and not from the 32 MiB L3 — `--hot` times one copy) the project's fp32 `gemm` — the baseline — and the fused quantized
  * kernels: w8 (per channel), w4g128, w3g128, w2g64 (asymmetric, fp16 scales), W8A8 (8-bit per-channel weights,
  * per-token 8-bit activations), W4A8 (4-bit per-channel weights, same activations) and the grouped int8-activation
  * kernels w4g128a8, w3g128a8, w2g64a8, w8g128a8. Each row reports weight GB/s (packed bytes incl. scales and zeros /
@@ -71,8 +72,9 @@ const cli = new Command()
   .option("--shapes <set>", `shape set: ${Object.keys(SHAPE_SETS).join(", ")}`, "llama7b")
   .option("--variants <list>", "comma-separated variant names (fp32 is always included: it is the baseline)")
   .option("--ms <list>", "comma-separated M values", "1,4,16,64,256")
+  .option("--hot", "time one copy of each weight (it may stay in the last-level cache between runs)")
   .parse(process.argv);
-const opts = cli.opts<{ shapes: string; variants?: string; ms: string }>();
+const opts = cli.opts<{ shapes: string; variants?: string; ms: string; hot?: boolean }>();
 const SHAPES = SHAPE_SETS[opts.shapes];
 if (!SHAPES) throw new Error(`--shapes: expected one of ${Object.keys(SHAPE_SETS).join(", ")}, got '${opts.shapes}'`);
 const MS = opts.ms.split(",").map((m) => {
@@ -136,6 +138,8 @@ interface Row {
   variant: string;
   seconds: number;
   weightBytes: number;
+  /** Copies of the weight cycled through (> 1: cold, each run reads its weight from memory). */
+  weightCopies: number;
   gbps: number;
   gflops: number;
   speedupVsFp32: number;
@@ -160,19 +164,25 @@ function gitCommit(): string {
   }
 }
 
+// Cold weights (default): each variant cycles through enough copies of its weight that they span COLD_BYTES, 4x this
+// CPU's 32 MiB L3, so every run streams its weight from memory as a decode step does (a 4096x4096 w4g128 weight is
+// 8.8 MB and would otherwise be read from L3 while the 67 MB fp32 baseline comes from memory).
+const COLD_BYTES = 128 << 20;
+
 async function main(): Promise<void> {
   const t0 = Date.now();
   const loadBefore = os.loadavg()[0];
   const info = native().cpuInfo();
   console.log(`quanteval kernel bench: ${cpuModel()}, ${info.threads} threads, ISA ${info.isa}`);
 
-  // Read bandwidth: all threads stream a buffer far larger than the last-level cache.
+  // Read bandwidth: all threads stream a buffer far larger than the last-level cache (huge-page advised); each round
+  // times every read strategy of the probe (native/cpu/membw.cpp) and keeps the fastest.
   const bwBytes = 1 << 30;
-  // The roofline is the best pass: bandwidth is an upper bound and other load on the machine only lowers a pass.
+  // The roofline is the best round: bandwidth is an upper bound and other load on the machine only lowers a round.
   const bwSecs = await memReadBandwidth(bwBytes, 7);
   const readGBps = bwBytes / Math.min(...bwSecs.subarray(1)) / 1e9;
   const readGBpsMedian = bwBytes / median(bwSecs.subarray(1)) / 1e9;
-  console.log(`read bandwidth (1 GiB, best / median of 6 passes): ${readGBps.toFixed(1)} / ${readGBpsMedian.toFixed(1)} GB/s`);
+  console.log(`read bandwidth (1 GiB, best / median of 6 rounds): ${readGBps.toFixed(1)} / ${readGBpsMedian.toFixed(1)} GB/s`);
 
   // The machine may be shared: every round times each variant once (a few native runs) in turn, so the fp32 baseline
   // and the quantized kernels see the same background load; each figure is the median over its rounds' runs.
@@ -186,21 +196,38 @@ async function main(): Promise<void> {
       const format = v.format && { ...v.format, groupSize: v.format.groupSize || K };
       return format ? packedWeight(N, K, format, 100 + N + K + v.name.length) : undefined;
     });
+    const copies: (DenseWeight | PackedWeight)[][] = weights.map((W) => {
+      const one: DenseWeight | PackedWeight = W ?? dense;
+      const bytes = W ? packedBytes(W) : N * K * 4;
+      const n = opts.hot ? 1 : Math.max(1, Math.ceil(COLD_BYTES / bytes));
+      return Array.from({ length: n }, (_, c) =>
+        c === 0
+          ? one
+          : "dtype" in one
+            ? { ...one, data: (one.data as Float32Array).slice() }
+            : { ...one, codes: one.codes.slice(), scales: one.scales.slice(), zeros: one.zeros?.slice() },
+      );
+    });
     for (const M of MS) {
       const Xm = X.subarray(0, M * K);
-      const gemms: TimedGemm[] = VARIANTS.map((v, i) => {
-        const W = weights[i];
-        return !W
-          ? { kind: "dense", X: Xm, xDtype: "f32", M, W: dense }
-          : v.w8a8
-            ? { kind: "w8a8", X: Xm, M, W }
-            : { kind: "q", X: Xm, xDtype: "f32", M, W };
-      });
+      const gemms: TimedGemm[][] = VARIANTS.map((v, i) =>
+        copies[i].map((W) =>
+          "dtype" in W
+            ? { kind: "dense", X: Xm, xDtype: "f32", M, W }
+            : v.w8a8
+              ? { kind: "w8a8", X: Xm, M, W }
+              : { kind: "q", X: Xm, xDtype: "f32", M, W },
+        ),
+      );
       const perRound = M <= 4 ? 3 : 1;
       const secs: number[][] = VARIANTS.map(() => []);
-      for (const g of gemms) await timeGemm(g, 1); // warm-up: page faults, caches
+      for (const gs of gemms) for (const g of gs) await timeGemm(g, 1); // warm-up: page faults
+      const next = VARIANTS.map(() => 0);
       for (let r = 0; r < repsFor(M); r++)
-        for (let i = 0; i < gemms.length; i++) secs[i].push(...(await timeGemm(gemms[i], perRound)).seconds);
+        for (let i = 0; i < gemms.length; i++)
+          for (let k = 0; k < perRound; k++)
+            // Runs are timed natively (no Promise overhead in the figure); each on the next copy of the weight.
+            secs[i].push(...(await timeGemm(gemms[i][next[i]++ % gemms[i].length], 1)).seconds);
       const base = median(secs[0]);
       VARIANTS.forEach((v, i) => {
         const seconds = median(secs[i]);
@@ -209,7 +236,7 @@ async function main(): Promise<void> {
         const weightBytes = W ? packedBytes(W) : N * K * 4;
         const gbps = weightBytes / seconds / 1e9;
         const row: Row = {
-          N, K, M, variant: v.name, seconds, weightBytes, gbps,
+          N, K, M, variant: v.name, seconds, weightBytes, weightCopies: copies[i].length, gbps,
           gflops: (2 * M * N * K) / seconds / 1e9,
           speedupVsFp32: base / seconds,
           speedupVsExact: ei >= 0 ? median(secs[ei]) / seconds : null,
@@ -239,6 +266,7 @@ async function main(): Promise<void> {
     readBandwidthGBps: readGBps,
     readBandwidthMedianGBps: readGBpsMedian,
     readBandwidthSeconds: Array.from(bwSecs),
+    coldWeights: !opts.hot,
     rows,
     wallSeconds: (Date.now() - t0) / 1e3,
     // 1-minute load average before and after: on a shared machine, how much else was running.

@@ -22,7 +22,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <mutex>
 #include <vector>
 
 #include "gemm_common.h"
@@ -148,9 +147,10 @@ struct XF32 {
   int64_t ld = 0;
   // pad_to: row length rounded up to a multiple of it; skew: extra floats a row, so that rows whose length is a
   // multiple of 4 KiB do not all map to the same L1 sets (K = 4096 fp32 rows are 16 KiB apart).
-  XF32(const void* X, DType t, int64_t M, int64_t K, int64_t pad_to, int64_t skew = 0) {
+  // copy: always own a copy (a kernel transforms it in place).
+  XF32(const void* X, DType t, int64_t M, int64_t K, int64_t pad_to, int64_t skew = 0, bool copy = false) {
     const int64_t Kp = (K + pad_to - 1) / pad_to * pad_to + skew;
-    if (t == DType::F32 && Kp == K) { p = static_cast<const float*>(X); ld = K; return; }
+    if (t == DType::F32 && Kp == K && !copy) { p = static_cast<const float*>(X); ld = K; return; }
     buf.assign((size_t)(M * Kp), 0.f);
     for (int64_t m = 0; m < M; m++) {
       float* d = buf.data() + m * Kp;
@@ -243,53 +243,169 @@ inline float scale_at(const void* scales, DType t, int64_t i) {
 }
 
 // ── quantized GEMV: rows [n0, n1) for M <= kGemvMaxM, group_size % 32 == 0 ────────────────────────────────────
-// X[M, ldx] fp32 padded with zeros to whole chunks; gsum[M, G] the per-group sums of X.
-// CPG: chunks per group when known at compile time (1, 2, 4 for groups of 32, 64, 128: the inner loop unrolls), else 0.
+// X[M, ldx] fp32 padded with zeros to whole chunks, in the form unpack32_gemv expects (xform_gemv_x); gsum[M, G]
+// the per-group sums of the original X. CPG: chunks per group when known at compile time (1, 2, 4 for groups of
+// 32, 64, 128: the inner loop unrolls), else 0.
+//
+// Cost model (measured on the Zen 3 target, single thread, cache-resident vs streaming shape): the 4-bit and 8-bit
+// GEMV are bound by vector instructions per code, not by memory: a 4-bit chunk of 32 codes costs 2 vpmovzxbd +
+// 2 shifts + 4 vcvtdq2ps + 4 FMAs per X row. So:
+//  - 4-bit codes are not masked: with d = lo + 16 hi (the whole byte), x_j lo_j + x_{j+16} hi_j =
+//    x_j d_j + (x_{j+16} - 16 x_j) hi_j, so X is transformed once per call (xform_gemv_x) and the two vpand per
+//    chunk go away (-14% instructions).
+//  - R rows of W share a pass (R * M * A independent FMA chains: the FMA latency of 4 cycles with 2 pipes needs 8),
+//  - the codes of the next pass (R rows ahead, same offset) are prefetched, so the streaming shape runs at the
+//    cache-resident rate instead of waiting on misses between compute bursts.
+template <int BITS>
+inline void unpack32_gemv(const uint8_t* c, __m256 q[4]) {
+  if constexpr (BITS == 4) {
+    const __m256i d0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)c));
+    const __m256i d1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(c + 8)));
+    q[0] = _mm256_cvtepi32_ps(d0);  // whole bytes: pair with x[0..15] (untransformed)
+    q[1] = _mm256_cvtepi32_ps(d1);
+    q[2] = _mm256_cvtepi32_ps(_mm256_srli_epi32(d0, 4));  // high nibbles: pair with x[16..31] - 16 x[0..15]
+    q[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(d1, 4));
+  } else {
+    unpack32<BITS>(c, q);
+  }
+}
+
+// In place: the transformed X of unpack32_gemv (4-bit only) over whole chunks of each of M rows (stride ld).
+inline void xform_gemv_x(int bits, float* X, int64_t M, int64_t ld, int64_t chunks) {
+  if (bits != 4) return;
+  const __m256 sixteen = _mm256_set1_ps(16.f);
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t c = 0; c < chunks; c++) {
+      float* x = X + m * ld + c * kChunk;
+      for (int h = 0; h < 16; h += 8)
+        _mm256_storeu_ps(x + 16 + h, _mm256_fnmadd_ps(sixteen, _mm256_loadu_ps(x + h), _mm256_loadu_ps(x + 16 + h)));
+    }
+}
+
+// The G scales of row n as fp32 (out[G]): broadcast from memory once per group instead of converted there.
+inline void row_scales_f32(const QuantWeight& W, int64_t n, float* out) {
+  const int64_t G = W.groups();
+  int64_t g = 0;
+  if (W.fmt.scale_dtype == DType::F16) {
+    const uint16_t* s = static_cast<const uint16_t*>(W.scales) + n * G;
+    for (; g + 8 <= G; g += 8) _mm256_storeu_ps(out + g, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(s + g))));
+  } else if (W.fmt.scale_dtype == DType::F32) {
+    std::memcpy(out, static_cast<const float*>(W.scales) + n * G, sizeof(float) * G);
+    return;
+  }
+  for (; g < G; g++) out[g] = scale_at(W.scales, W.fmt.scale_dtype, n * G + g);
+}
+
+// Zero-point correction of one row: sum_g s[g] * z[g] * gsum[g] (z = 2^(bits-1) when symmetric).
+inline float zero_corr(const float* s, const uint8_t* z, float zsym, const float* gsum, int64_t G) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t g = 0;
+  if (z) {
+    for (; g + 8 <= G; g += 8) {
+      const __m256 zv = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(z + g))));
+      acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(s + g), zv), _mm256_loadu_ps(gsum + g), acc);
+    }
+  } else {
+    const __m256 zv = _mm256_set1_ps(zsym);
+    for (; g + 8 <= G; g += 8)
+      acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(s + g), zv), _mm256_loadu_ps(gsum + g), acc);
+  }
+  float r = hsum(acc);
+  for (; g < G; g++) r += s[g] * (z ? (float)z[g] : zsym) * gsum[g];
+  return r;
+}
+
+// R rows of W a pass, A accumulators per (row of W, row of X): R * M * A >= 6 FMA chains up to M = 4, and the two
+// rows of a pass share every load of X (M = 3, 4: +15-35% over one row a pass, cache-resident, single thread). Up to
+// M = 4 the per-group sums are vectors (yacc; the compiler keeps some of them on the stack between groups, once per
+// group); beyond, they are reduced to scalars once per group so that the accumulators fit the 16 ymm registers.
+template <int BITS, int M>
+struct GemvShape {
+  static constexpr int R = M <= 4 ? 2 : 1;
+  static constexpr int A = M == 1 ? 4 : M <= 2 ? 2 : 1;
+  static constexpr bool kVecY = M <= 4;
+};
+
+template <int BITS, int M, int CPG, int R>
+void gemv_q_pass(const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias, float* Y,
+                 int64_t n) {
+  using S = GemvShape<BITS, M>;
+  constexpr int A = S::A;
+  constexpr bool kVecY = S::kVecY;
+  const int64_t G = W.groups(), stride = W.stride(), chunks = chunks_per_row(W.K);
+  const int64_t cpg = CPG ? CPG : W.fmt.group_size / kChunk;  // chunks per group
+  constexpr int64_t cb = (int64_t)chunk_bytes(BITS);
+  // A prefetch every 64-byte line of codes (3-bit chunks are 12 bytes: every 4 chunks, a line and a bit).
+  constexpr int64_t kPfEvery = BITS == 3 ? 4 : 64 / cb;
+  const int64_t pf_ahead = R * stride;  // the same offset in the next pass's rows
+  const float zsym = (float)(1 << (BITS - 1));
+  const uint8_t* row = W.codes + n * stride;
+  thread_local std::vector<float> scale_buf;
+  scale_buf.resize((size_t)(R * G));
+  float* sc = scale_buf.data();  // [R, G] fp32 scales of the pass's rows
+  for (int r = 0; r < R; r++) row_scales_f32(W, n + r, sc + r * G);
+  __m256 yacc[R][kVecY ? M : 1];
+  float ys[R][M];
+  for (int r = 0; r < R; r++) {
+    for (int m = 0; m < M; m++) ys[r][m] = 0.f;
+    for (int m = 0; m < (kVecY ? M : 1); m++) yacc[r][m] = _mm256_setzero_ps();
+  }
+  for (int64_t g = 0; g < G; g++) {
+    const int64_t c0 = g * cpg, c1 = CPG && g + 1 < G ? c0 + CPG : std::min(chunks, c0 + cpg);
+    __m256 acc[R][M][A];
+    for (int r = 0; r < R; r++)
+      for (int m = 0; m < M; m++)
+        for (int a = 0; a < A; a++) acc[r][m][a] = _mm256_setzero_ps();
+    auto chunk = [&](int64_t c) {
+      const float* xc = X + c * kChunk;
+      for (int r = 0; r < R; r++) {
+        __m256 q[4];
+        unpack32_gemv<BITS>(row + r * stride + c * cb, q);
+        for (int m = 0; m < M; m++)
+          for (int s = 0; s < 4; s++)
+            acc[r][m][s % A] = _mm256_fmadd_ps(q[s], _mm256_loadu_ps(xc + m * ldx + 8 * s), acc[r][m][s % A]);
+      }
+    };
+    auto prefetch = [&](int64_t c) {
+      for (int r = 0; r < R; r++) _mm_prefetch((const char*)(row + r * stride + c * cb + pf_ahead), _MM_HINT_T0);
+    };
+    if (CPG && c1 - c0 == CPG) {
+      // A whole group of a compile-time size: fully unrolled, one prefetch a 64-byte line.
+      for (int cc = 0; cc < CPG; cc++) {
+        if ((cc * cb) % 64 < cb) prefetch(c0 + cc);
+        chunk(c0 + cc);
+      }
+    } else {
+      for (int64_t c = c0; c < c1; c++) {
+        if (c % kPfEvery == 0) prefetch(c);
+        chunk(c);
+      }
+    }
+    for (int r = 0; r < R; r++) {
+      const __m256 sv = _mm256_broadcast_ss(sc + r * G + g);
+      for (int m = 0; m < M; m++) {
+        __m256 a = acc[r][m][0];
+        for (int j = 1; j < A; j++) a = _mm256_add_ps(a, acc[r][m][j]);
+        if constexpr (kVecY) yacc[r][m] = _mm256_fmadd_ps(a, sv, yacc[r][m]);
+        else ys[r][m] += sc[r * G + g] * hsum(a);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    const float b = bias ? bias[n + r] : 0.f;
+    const uint8_t* z = W.fmt.symmetric ? nullptr : W.zeros + (n + r) * G;
+    for (int m = 0; m < M; m++)
+      Y[m * W.N + n + r] = (kVecY ? hsum(yacc[r][m]) : ys[r][m]) - zero_corr(sc + r * G, z, zsym, gsum + m * G, G) + b;
+  }
+}
+
 template <int BITS, int M, int CPG>
 void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias, float* Y,
                  int64_t n0, int64_t n1) {
-  // Accumulators per row of X: each FMA chain must carry at most ~2 of a chunk's 4 FMAs, or its 4-cycle latency
-  // (not the unpacking) sets the pace. Up to M = 4 the per-group sums also stay in registers (yacc); beyond, they are
-  // reduced to scalars once per group so that the accumulators fit the 16 ymm registers.
-  constexpr int A = M <= 2 ? 4 : M <= 6 ? 2 : 1;
-  constexpr bool kVecY = M <= 4;
-  const int64_t G = W.groups(), stride = W.stride(), chunks = chunks_per_row(W.K);
-  const int64_t cpg = CPG ? CPG : W.fmt.group_size / kChunk;  // chunks per group
-  const int64_t cb = (int64_t)chunk_bytes(BITS);
-  const float zsym = (float)(1 << (BITS - 1));
-  for (int64_t n = n0; n < n1; n++) {
-    const uint8_t* row = W.codes + n * stride;
-    __m256 yacc[kVecY ? M : 1];
-    float ys[M], corr[M];
-    for (int m = 0; m < M; m++) { ys[m] = 0.f; corr[m] = 0.f; }
-    for (int m = 0; m < (kVecY ? M : 1); m++) yacc[m] = _mm256_setzero_ps();
-    for (int64_t g = 0; g < G; g++) {
-      const int64_t c0 = g * cpg, c1 = CPG && g + 1 < G ? c0 + CPG : std::min(chunks, c0 + cpg);
-      __m256 acc[M][A];
-      for (int m = 0; m < M; m++)
-        for (int a = 0; a < A; a++) acc[m][a] = _mm256_setzero_ps();
-      for (int64_t c = c0; c < c1; c++) {
-        __m256 q[4];
-        unpack32<BITS>(row + c * cb, q);
-        const float* xc = X + c * kChunk;
-        for (int m = 0; m < M; m++)
-          for (int s = 0; s < 4; s++)
-            acc[m][s % A] = _mm256_fmadd_ps(q[s], _mm256_loadu_ps(xc + m * ldx + 8 * s), acc[m][s % A]);
-      }
-      const float s = scale_at(W.scales, W.fmt.scale_dtype, n * G + g);
-      const float z = W.fmt.symmetric ? zsym : (float)W.zeros[n * G + g];
-      const __m256 sv = _mm256_set1_ps(s);
-      for (int m = 0; m < M; m++) {
-        __m256 a = acc[m][0];
-        for (int i = 1; i < A; i++) a = _mm256_add_ps(a, acc[m][i]);
-        if constexpr (kVecY) yacc[m] = _mm256_fmadd_ps(a, sv, yacc[m]);
-        else ys[m] += s * hsum(a);
-        corr[m] += s * z * gsum[m * G + g];
-      }
-    }
-    const float b = bias ? bias[n] : 0.f;
-    for (int m = 0; m < M; m++) Y[m * W.N + n] = (kVecY ? hsum(yacc[m]) : ys[m]) - corr[m] + b;
-  }
+  constexpr int R = GemvShape<BITS, M>::R;
+  int64_t n = n0;
+  for (; n + R <= n1; n += R) gemv_q_pass<BITS, M, CPG, R>(W, X, ldx, gsum, bias, Y, n);
+  for (; n < n1; n++) gemv_q_pass<BITS, M, CPG, 1>(W, X, ldx, gsum, bias, Y, n);
 }
 
 template <int BITS, int CPG>
@@ -401,16 +517,22 @@ void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, 
   const int64_t N = W.N, K = W.K, G = W.groups();
   const bool aligned = W.fmt.group_size % kChunk == 0;
   if (M <= kGemvMaxM) {
-    XF32 x(X, x_dtype, M, K, kChunk);  // zero-padded to whole chunks: padded codes meet x = 0
+    XF32 x(X, x_dtype, M, K, kChunk, 0, aligned && BITS == 4);  // zero-padded to whole chunks: padded codes meet x = 0
     if (aligned) {
+      // Group sums of X over whole chunks (X is zero past K), 8 lanes at a time.
       std::vector<float> gsum((size_t)(M * G), 0.f);
+      const int64_t chunks = chunks_per_row(K), cpg = W.fmt.group_size / kChunk;
       for (int64_t m = 0; m < M; m++)
         for (int64_t g = 0; g < G; g++) {
-          const int64_t k0 = g * W.fmt.group_size, k1 = std::min(K, k0 + W.fmt.group_size);
-          float s = 0.f;
-          for (int64_t k = k0; k < k1; k++) s += x.p[m * x.ld + k];
-          gsum[m * G + g] = s;
+          __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+          for (int64_t c = g * cpg; c < std::min(chunks, (g + 1) * cpg); c++) {
+            const float* xc = x.p + m * x.ld + c * kChunk;
+            a = _mm256_add_ps(a, _mm256_add_ps(_mm256_loadu_ps(xc), _mm256_loadu_ps(xc + 8)));
+            b = _mm256_add_ps(b, _mm256_add_ps(_mm256_loadu_ps(xc + 16), _mm256_loadu_ps(xc + 24)));
+          }
+          gsum[m * G + g] = hsum(_mm256_add_ps(a, b));
         }
+      xform_gemv_x(BITS, x.buf.data(), M, x.ld, chunks_per_row(K));  // after the group sums of the original X
       dynamic_for(N, 64, [&](int64_t n0, int64_t n1) {
         gemv_q_dispatch<BITS>(M, W, x.p, x.ld, gsum.data(), bias, Y, n0, n1);
       });
@@ -683,30 +805,6 @@ void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t ld
     for (; k < lda; k++) d[k] = 0;
     asum[m] = s;
   }
-}
-
-double read_sum(const uint8_t* p, int64_t bytes) {
-  std::mutex mu;
-  double total = 0;
-  parallel_for(bytes / 4096, 1, [&](int64_t b0, int64_t b1) {
-    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-    const __m256i zero = _mm256_setzero_si256();
-    for (int64_t b = b0; b < b1; b++) {
-      const __m256i* q = (const __m256i*)(p + b * 4096);
-      for (int i = 0; i < 128; i += 4) {
-        a0 = _mm256_add_epi64(a0, _mm256_sad_epu8(_mm256_load_si256(q + i), zero));
-        a1 = _mm256_add_epi64(a1, _mm256_sad_epu8(_mm256_load_si256(q + i + 1), zero));
-        a2 = _mm256_add_epi64(a2, _mm256_sad_epu8(_mm256_load_si256(q + i + 2), zero));
-        a3 = _mm256_add_epi64(a3, _mm256_sad_epu8(_mm256_load_si256(q + i + 3), zero));
-      }
-    }
-    const __m256i t = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
-    alignas(32) int64_t o[4];
-    _mm256_store_si256((__m256i*)o, t);
-    std::lock_guard<std::mutex> g(mu);
-    total += (double)(o[0] + o[1] + o[2] + o[3]);
-  });
-  return total;
 }
 
 }  // namespace quanteval::impl::avx2

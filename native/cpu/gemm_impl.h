@@ -35,12 +35,14 @@ void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t ld
 // Writes acc[m, n] = sum_k qw[n, k] * A8[m, k] and sumw[n] = sum_k qw[n, k] for the rows [n0, n1) of W (bits 4).
 void w4a8_core(const int8_t* A8, int64_t lda8, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
                int64_t ldc, int32_t* sumw);
-// Streams `bytes` bytes of p with every thread (sum of the data, so the reads are not optimized away).
-double read_sum(const uint8_t* p, int64_t bytes);
+// Reads bytes [b, e) of p (32-byte aligned) once with read strategy 0, 1 or 2 (membw_avx2.cpp); returns a fold of
+// the data so that the reads are not optimized away.
+uint64_t read_stream(const uint8_t* p, int64_t b, int64_t e, int strategy);
 }  // namespace avx2
 
-// Memory read bandwidth probe for the benchmarks: every thread streams its share of a `bytes`-byte buffer (fresh,
-// page-faulted in beforehand) `reps` times; returns the seconds of each pass.
+// Memory read bandwidth probe for the benchmarks: the threads stream a `bytes`-byte buffer (fresh, huge-page advised,
+// faulted in beforehand) in 4 MiB blocks handed out dynamically; `reps` rounds, each timing every read strategy;
+// returns each round's fastest pass in seconds.
 std::vector<double> read_bandwidth_seconds(int64_t bytes, int reps);
 
 }  // namespace quanteval::impl
