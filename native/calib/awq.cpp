@@ -1,9 +1,11 @@
 // AWQ (Lin et al., "AWQ: Activation-aware Weight Quantization"), the two searches of llm-awq:
 //   auto_scale: s = mean|x|^α over a grid of α, pick the α whose quantized layer best reproduces the layer output;
 //   auto_clip:  per row and group, shrink the max |w| over a grid, pick the shrink with the smallest output error.
-// llm-awq measures output errors on (subsampled) calibration activations; with H = Σ xᵀx the squared output
-// error of a weight difference A is exactly Σ_n a_nᵀ H a_n, so only H (which the runtime's activation capture
-// provides) is needed, and the cost does not depend on the number of calibration tokens.
+// The output error of a weight difference A [N, K] on inputs X [n, K] is ||X Aᵀ||². Two ways to evaluate it:
+//   - on a row sample X (what llm-awq does; `*_x` below): n·N·K per candidate, n a few hundred tokens;
+//   - with H = Σ xᵀx over every calibration token: Σ_n a_nᵀ H a_n, N·K² per candidate, exact for the whole set.
+// On a 1.1B model (K up to 5632) the sample is 10–20× cheaper per α, and it needs no Hessian capture at all, so the
+// quantization pipeline uses it; the H versions stay for callers that already hold H.
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
@@ -28,6 +30,17 @@ void fake_quant_row(float* w, int64_t K, const QuantFormat& fmt) {
 
 }  // namespace
 
+void awq_candidate_scales(const float* x_mean_abs, int64_t K, double ratio, float* s) {
+  float smax = 0.f, smin = INFINITY;
+  for (int64_t k = 0; k < K; k++) {
+    s[k] = std::max((float)std::pow((double)x_mean_abs[k], ratio), 1e-4f);
+    smax = std::max(smax, s[k]);
+    smin = std::min(smin, s[k]);
+  }
+  const float norm = std::sqrt(smax * smin);
+  for (int64_t k = 0; k < K; k++) s[k] /= norm;
+}
+
 AwqScaleResult awq_search_scale(const float* W, int64_t N, int64_t K, const float* H, const float* x_mean_abs,
                                 const QuantFormat& fmt, int n_grid, double tokens, float* scales_out) {
   check_format(fmt, "awq_search_scale");
@@ -46,14 +59,7 @@ AwqScaleResult awq_search_scale(const float* W, int64_t N, int64_t K, const floa
   std::vector<double> tile_loss(tiles);
   for (int gi = 0; gi < n_grid; gi++) {
     const double ratio = (double)gi / n_grid;
-    float smax = 0.f, smin = INFINITY;
-    for (int64_t k = 0; k < K; k++) {
-      s[k] = std::max((float)std::pow((double)x_mean_abs[k], ratio), 1e-4f);
-      smax = std::max(smax, s[k]);
-      smin = std::min(smin, s[k]);
-    }
-    const float norm = std::sqrt(smax * smin);
-    for (int64_t k = 0; k < K; k++) s[k] /= norm;
+    awq_candidate_scales(x_mean_abs, K, ratio, s.data());
     parallel_for(tiles, 1, [&](int64_t lo, int64_t hi) {
       std::vector<float> A((size_t)kRowTile * K), Y((size_t)kRowTile * K);
       for (int64_t t = lo; t < hi; t++) {
@@ -88,26 +94,81 @@ AwqScaleResult awq_search_scale(const float* W, int64_t N, int64_t K, const floa
   return res;
 }
 
-void awq_search_clip(const float* W, int64_t N, int64_t K, const float* H, const QuantFormat& fmt, int n_grid,
-                     double max_shrink, float* W_out, float* max_val) {
-  check_format(fmt, "awq_search_clip");
-  if (N < 1 || K < 1) throw std::invalid_argument("awq_search_clip: N and K must be positive");
-  if (n_grid < 1) throw std::invalid_argument("awq_search_clip: n_grid must be >= 1");
-  if (!(max_shrink >= 0 && max_shrink < 1)) throw std::invalid_argument("awq_search_clip: max_shrink must be in [0, 1)");
+namespace {
+void check_samples(const float* X, int64_t n, int64_t K, const char* who) {
+  for (int64_t i = 0; i < n * K; i++)
+    if (!std::isfinite(X[i]))
+      throw std::invalid_argument(std::string(who) + ": sample X[" + std::to_string(i / K) + ", " + std::to_string(i % K) +
+                                  "] is not finite");
+}
+}  // namespace
+
+AwqScaleResult awq_search_scale_x(const float* W, int64_t N, int64_t K, const float* X, int64_t n,
+                                  const float* x_mean_abs, const QuantFormat& fmt, int n_grid, float* scales_out) {
+  check_format(fmt, "awq_search_scale_x");
+  if (N < 1 || K < 1) throw std::invalid_argument("awq_search_scale_x: N and K must be positive");
+  if (n < 1) throw std::invalid_argument("awq_search_scale_x: the sample needs at least one row, got n = " + std::to_string(n));
+  if (n_grid < 1) throw std::invalid_argument("awq_search_scale_x: n_grid must be >= 1");
+  for (int64_t k = 0; k < K; k++)
+    if (!(x_mean_abs[k] >= 0) || !std::isfinite(x_mean_abs[k]))
+      throw std::invalid_argument("awq_search_scale_x: x_mean_abs[" + std::to_string(k) + "] must be finite and >= 0");
+  check_samples(X, n, K, "awq_search_scale_x");
+  // Xt [K, n], so that a tile of A [R, K] times Xt is the tile's outputs Y [R, n] = (X Aᵀ)ᵀ in one gemm_nn.
+  std::vector<float> Xt((size_t)(K * n));
+  for (int64_t t = 0; t < n; t++)
+    for (int64_t k = 0; k < K; k++) Xt[k * n + t] = X[t * K + k];
+  AwqScaleResult res;
+  res.losses.assign(n_grid, 0.0);
+  std::vector<float> s((size_t)K), best((size_t)K, 1.f);
+  double best_loss = INFINITY;
+  constexpr int64_t kRowTile = 32;
+  const int64_t tiles = (N + kRowTile - 1) / kRowTile;
+  std::vector<double> tile_loss(tiles);
+  for (int gi = 0; gi < n_grid; gi++) {
+    const double ratio = (double)gi / n_grid;
+    awq_candidate_scales(x_mean_abs, K, ratio, s.data());
+    parallel_for(tiles, 1, [&](int64_t lo, int64_t hi) {
+      std::vector<float> A((size_t)kRowTile * K), Y((size_t)kRowTile * n);
+      for (int64_t t = lo; t < hi; t++) {
+        const int64_t r0 = t * kRowTile, R = std::min(N, r0 + kRowTile) - r0;
+        for (int64_t r = 0; r < R; r++) {
+          float* a = &A[r * K];
+          const float* w = W + (r0 + r) * K;
+          for (int64_t k = 0; k < K; k++) a[k] = w[k] * s[k];
+          fake_quant_row(a, K, fmt);
+          for (int64_t k = 0; k < K; k++) a[k] = w[k] - a[k] / s[k];
+        }
+        std::fill(Y.begin(), Y.begin() + R * n, 0.f);
+        calib_gemm_nn_acc(Y.data(), n, A.data(), K, Xt.data(), n, R, K, n, 1.f);
+        double l = 0;
+        for (int64_t i = 0; i < R * n; i++) l += (double)Y[i] * Y[i];
+        tile_loss[t] = l;
+      }
+    });
+    double loss = 0;
+    for (int64_t t = 0; t < tiles; t++) loss += tile_loss[t];
+    loss /= (double)N * (double)n;
+    res.losses[gi] = loss;
+    if (loss < best_loss) {
+      best_loss = loss;
+      res.best = gi;
+      res.best_ratio = ratio;
+      best = s;
+    }
+  }
+  if (!std::isfinite(best_loss)) throw std::runtime_error("awq_search_scale_x: every candidate gave a non-finite error");
+  std::copy(best.begin(), best.end(), scales_out);
+  return res;
+}
+
+namespace {
+
+// The clipping search given each group's Gram block Hg [G][len][len] (offsets off[g]); see calib.h.
+void clip_search_blocks(const float* W, int64_t N, int64_t K, const std::vector<float>& Hg,
+                        const std::vector<int64_t>& off, const QuantFormat& fmt, int n_grid, double max_shrink,
+                        float* W_out, float* max_val) {
   const int64_t gs = std::min<int64_t>(fmt.group_size, K), G = n_groups(K, fmt.group_size);
   const int steps = std::max(1, (int)(max_shrink * n_grid));
-  // Diagonal blocks H_gg, contiguous: [G][len][len].
-  std::vector<int64_t> off(G + 1, 0);
-  for (int64_t g = 0; g < G; g++) {
-    const int64_t len = std::min(K, (g + 1) * gs) - g * gs;
-    off[g + 1] = off[g] + len * len;
-  }
-  std::vector<float> Hg((size_t)off[G]);
-  for (int64_t g = 0; g < G; g++) {
-    const int64_t k0 = g * gs, len = std::min(K, k0 + gs) - k0;
-    for (int64_t i = 0; i < len; i++)
-      for (int64_t j = 0; j < len; j++) Hg[off[g] + i * len + j] = H[(k0 + i) * K + k0 + j];
-  }
   parallel_for(N, 4, [&](int64_t lo, int64_t hi) {
     std::vector<float> c((size_t)gs), e((size_t)gs), y((size_t)gs);
     for (int64_t n = lo; n < hi; n++) {
@@ -138,6 +199,69 @@ void awq_search_clip(const float* W, int64_t N, int64_t K, const float* H, const
       }
     }
   });
+}
+
+void check_clip_args(int64_t N, int64_t K, const QuantFormat& fmt, int n_grid, double max_shrink, const char* who) {
+  check_format(fmt, who);
+  const std::string w = who;
+  if (N < 1 || K < 1) throw std::invalid_argument(w + ": N and K must be positive");
+  if (n_grid < 1) throw std::invalid_argument(w + ": n_grid must be >= 1");
+  if (!(max_shrink >= 0 && max_shrink < 1)) throw std::invalid_argument(w + ": max_shrink must be in [0, 1)");
+}
+
+// Offsets of the contiguous diagonal blocks [G][len][len] of a K-input format.
+std::vector<int64_t> block_offsets(int64_t K, const QuantFormat& fmt) {
+  const int64_t gs = std::min<int64_t>(fmt.group_size, K), G = n_groups(K, fmt.group_size);
+  std::vector<int64_t> off(G + 1, 0);
+  for (int64_t g = 0; g < G; g++) {
+    const int64_t len = std::min(K, (g + 1) * gs) - g * gs;
+    off[g + 1] = off[g] + len * len;
+  }
+  return off;
+}
+
+}  // namespace
+
+void awq_search_clip(const float* W, int64_t N, int64_t K, const float* H, const QuantFormat& fmt, int n_grid,
+                     double max_shrink, float* W_out, float* max_val) {
+  check_clip_args(N, K, fmt, n_grid, max_shrink, "awq_search_clip");
+  const int64_t gs = std::min<int64_t>(fmt.group_size, K), G = n_groups(K, fmt.group_size);
+  const auto off = block_offsets(K, fmt);
+  std::vector<float> Hg((size_t)off[G]);
+  for (int64_t g = 0; g < G; g++) {
+    const int64_t k0 = g * gs, len = std::min(K, k0 + gs) - k0;
+    for (int64_t i = 0; i < len; i++)
+      for (int64_t j = 0; j < len; j++) Hg[off[g] + i * len + j] = H[(k0 + i) * K + k0 + j];
+  }
+  clip_search_blocks(W, N, K, Hg, off, fmt, n_grid, max_shrink, W_out, max_val);
+}
+
+void awq_search_clip_x(const float* W, int64_t N, int64_t K, const float* X, int64_t n, const QuantFormat& fmt,
+                       int n_grid, double max_shrink, float* W_out, float* max_val) {
+  check_clip_args(N, K, fmt, n_grid, max_shrink, "awq_search_clip_x");
+  if (n < 1) throw std::invalid_argument("awq_search_clip_x: the sample needs at least one row, got n = " + std::to_string(n));
+  check_samples(X, n, K, "awq_search_clip_x");
+  // Gram blocks of the sample (Σ_t x_t,g x_t,gᵀ, fp64 accumulation in row order): n·K·gs, small next to the search.
+  const int64_t gs = std::min<int64_t>(fmt.group_size, K), G = n_groups(K, fmt.group_size);
+  const auto off = block_offsets(K, fmt);
+  std::vector<float> Hg((size_t)off[G]);
+  parallel_for(G, 1, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; g++) {
+      const int64_t k0 = g * gs, len = std::min(K, k0 + gs) - k0;
+      std::vector<double> acc((size_t)(len * len), 0.0);
+      for (int64_t t = 0; t < n; t++) {
+        const float* x = X + t * K + k0;
+        for (int64_t i = 0; i < len; i++) {
+          const double xi = x[i];
+          if (xi == 0) continue;
+          double* a = &acc[i * len];
+          for (int64_t j = 0; j < len; j++) a[j] += xi * x[j];
+        }
+      }
+      for (int64_t i = 0; i < len * len; i++) Hg[off[g] + i] = (float)acc[i];
+    }
+  });
+  clip_search_blocks(W, N, K, Hg, off, fmt, n_grid, max_shrink, W_out, max_val);
 }
 
 }  // namespace quanteval
