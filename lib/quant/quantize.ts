@@ -44,9 +44,15 @@ export interface QuantizeOptions {
   /** Tokens per native prefill call while calibrating (default 16384). */
   batchTokens?: number;
   /** AWQ: input rows sampled (seeded, from every calibration token) to score the scale and clipping candidates on
-   * (default 512). 0 scores them on the full Hessian instead (N·K² per candidate, the slower pre-sample method). */
+   * (default 512). */
   awqSamples?: number;
+  /** AWQ: what the candidates are scored on. 'auto' (default): per linear, the row sample when K > awqSamples
+   * (n·N·K per candidate, cheaper than N·K², and no Hessian capture), else the Hessian of every calibration token
+   * (cheaper there, and exact). 'samples' / 'hessian' force one. */
+  awqScoring?: "auto" | "samples" | "hessian";
   onProgress?: (p: QuantizeProgress) => void;
+  /** Called as each decoder layer is done, with its timings (benchmarks log these as they come). */
+  onLayer?: (r: LayerReport) => void;
 }
 
 export interface QuantizeProgress {
@@ -154,6 +160,13 @@ export function sampleRowIndices(total: number, n: number, seed: number): Int32A
   return idx.slice(0, n).sort();
 }
 
+/** Starts the captures of `names`, each with its kind (one native call per distinct kind). */
+function startCapture(nm: NativeModel, names: string[], kind: (name: string) => CaptureKind): void {
+  const byKind = new Map<CaptureKind, string[]>();
+  for (const n of names) byKind.set(kind(n), [...(byKind.get(kind(n)) ?? []), n]);
+  for (const [k, ns] of byKind) nm.captureStart(ns, k);
+}
+
 function collect(nm: NativeModel, names: string[]): Map<string, InputStats> {
   const out = new Map<string, InputStats>();
   for (const name of names) out.set(name, fromCapture(nm.captureGet(name), nm.linearInfo(name).K, name));
@@ -165,12 +178,12 @@ async function capture(
   names: string[],
   windows: readonly Int32Array[],
   batchTokens: number,
-  kind: CaptureKind,
+  kind: (name: string) => CaptureKind,
   onCapturing: () => void = () => {},
 ): Promise<Map<string, InputStats>> {
   const nm = model.native;
   const session = model.newSession({ kvType: "f32" });
-  nm.captureStart(names, kind);
+  startCapture(nm, names, kind);
   try {
     for (let i = 0; i < windows.length; ) {
       const batch: Int32Array[] = [];
@@ -262,7 +275,20 @@ export async function quantizeModel(
 
   let windows: Int32Array[] = [];
   let allStats: Map<string, InputStats> | undefined;
-  const kind: CaptureKind = { hessian: spec.method.name === "gptq" || (spec.method.name === "awq" && awqSamples === 0) };
+  const scoring = opts.awqScoring ?? "auto";
+  if (!["auto", "samples", "hessian"].includes(scoring))
+    throw new QuantizeError(`awqScoring: expected 'auto', 'samples' or 'hessian', got '${scoring}'`);
+  if (scoring === "samples" && awqSamples === 0) throw new QuantizeError("awqScoring 'samples' needs awqSamples > 0");
+  const hessianKind: CaptureKind = { hessian: true };
+  const plainKind: CaptureKind = { hessian: false };
+  const sampleKind: CaptureKind = { hessian: false };
+  const kind = (name: string): CaptureKind => {
+    if (spec.method.name === "gptq") return hessianKind;
+    if (spec.method.name !== "awq") return plainKind; // SmoothQuant: max |x| only
+    const K = nm.linearInfo(name).K;
+    const samples = scoring === "samples" || (scoring === "auto" && awqSamples > 0 && K > awqSamples);
+    return samples ? sampleKind : hessianKind;
+  };
   let peakCapture = 0;
   const notePeak = () => (peakCapture = Math.max(peakCapture, nm.memory()["calibration"] ?? 0));
   // Layer-wise hidden states: input rows of decoder layer `cur` for every window, concatenated [Σ tokens, D].
@@ -279,7 +305,7 @@ export async function quantizeModel(
     const total = windows.reduce((a, w) => a + w.length, 0);
     if (spec.method.name === "awq" && awqSamples > 0) {
       // The same rows for every linear (they all see the tokens in the same order); seed derived from the windows'.
-      kind.sampleRows = sampleRowIndices(total, awqSamples, (cal.record.seed ^ 0x5eed) >>> 0);
+      sampleKind.sampleRows = sampleRowIndices(total, awqSamples, (cal.record.seed ^ 0x5eed) >>> 0);
     }
     if (opts.sequential === false) {
       progress({ stage: "capture", message: `capturing ${names.length} linears in one pass` });
@@ -317,7 +343,7 @@ export async function quantizeModel(
         lr.forwardSeconds = (performance.now() - tc) / 1000;
         tc = performance.now();
         progress({ stage: "capture", layer: li, layers: layers.length, message: `layer ${l}: capturing inputs` });
-        nm.captureStart(lin, kind);
+        startCapture(nm, lin, kind);
         try {
           await nm.layerForward(l, hidden!, counts, { capture: true });
           notePeak();
@@ -366,13 +392,16 @@ export async function quantizeModel(
       report.linears.push(r);
     }
     lr.quantizeSeconds = (performance.now() - tq) / 1000;
-    if (l >= 0) report.layers.push(lr);
+    if (l >= 0) {
+      report.layers.push(lr);
+      opts.onLayer?.(lr);
+    }
   }
   if (needCalib)
     report.calibrationMemory = {
       peakCaptureBytes: peakCapture,
       hiddenBytes: hidden ? 2 * hidden.byteLength : 0,
-      ...(kind.sampleRows ? { sampledRows: kind.sampleRows.length } : {}),
+      ...(names.some((n) => kind(n) === sampleKind) ? { sampledRows: sampleKind.sampleRows!.length } : {}),
     };
   report.seconds = (performance.now() - t0) / 1000;
   progress({ stage: "done", message: `${specStr}: ${names.length} linears in ${report.seconds.toFixed(1)} s` });

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "quanteval/calib.h"
+#include "quanteval/kernels.h"
 #include "quanteval/threadpool.h"
 
 namespace quanteval {
@@ -113,40 +114,34 @@ AwqScaleResult awq_search_scale_x(const float* W, int64_t N, int64_t K, const fl
     if (!(x_mean_abs[k] >= 0) || !std::isfinite(x_mean_abs[k]))
       throw std::invalid_argument("awq_search_scale_x: x_mean_abs[" + std::to_string(k) + "] must be finite and >= 0");
   check_samples(X, n, K, "awq_search_scale_x");
-  // Xt [K, n], so that a tile of A [R, K] times Xt is the tile's outputs Y [R, n] = (X Aᵀ)ᵀ in one gemm_nn.
-  std::vector<float> Xt((size_t)(K * n));
-  for (int64_t t = 0; t < n; t++)
-    for (int64_t k = 0; k < K; k++) Xt[k * n + t] = X[t * K + k];
   AwqScaleResult res;
   res.losses.assign(n_grid, 0.0);
   std::vector<float> s((size_t)K), best((size_t)K, 1.f);
   double best_loss = INFINITY;
-  constexpr int64_t kRowTile = 32;
-  const int64_t tiles = (N + kRowTile - 1) / kRowTile;
-  std::vector<double> tile_loss(tiles);
+  // Rows of W per step: their differences A [R, K] and outputs Y [n, R] = X Aᵀ stay a few MiB; Y comes from the
+  // runtime's dense GEMM (gemm_dense: AVX2 tiles, parallel over the pool; each output accumulates over K in one
+  // fixed order, so the losses do not depend on the thread count).
+  constexpr int64_t kRows = 1024;
+  const int64_t R = std::min(N, kRows);
+  std::vector<float> A((size_t)(R * K)), Y((size_t)(n * R));
   for (int gi = 0; gi < n_grid; gi++) {
     const double ratio = (double)gi / n_grid;
     awq_candidate_scales(x_mean_abs, K, ratio, s.data());
-    parallel_for(tiles, 1, [&](int64_t lo, int64_t hi) {
-      std::vector<float> A((size_t)kRowTile * K), Y((size_t)kRowTile * n);
-      for (int64_t t = lo; t < hi; t++) {
-        const int64_t r0 = t * kRowTile, R = std::min(N, r0 + kRowTile) - r0;
-        for (int64_t r = 0; r < R; r++) {
+    double loss = 0;
+    for (int64_t r0 = 0; r0 < N; r0 += kRows) {
+      const int64_t Rc = std::min(N, r0 + kRows) - r0;
+      parallel_for(Rc, 8, [&](int64_t lo, int64_t hi) {
+        for (int64_t r = lo; r < hi; r++) {
           float* a = &A[r * K];
           const float* w = W + (r0 + r) * K;
           for (int64_t k = 0; k < K; k++) a[k] = w[k] * s[k];
           fake_quant_row(a, K, fmt);
           for (int64_t k = 0; k < K; k++) a[k] = w[k] - a[k] / s[k];
         }
-        std::fill(Y.begin(), Y.begin() + R * n, 0.f);
-        calib_gemm_nn_acc(Y.data(), n, A.data(), K, Xt.data(), n, R, K, n, 1.f);
-        double l = 0;
-        for (int64_t i = 0; i < R * n; i++) l += (double)Y[i] * Y[i];
-        tile_loss[t] = l;
-      }
-    });
-    double loss = 0;
-    for (int64_t t = 0; t < tiles; t++) loss += tile_loss[t];
+      });
+      gemm_dense(X, DType::F32, n, DenseWeight{DType::F32, Rc, K, A.data()}, nullptr, Y.data());
+      for (int64_t i = 0; i < n * Rc; i++) loss += (double)Y[i] * Y[i];
+    }
     loss /= (double)N * (double)n;
     res.losses[gi] = loss;
     if (loss < best_loss) {
@@ -163,39 +158,56 @@ AwqScaleResult awq_search_scale_x(const float* W, int64_t N, int64_t K, const fl
 
 namespace {
 
-// The clipping search given each group's Gram block Hg [G][len][len] (offsets off[g]); see calib.h.
+// The clipping search given each group's Gram block Hg [G][len][len] (offsets off[g]); see calib.h. Rows go in
+// blocks of kRowBlock so that each candidate's errors E [rows, len] meet Hg in one gemm (4 rows share each load of
+// Hg) instead of one matrix-vector product per row; every row's error still sums in the same order.
 void clip_search_blocks(const float* W, int64_t N, int64_t K, const std::vector<float>& Hg,
                         const std::vector<int64_t>& off, const QuantFormat& fmt, int n_grid, double max_shrink,
                         float* W_out, float* max_val) {
   const int64_t gs = std::min<int64_t>(fmt.group_size, K), G = n_groups(K, fmt.group_size);
   const int steps = std::max(1, (int)(max_shrink * n_grid));
-  parallel_for(N, 4, [&](int64_t lo, int64_t hi) {
-    std::vector<float> c((size_t)gs), e((size_t)gs), y((size_t)gs);
-    for (int64_t n = lo; n < hi; n++) {
+  constexpr int64_t kRowBlock = 32;
+  const int64_t blocks = (N + kRowBlock - 1) / kRowBlock;
+  parallel_for(blocks, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<float> E((size_t)(kRowBlock * gs)), Y((size_t)(kRowBlock * gs)), amax(kRowBlock), best_mv(kRowBlock);
+    std::vector<double> best_err(kRowBlock);
+    for (int64_t b = lo; b < hi; b++) {
+      const int64_t n0 = b * kRowBlock, R = std::min(N, n0 + kRowBlock) - n0;
       for (int64_t g = 0; g < G; g++) {
         const int64_t k0 = g * gs, len = std::min(K, k0 + gs) - k0;
-        const float* w = W + n * K + k0;
         const float* hg = &Hg[off[g]];
-        float amax = 0.f;
-        for (int64_t i = 0; i < len; i++) amax = std::max(amax, std::fabs(w[i]));
-        double best_err = INFINITY;
-        float best_mv = amax;
+        for (int64_t r = 0; r < R; r++) {
+          const float* w = W + (n0 + r) * K + k0;
+          float m = 0.f;
+          for (int64_t i = 0; i < len; i++) m = std::max(m, std::fabs(w[i]));
+          amax[r] = best_mv[r] = m;
+          best_err[r] = INFINITY;
+        }
         for (int si = 0; si < steps; si++) {
-          const float mv = amax * (float)(1.0 - (double)si / n_grid);
-          for (int64_t i = 0; i < len; i++) c[i] = std::min(std::max(w[i], -mv), mv);
-          fake_quant_row(c.data(), len, fmt);
-          for (int64_t i = 0; i < len; i++) e[i] = w[i] - c[i];
-          std::fill(y.begin(), y.begin() + len, 0.f);
-          calib_gemm_nn_acc(y.data(), len, e.data(), len, hg, len, 1, len, len, 1.f);
-          double err = 0;
-          for (int64_t i = 0; i < len; i++) err += (double)y[i] * e[i];
-          if (err < best_err) {
-            best_err = err;
-            best_mv = mv;
+          for (int64_t r = 0; r < R; r++) {
+            const float* w = W + (n0 + r) * K + k0;
+            const float mv = amax[r] * (float)(1.0 - (double)si / n_grid);
+            float* c = &E[r * len];
+            for (int64_t i = 0; i < len; i++) c[i] = std::min(std::max(w[i], -mv), mv);
+            fake_quant_row(c, len, fmt);
+            for (int64_t i = 0; i < len; i++) c[i] = w[i] - c[i];
+          }
+          std::fill(Y.begin(), Y.begin() + R * len, 0.f);
+          calib_gemm_nn_acc(Y.data(), len, E.data(), len, hg, len, R, len, len, 1.f);
+          for (int64_t r = 0; r < R; r++) {
+            double err = 0;
+            for (int64_t i = 0; i < len; i++) err += (double)Y[r * len + i] * E[r * len + i];
+            if (err < best_err[r]) {
+              best_err[r] = err;
+              best_mv[r] = amax[r] * (float)(1.0 - (double)si / n_grid);
+            }
           }
         }
-        max_val[n * G + g] = best_mv;
-        for (int64_t i = 0; i < len; i++) W_out[n * K + k0 + i] = std::min(std::max(w[i], -best_mv), best_mv);
+        for (int64_t r = 0; r < R; r++) {
+          const float* w = W + (n0 + r) * K + k0;
+          max_val[(n0 + r) * G + g] = best_mv[r];
+          for (int64_t i = 0; i < len; i++) W_out[(n0 + r) * K + k0 + i] = std::min(std::max(w[i], -best_mv[r]), best_mv[r]);
+        }
       }
     }
   });
