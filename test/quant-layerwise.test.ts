@@ -18,7 +18,8 @@ import {
   rtnQuantize,
   type WeightFormat,
 } from "../lib/quant/numerics.js";
-import { sampleRowIndices } from "../lib/quant/quantize.js";
+import { quantizeModel, sampleRowIndices } from "../lib/quant/quantize.js";
+import type { CalibrationSet } from "../lib/quant/calibration.js";
 import { Rng } from "../lib/quant/random.js";
 
 const config = parseConfig(
@@ -235,6 +236,38 @@ describe("AWQ searches on a row sample", () => {
     const bad = L.X.slice();
     bad[K + 3] = NaN;
     await expect(awqSearchScaleX(L.W, N, K, bad, M, L.xMeanAbs, f, 20)).rejects.toThrow(/sample X\[1, 3\] is not finite/);
+  });
+});
+
+describe("quantizeModel with AWQ on samples", () => {
+  const calib = (): CalibrationSet => {
+    const windows = windowsOf(21, [64, 64, 64, 64]);
+    return { windows, record: { source: "test", textSha256: "", totalTokens: 256, nsamples: 4, seqlen: 64, seed: 2, starts: [0, 64, 128, 192], sha256: "" } };
+  };
+
+  it("samples the linears whose K exceeds awqSamples, and is bit-identical for the same seed", async () => {
+    const run = async (opts: Parameters<typeof quantizeModel>[2]) => {
+      const m = await LlamaModel.synthetic(config, { seed: 9 });
+      const rep = await quantizeModel(m, "w4g32+awq", { calibrationSet: calib(), ...opts });
+      expect(m.native.memory()["calibration"]).toBeUndefined(); // captures freed
+      return rep;
+    };
+    const a = await run({ awqSamples: 80 }); // K = 64 (q..up) → Hessian, K = 96 (down) → 80 sampled rows
+    expect(a.calibrationMemory?.sampledRows).toBe(80);
+    expect(a.layers).toHaveLength(3);
+    expect(a.scalings.length).toBeGreaterThan(0);
+    const b = await run({ awqSamples: 80 });
+    for (const [n, p] of a.packed) {
+      expect(b.packed.get(n)!.codes, n).toEqual(p.codes);
+      expect(b.packed.get(n)!.scales, n).toEqual(p.scales);
+    }
+    const h = await run({ awqScoring: "hessian" });
+    expect(h.calibrationMemory?.sampledRows).toBeUndefined();
+    const x = await run({ awqScoring: "samples", awqSamples: 100 });
+    expect(x.calibrationMemory?.sampledRows).toBe(100);
+    // Different statistics, different (still valid) choices somewhere.
+    expect(x.scalings.map((s) => s.alpha)).not.toEqual(h.scalings.map((s) => s.alpha));
+    await expect(run({ awqScoring: "samples", awqSamples: 0 })).rejects.toThrow(/awqSamples > 0/);
   });
 });
 
