@@ -93,7 +93,10 @@ async function speedOne(spec: string, layers: number, nsamples: number, seqlen: 
     ...extra,
     calibrationSet: cal,
     linears: (n) => sel.test(n),
-    onLayer: (r) => console.log("LAYER " + JSON.stringify(r)),
+    onLayer: (r) => {
+      console.log("LAYER " + JSON.stringify(r));
+      console.error(`    ${spec} layer ${r.layer}: forward ${r.forwardSeconds.toFixed(1)} s, capture ${r.captureSeconds.toFixed(1)} s, scale ${r.scaleSeconds.toFixed(1)} s, quantize ${r.quantizeSeconds.toFixed(1)} s`);
+    },
   });
   const res: SpeedResult = {
     spec,
@@ -122,7 +125,8 @@ function speedChild(spec: string, o: Opts, extra: Partial<QuantizeOptions>): Pro
       const done = lines.find((l) => l.startsWith("RESULT "));
       if (done) return resolve(JSON.parse(done.slice(7)) as SpeedResult);
       const perLayer = lines.filter((l) => l.startsWith("LAYER ")).map((l) => JSON.parse(l.slice(6)) as LayerReport);
-      if (!err || perLayer.length === 0) return reject(new Error(`bench child for ${spec} printed no result: ${err?.message ?? ""}`));
+      if (!err || !err.killed) return reject(new Error(`bench child for ${spec} printed no result: ${err?.message ?? ""}`));
+      // Stopped at the budget (possibly before its first layer finished): report what finished.
       resolve({
         spec, layers: Number(o.layers), linears: perLayer.length * 7, tokenizeSeconds: NaN,
         quantizeSeconds: (performance.now() - started) / 1000, perLayer, peakRssMB: NaN, vmHwmMB: NaN, runtimeMemory: {}, complete: false,
@@ -141,7 +145,7 @@ async function perplexity(m: LlamaModel, stream: Int32Array, windows: number): P
   return Math.exp(nll / count);
 }
 
-type Opts = { layers: string; windows: string; nsamples: string; seqlen: string; budget: string; gptqBudget: string; methods: string; bits: string; out?: string; one?: string; awqScoring?: string; skipQuality?: boolean };
+type Opts = { layers: string; windows: string; nsamples: string; seqlen: string; budget: string; gptqBudget: string; methods: string; bits: string; out?: string; one?: string; awqScoring?: string; skipQuality?: boolean; skipSpeed?: boolean; qualityJson?: string; speedJson?: string };
 
 async function main() {
   const program = new Command()
@@ -153,7 +157,10 @@ async function main() {
     .option("--gptq-budget <s>", "the GPTQ child's budget", "1200")
     .option("--methods <list>", "comma-separated method names", "RTN,GPTQ,AWQ,SmoothQuant")
     .option("--bits <b>", "weight bits of the w<b>g128 specs", "4")
-    .option("--skip-quality", "speed part only")
+    .option("--skip-quality", "no quality part")
+    .option("--skip-speed", "no speed part")
+    .option("--quality-json <file>", "take the quality part from this earlier run's JSON instead of running it")
+    .option("--speed-json <file>", "take the speed part from this earlier run's JSON instead of running it")
     .option("--out <file>", "JSON output (default bench/results/cpu-quantize-full-<date>.json)")
     .option("--one <spec>", "(internal) run one speed measurement in this process")
     .option("--awq-scoring <s>", "(internal) awqScoring of the --one run")
@@ -170,10 +177,74 @@ async function main() {
   const load0 = loadavg();
   console.error(`quantize bench: isa ${cpu.isa}, ${cpu.threads} threads, load ${load0.map((x) => x.toFixed(2)).join(" ")}; tinyllama-1.1b layers 0..${layers - 1}, calibration ${nsamples} x ${seqlen}`);
 
+  /** Builds the rows from what has been measured so far and (re)writes the JSON. */
+  const writeResult = () => {
+    const rows = methods.map((m) => {
+      const s = m.qualityOnly ? undefined : speed.get(m.spec);
+      const b = m.qualityOnly ? undefined : speed.get(m.baseline);
+      const perLayerSeconds = s ? s.perLayer.map((l) => l.forwardSeconds + l.captureSeconds + l.scaleSeconds + l.quantizeSeconds) : [];
+      const mean = (xs: number[]) => (xs.length ? xs.reduce((a, x) => a + x, 0) / xs.length : NaN);
+      const ppl = quality.get(m.method + ":" + m.spec), base = quality.get(m.baseline), fp = quality.get("fp32");
+      return {
+        method: m.method,
+        spec: m.spec,
+        options: m.opts ?? {},
+        speed: s && b && {
+          complete: s.complete,
+          layersDone: s.perLayer.length,
+          quantizeSeconds: s.quantizeSeconds,
+          fullModelSeconds: s.complete ? s.quantizeSeconds : mean(perLayerSeconds) * layers,
+          fullModelSecondsIsExtrapolated: !s.complete,
+          secondsPerLayer: {
+            mean: mean(perLayerSeconds),
+            forward: mean(s.perLayer.map((l) => l.forwardSeconds)),
+            capture: mean(s.perLayer.map((l) => l.captureSeconds)),
+            scale: mean(s.perLayer.map((l) => l.scaleSeconds)),
+            quantize: mean(s.perLayer.map((l) => l.quantizeSeconds)),
+            each: perLayerSeconds,
+          },
+          baseline: m.baseline,
+          baselineSeconds: b.quantizeSeconds,
+          ratioToBaseline: s.quantizeSeconds / b.quantizeSeconds,
+          peakRssMB: s.peakRssMB,
+          vmHwmMB: s.vmHwmMB,
+          runtimeMemoryAfter: s.runtimeMemory,
+          calibrationMemory: s.calibrationMemory,
+          tokenizeSeconds: s.tokenizeSeconds,
+          loadavgAfter: loads[m.spec],
+        },
+        stories260K: ppl === undefined ? undefined : { ppl, baselinePpl: base, fp32Ppl: fp, deltaVsFp32: (ppl - fp!) / fp!, deltaVsBaseline: (ppl - base!) / base! },
+      };
+    });
+    const date = new Date().toISOString().slice(0, 10);
+    const result = {
+      bench: "quantize-full",
+      date: new Date().toISOString(),
+      machine: { isa: cpu.isa, threads: cpu.threads, features: cpu.features, loadavgStart: load0, loadavgEnd: loadavg(), note: "2 cores shared with 4 other engineers' builds and tests" },
+      tinyllama: {
+        layersQuantized: layers, of: 22, denseDtype: "bf16", sequential: "layer-wise",
+        calibration: { source: "wikitext2-valid", tokenizer: "llama2", nsamples, seqlen, tokens: nsamples * seqlen, awqSampleRows: 512 },
+        budgetSecondsPerMethod: Number(o.budget),
+        gptqBudgetSeconds: Number(o.gptqBudget),
+      },
+      stories260K: o.skipQuality ? undefined : { windows, windowLength: 512, calibration: { source: "wikitext2-valid", nsamples: 128, seqlen: 256 } },
+      rows,
+      stories260KPpl: Object.fromEntries(quality),
+    speedRaw: Object.fromEntries(speed),
+    };
+    const outFile = o.out ?? path.join(root, "bench", "results", `cpu-quantize-full-${date}.json`);
+    mkdirSync(path.dirname(outFile), { recursive: true });
+    writeFileSync(outFile, JSON.stringify(result, null, 1) + "\n");
+    return { rows, outFile };
+  };
   // Quality on stories260K.
   const quality = new Map<string, number>();
   const loads: Record<string, number[]> = {};
-  if (!o.skipQuality) {
+  if (o.qualityJson) {
+    const prev = JSON.parse(readFileSync(o.qualityJson, "utf8")) as { stories260KPpl?: Record<string, number> };
+    for (const [k, v] of Object.entries(prev.stories260KPpl ?? {})) quality.set(k, v);
+    console.error(`  quality: ${quality.size} perplexities from ${o.qualityJson}`);
+  } else if (!o.skipQuality) {
     const dir = path.join(shared, "data/models/stories260K");
     const text = readFileSync(path.join(shared, "data/datasets/tinystories_val_subset/tinystories_val_subset.txt"), "utf8");
     let stream: Int32Array | undefined;
@@ -189,13 +260,19 @@ async function main() {
       quality.set(q.key, await perplexity(m, stream, windows));
       m.dispose();
     }
+    writeResult();
   }
 
   // Speed: each spec in a child process (baselines included).
   const speed = new Map<string, SpeedResult>();
   // GPTQ last: it is the slowest, and runs under its own budget.
   const order = methods.filter((x) => !x.qualityOnly).sort((a, b) => Number(a.method === "GPTQ") - Number(b.method === "GPTQ"));
-  for (const m of order)
+  if (o.speedJson) {
+    const prev = JSON.parse(readFileSync(o.speedJson, "utf8")) as { speedRaw?: Record<string, SpeedResult> };
+    for (const [k, v] of Object.entries(prev.speedRaw ?? {})) speed.set(k, v);
+    console.error(`  speed: ${speed.size} runs from ${o.speedJson}`);
+  }
+  for (const m of o.skipSpeed || o.speedJson ? [] : order)
     for (const spec of [m.baseline, m.spec]) {
       if (speed.has(spec)) continue;
       console.error(`  speed ${spec} ...`);
@@ -204,63 +281,10 @@ async function main() {
       loads[spec] = loadavg();
       const r = speed.get(spec)!;
       console.error(`    ${r.complete ? "done" : "STOPPED at budget"}: ${r.perLayer.length} layers, ${r.quantizeSeconds.toFixed(1)} s, peak RSS ${r.peakRssMB.toFixed(0)} MB`);
+      writeResult();
     }
 
-  const rows = methods.map((m) => {
-    const s = m.qualityOnly ? undefined : speed.get(m.spec)!;
-    const b = m.qualityOnly ? undefined : speed.get(m.baseline)!;
-    const perLayerSeconds = s ? s.perLayer.map((l) => l.forwardSeconds + l.captureSeconds + l.scaleSeconds + l.quantizeSeconds) : [];
-    const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
-    const ppl = quality.get(m.method + ":" + m.spec), base = quality.get(m.baseline), fp = quality.get("fp32");
-    return {
-      method: m.method,
-      spec: m.spec,
-      options: m.opts ?? {},
-      speed: s && {
-        complete: s.complete,
-        layersDone: s.perLayer.length,
-        quantizeSeconds: s.quantizeSeconds,
-        fullModelSeconds: s.complete ? s.quantizeSeconds : mean(perLayerSeconds) * layers,
-        fullModelSecondsIsExtrapolated: !s.complete,
-        secondsPerLayer: {
-          mean: mean(perLayerSeconds),
-          forward: mean(s.perLayer.map((l) => l.forwardSeconds)),
-          capture: mean(s.perLayer.map((l) => l.captureSeconds)),
-          scale: mean(s.perLayer.map((l) => l.scaleSeconds)),
-          quantize: mean(s.perLayer.map((l) => l.quantizeSeconds)),
-          each: perLayerSeconds,
-        },
-        baseline: m.baseline,
-        baselineSeconds: b!.quantizeSeconds,
-        ratioToBaseline: s.quantizeSeconds / b!.quantizeSeconds,
-        peakRssMB: s.peakRssMB,
-        vmHwmMB: s.vmHwmMB,
-        runtimeMemoryAfter: s.runtimeMemory,
-        calibrationMemory: s.calibrationMemory,
-        tokenizeSeconds: s.tokenizeSeconds,
-        loadavgAfter: loads[m.spec],
-      },
-      stories260K: ppl === undefined ? undefined : { ppl, baselinePpl: base, fp32Ppl: fp, deltaVsFp32: (ppl - fp!) / fp!, deltaVsBaseline: (ppl - base!) / base! },
-    };
-  });
-  const date = new Date().toISOString().slice(0, 10);
-  const result = {
-    bench: "quantize-full",
-    date: new Date().toISOString(),
-    machine: { isa: cpu.isa, threads: cpu.threads, features: cpu.features, loadavgStart: load0, loadavgEnd: loadavg(), note: "2 cores shared with 4 other engineers' builds and tests" },
-    tinyllama: {
-      layersQuantized: layers, of: 22, denseDtype: "bf16", sequential: "layer-wise",
-      calibration: { source: "wikitext2-valid", tokenizer: "llama2", nsamples, seqlen, tokens: nsamples * seqlen, awqSampleRows: 512 },
-      budgetSecondsPerMethod: Number(o.budget),
-      gptqBudgetSeconds: Number(o.gptqBudget),
-    },
-    stories260K: o.skipQuality ? undefined : { windows, windowLength: 512, calibration: { source: "wikitext2-valid", nsamples: 128, seqlen: 256 } },
-    rows,
-  };
-  const outFile = o.out ?? path.join(root, "bench", "results", `cpu-quantize-full-${date}.json`);
-  mkdirSync(path.dirname(outFile), { recursive: true });
-  writeFileSync(outFile, JSON.stringify(result, null, 1) + "\n");
-
+  const { rows, outFile } = writeResult();
   const f = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? "-" : x.toFixed(d));
   const pct = (x: number | undefined) => (x === undefined ? "-" : (x * 100).toFixed(2) + "%");
   console.log(`\nquantize synthetic tinyllama-1.1b (${layers} of 22 layers, calibration ${nsamples} x ${seqlen} tokens) and stories260K perplexity (${windows} windows)`);
