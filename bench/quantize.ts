@@ -177,6 +177,9 @@ async function main() {
   const load0 = loadavg();
   console.error(`quantize bench: isa ${cpu.isa}, ${cpu.threads} threads, load ${load0.map((x) => x.toFixed(2)).join(" ")}; tinyllama-1.1b layers 0..${layers - 1}, calibration ${nsamples} x ${seqlen}`);
 
+  const quality = new Map<string, number>();
+  const speed = new Map<string, SpeedResult>();
+  const loads: Record<string, number[]> = {};
   /** Builds the rows from what has been measured so far and (re)writes the JSON. */
   const writeResult = () => {
     const rows = methods.map((m) => {
@@ -238,8 +241,6 @@ async function main() {
     return { rows, outFile };
   };
   // Quality on stories260K.
-  const quality = new Map<string, number>();
-  const loads: Record<string, number[]> = {};
   if (o.qualityJson) {
     const prev = JSON.parse(readFileSync(o.qualityJson, "utf8")) as { stories260KPpl?: Record<string, number> };
     for (const [k, v] of Object.entries(prev.stories260KPpl ?? {})) quality.set(k, v);
@@ -264,7 +265,6 @@ async function main() {
   }
 
   // Speed: each spec in a child process (baselines included).
-  const speed = new Map<string, SpeedResult>();
   // GPTQ last: it is the slowest, and runs under its own budget.
   const order = methods.filter((x) => !x.qualityOnly).sort((a, b) => Number(a.method === "GPTQ") - Number(b.method === "GPTQ"));
   if (o.speedJson) {
