@@ -46,6 +46,9 @@ export interface NativeCapture {
   absMean: Float64Array;
   /** [K] max |x| per input channel. */
   absMax: Float32Array;
+  /** [sampleCount, K] the input rows chosen by captureStart's sampleRows (those reached so far). */
+  samples?: Float32Array;
+  sampleCount?: number;
 }
 
 /** Config fields the native Model reads (a {@link ModelConfig} plus the longest context to accept). */
@@ -75,10 +78,17 @@ export interface NativeModel {
   scaleChannels(prev: string, next: string[], scales: Float32Array): void;
   /** Seeded random weights for every tensor; packed directly when `format` is given. */
   randomize(seed: number, opts?: { denseDtype?: DenseDType; format?: NativeQuantFormat; quantizeLmHead?: boolean }): Promise<void>;
-  /** Starts (zeroes) calibration statistics for these linears; prefill with capture: true accumulates them. */
-  captureStart(names: string[], opts?: { hessian?: boolean }): void;
+  /** Starts (zeroes) calibration statistics for these linears; prefill (or layerForward) with capture: true
+   * accumulates them. sampleRows: strictly increasing global row indices (rows counted over every captured call, in
+   * order) whose input rows are kept as `samples`. */
+  captureStart(names: string[], opts?: { hessian?: boolean; sampleRows?: Int32Array }): void;
   captureGet(name: string): NativeCapture;
   captureStop(names?: string[]): void;
+  /** Embedding rows [n, D] of tokens (the input of layer 0 for layer-wise calibration). */
+  embed(tokens: Int32Array): Promise<Float32Array>;
+  /** Decoder layer `layer` applied to sequences of hidden rows [Σ counts, D] (each from position 0, fp32 KV): a new
+   * [Σ counts, D]. With capture, that layer's active captures accumulate exactly as in a prefill of the windows. */
+  layerForward(layer: number, hidden: Float32Array, counts: Int32Array, opts?: { capture?: boolean }): Promise<Float32Array>;
   checkComplete(): void;
   /** Bytes by category: 'weights:<format>', 'weights:embedding', 'weights:norms', 'calibration'. */
   memory(): Record<string, number>;

@@ -5,7 +5,7 @@
 import type { NativeModel } from "../model/native-types.js";
 import { gptqQuantize, type GptqResult, type WeightFormat } from "./numerics.js";
 import type { WeightMethod } from "./spec.js";
-import type { InputStats } from "./stats.js";
+import { hessianOf, type InputStats } from "./stats.js";
 
 export type GptqMethod = Extract<WeightMethod, { name: "gptq" }>;
 
@@ -18,7 +18,7 @@ export async function gptqLinear(
 ): Promise<GptqResult> {
   const { N, K } = nm.linearInfo(name);
   const W = nm.getLinearWeight(name);
-  const r = await gptqQuantize(W, N, K, stats.H, format, {
+  const r = await gptqQuantize(W, N, K, hessianOf(stats, name), format, {
     percdamp: method.damp,
     blockSize: method.blockSize,
     actOrder: method.actOrder,

@@ -135,6 +135,37 @@ export async function awqSearchClip(
   };
 }
 
+/** AWQ scale search scored on a row sample X [n, K] of the inputs (calib.h awq_search_scale_x): n·N·K per α. */
+export async function awqSearchScaleX(
+  W: Float32Array,
+  N: number,
+  K: number,
+  X: Float32Array,
+  n: number,
+  xMeanAbs: Float32Array,
+  format: WeightFormat,
+  nGrid = 20,
+): Promise<AwqScaleSearch> {
+  return (await native().awqSearchScaleX(W, N, K, X, n, xMeanAbs, fullFormat(format), nGrid)) as AwqScaleSearch;
+}
+
+/** AWQ clipping search with each group's error measured on the row sample X [n, K]. */
+export async function awqSearchClipX(
+  W: Float32Array,
+  N: number,
+  K: number,
+  X: Float32Array,
+  n: number,
+  format: WeightFormat,
+  nGrid = 20,
+  maxShrink = 0.5,
+): Promise<{ w: Float32Array; maxVal: Float32Array }> {
+  return (await native().awqSearchClipX(W, N, K, X, n, fullFormat(format), nGrid, maxShrink)) as {
+    w: Float32Array;
+    maxVal: Float32Array;
+  };
+}
+
 /** SmoothQuant factors s [K] for the linears stacked in W [N, K] that read an input with per-channel max |x|. */
 export async function smoothquantScales(
   actMax: Float32Array,

@@ -1,23 +1,23 @@
 /**
- * A small seeded PRNG (mulberry32, a 32-bit state generator by Tommy Ettinger) so that calibration windows and
- * synthetic test data are reproducible from a seed on every platform.
+ * The seeded PRNG of calibration windows and synthetic test data, as a class with the draws those need. The
+ * generator itself is the runtime's (`makeRng` in lib/model/sampling.ts, mulberry32): one implementation, so a seed
+ * means the same stream everywhere.
  */
+import { makeRng } from "../model/sampling.js";
+
 export class Rng {
-  private s: number;
+  private readonly u: () => number;
   constructor(seed: number) {
     if (!Number.isInteger(seed)) throw new TypeError(`seed: expected an integer, got ${seed}`);
-    this.s = seed >>> 0;
+    this.u = makeRng(seed);
   }
-  /** Uniform in [0, 2^32). */
+  /** Uniform in [0, 2^32): makeRng's draw is u32 / 2^32, so this multiplication is exact. */
   nextU32(): number {
-    let t = (this.s = (this.s + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
+    return this.u() * 4294967296;
   }
   /** Uniform in [0, 1). */
   next(): number {
-    return this.nextU32() / 4294967296;
+    return this.u();
   }
   /** Uniform integer in [0, n). */
   int(n: number): number {

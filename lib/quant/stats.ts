@@ -7,8 +7,12 @@ import type { NativeCapture } from "../model/native-types.js";
 export interface InputStats {
   /** Calibration tokens seen. */
   rows: number;
-  /** [K, K] Σ xᵀx. */
-  H: Float32Array;
+  /** [K, K] Σ xᵀx, when captured (GPTQ; the H form of AWQ). */
+  H?: Float32Array;
+  /** [n, K] seeded row sample of the inputs, when captured (AWQ's searches). */
+  X?: Float32Array;
+  /** Rows in X. */
+  n?: number;
   /** [K] mean |x|. */
   absMean: Float32Array;
   /** [K] max |x|. */
@@ -16,25 +20,43 @@ export interface InputStats {
 }
 
 export function fromCapture(c: NativeCapture, K: number, where: string): InputStats {
-  if (!c.hessian) throw new Error(`${where}: the capture has no Hessian (start it with hessian: true)`);
-  if (c.hessian.length !== K * K || c.absMean.length !== K || c.absMax.length !== K)
-    throw new Error(`${where}: capture sizes do not match K = ${K}`);
+  if (c.absMean.length !== K || c.absMax.length !== K) throw new Error(`${where}: capture sizes do not match K = ${K}`);
+  if (c.hessian && c.hessian.length !== K * K) throw new Error(`${where}: capture Hessian size does not match K = ${K}`);
   if (c.rows < 1) throw new Error(`${where}: no calibration tokens reached this linear`);
-  return { rows: c.rows, H: Float32Array.from(c.hessian), absMean: Float32Array.from(c.absMean), absMax: Float32Array.from(c.absMax) };
+  const st: InputStats = { rows: c.rows, absMean: Float32Array.from(c.absMean), absMax: Float32Array.from(c.absMax) };
+  if (c.hessian) st.H = Float32Array.from(c.hessian);
+  if (c.samples) {
+    if (!c.sampleCount) throw new Error(`${where}: the row sample is empty (no sampled row was reached)`);
+    st.X = c.samples;
+    st.n = c.sampleCount;
+  }
+  return st;
 }
 
-/** Statistics of x / s: H_ij / (s_i s_j), mean |x_j| / s_j, max |x_j| / s_j. */
+/** H of the statistics, or an error saying how to capture it. */
+export function hessianOf(st: InputStats, where: string): Float32Array {
+  if (!st.H) throw new Error(`${where}: the capture has no Hessian (start it with hessian: true)`);
+  return st.H;
+}
+
+/** Statistics of x / s: H_ij / (s_i s_j), X_tj / s_j, mean |x_j| / s_j, max |x_j| / s_j. */
 export function rescaleStats(st: InputStats, s: Float32Array): InputStats {
   const K = s.length;
-  const H = new Float32Array(K * K);
-  for (let i = 0; i < K; i++)
-    for (let j = 0; j < K; j++) H[i * K + j] = st.H[i * K + j] / (s[i] * s[j]);
-  return {
+  const out: InputStats = {
     rows: st.rows,
-    H,
     absMean: st.absMean.map((v, j) => v / s[j]),
     absMax: st.absMax.map((v, j) => v / s[j]),
   };
+  if (st.H) {
+    const H = new Float32Array(K * K);
+    for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) H[i * K + j] = st.H[i * K + j] / (s[i] * s[j]);
+    out.H = H;
+  }
+  if (st.X) {
+    out.X = st.X.map((v, i) => v / s[i % K]);
+    out.n = st.n;
+  }
+  return out;
 }
 
 /** Rows of several weights [N_i, K] stacked into one [ΣN_i, K]. */

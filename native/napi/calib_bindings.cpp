@@ -6,10 +6,12 @@
 //   gptqQuantize(W, N, K, H, fmt, opts, wantWHat)              -> { codes, scales, zeros, wHat?, loss, deadColumns, perm? }
 //   awqSearchScale(W, N, K, H, xMeanAbs, fmt, nGrid, tokens)   -> { scales, best, bestRatio, losses }
 //   awqSearchClip(W, N, K, H, fmt, nGrid, maxShrink)           -> { w, maxVal }
+//   awqSearchScaleX(W, N, K, X, n, xMeanAbs, fmt, nGrid)       -> { scales, best, bestRatio, losses }
+//   awqSearchClipX(W, N, K, X, n, fmt, nGrid, maxShrink)       -> { w, maxVal }
 //   smoothquantScales(actMax, W, N, K, alpha)                  -> Float32Array [K]
 //   upperCholeskyOfInverse(H, K)                               -> Float32Array [K*K]
 //
-// W: Float32Array [N*K]; H: Float32Array [K*K]; fmt: { bits: 2|3|4|8, groupSize: int >= 1 (K for per channel),
+// W: Float32Array [N*K]; H: Float32Array [K*K]; X: Float32Array [n*K] (row sample of the inputs); fmt: { bits: 2|3|4|8, groupSize: int >= 1 (K for per channel),
 // symmetric: boolean, scaleDtype: "f32"|"f16"|"bf16" }; scales come back as Float32Array (f32) or Uint16Array
 // (f16/bf16 bits), zeros as Uint8Array [N*G] (null when symmetric); opts: { percdamp, blockSize, actOrder,
 // staticGroups }.
@@ -204,6 +206,64 @@ Napi::Value AwqSearchClip(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Object scale_result(Napi::Env e, Napi::Value scales, const AwqScaleResult& r) {
+  auto o = Napi::Object::New(e);
+  o.Set("scales", scales);
+  o.Set("best", r.best);
+  o.Set("bestRatio", r.best_ratio);
+  auto l = Napi::Array::New(e, r.losses.size());
+  for (size_t i = 0; i < r.losses.size(); i++) l.Set((uint32_t)i, r.losses[i]);
+  o.Set("losses", l);
+  return o;
+}
+
+Napi::Value AwqSearchScaleX(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const int64_t N = integer(env, arg(info, 1, "N"), "N", 1, kMaxDim), K = integer(env, arg(info, 2, "K"), "K", 1, kMaxDim);
+    const int64_t n = integer(env, arg(info, 4, "n"), "n", 1, kMaxDim);
+    const float* W = typed_array<float>(env, arg(info, 0, "W"), "W", (size_t)(N * K));
+    const float* X = typed_array<float>(env, arg(info, 3, "X"), "X", (size_t)(n * K));
+    const float* xm = typed_array<float>(env, arg(info, 5, "xMeanAbs"), "xMeanAbs", (size_t)K);
+    const QuantFormat f = read_format(env, arg(info, 6, "fmt"), "fmt");
+    const int grid = (int)integer(env, arg(info, 7, "nGrid"), "nGrid", 1, 1000);
+    auto s = Napi::Float32Array::New(env, (size_t)K);
+    float* sp = s.Data();
+    auto sRef = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(s));
+    auto res = std::make_shared<AwqScaleResult>();
+    return run_async(
+        env, [=]() { *res = awq_search_scale_x(W, N, K, X, n, xm, f, grid, sp); },
+        [sRef, res](Napi::Env e) -> Napi::Value { return scale_result(e, sRef->Value(), *res); },
+        {info[0], info[3], info[5], s});
+  });
+}
+
+Napi::Value AwqSearchClipX(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const int64_t N = integer(env, arg(info, 1, "N"), "N", 1, kMaxDim), K = integer(env, arg(info, 2, "K"), "K", 1, kMaxDim);
+    const int64_t n = integer(env, arg(info, 4, "n"), "n", 1, kMaxDim);
+    const float* W = typed_array<float>(env, arg(info, 0, "W"), "W", (size_t)(N * K));
+    const float* X = typed_array<float>(env, arg(info, 3, "X"), "X", (size_t)(n * K));
+    const QuantFormat f = read_format(env, arg(info, 5, "fmt"), "fmt");
+    const int grid = (int)integer(env, arg(info, 6, "nGrid"), "nGrid", 1, 1000);
+    const double shrink = number(env, arg(info, 7, "maxShrink"), "maxShrink");
+    if (!(shrink >= 0 && shrink < 1)) range_error(env, "maxShrink: expected a number in [0, 1), got " + std::to_string(shrink));
+    const int64_t G = n_groups(K, f.group_size);
+    auto w = Napi::Float32Array::New(env, (size_t)(N * K));
+    auto mv = Napi::Float32Array::New(env, (size_t)(N * G));
+    float* wp = w.Data();
+    float* mvp = mv.Data();
+    auto o = Napi::Object::New(env);
+    o.Set("w", w);
+    o.Set("maxVal", mv);
+    auto oRef = std::make_shared<Napi::ObjectReference>(Napi::Persistent(o));
+    return run_async(
+        env, [=]() { awq_search_clip_x(W, N, K, X, n, f, grid, shrink, wp, mvp); },
+        [oRef](Napi::Env) -> Napi::Value { return oRef->Value(); }, {info[0], info[3], o});
+  });
+}
+
 Napi::Value SmoothquantScales(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -242,6 +302,8 @@ void init_calib_bindings(Napi::Env env, Napi::Object exports) {
   exports.Set("gptqQuantize", Napi::Function::New(env, GptqQuantize, "gptqQuantize"));
   exports.Set("awqSearchScale", Napi::Function::New(env, AwqSearchScale, "awqSearchScale"));
   exports.Set("awqSearchClip", Napi::Function::New(env, AwqSearchClip, "awqSearchClip"));
+  exports.Set("awqSearchScaleX", Napi::Function::New(env, AwqSearchScaleX, "awqSearchScaleX"));
+  exports.Set("awqSearchClipX", Napi::Function::New(env, AwqSearchClipX, "awqSearchClipX"));
   exports.Set("smoothquantScales", Napi::Function::New(env, SmoothquantScales, "smoothquantScales"));
   exports.Set("upperCholeskyOfInverse", Napi::Function::New(env, UpperCholeskyOfInverse, "upperCholeskyOfInverse"));
 }

@@ -106,6 +106,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                           InstanceMethod("captureStart", &ModelWrap::CaptureStart),
                           InstanceMethod("captureGet", &ModelWrap::CaptureGet),
                           InstanceMethod("captureStop", &ModelWrap::CaptureStop),
+                          InstanceMethod("embed", &ModelWrap::Embed),
+                          InstanceMethod("layerForward", &ModelWrap::LayerForward),
                           InstanceMethod("checkComplete", &ModelWrap::CheckComplete),
                           InstanceMethod("memory", &ModelWrap::Memory),
                           InstanceMethod("dispose", &ModelWrap::Dispose),
@@ -313,13 +315,28 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         [](Napi::Env e) { return e.Undefined(); }, {info.This()});
   }
 
-  // captureStart(names string[], { hessian = true }): starts (and zeroes) statistics for these linears.
+  // captureStart(names string[], { hessian = true, sampleRows?: Int32Array (strictly increasing global row
+  // indices) }): starts (and zeroes) statistics for these linears; sampleRows also keeps those input rows.
   Napi::Value CaptureStart(const Napi::CallbackInfo& info) {
     auto env = info.Env();
     auto nv = arg(info, 0, "names");
     if (!nv.IsArray()) type_error(env, "names: expected an array of linear names, got " + describe(nv));
     bool hess = true;
-    if (info.Length() > 1 && !info[1].IsUndefined()) hess = bool_field(env, object(env, info[1], "options"), "hessian", "options", true);
+    std::vector<int64_t> sample_rows;
+    if (info.Length() > 1 && !info[1].IsUndefined()) {
+      auto o = object(env, info[1], "options");
+      hess = bool_field(env, o, "hessian", "options", true);
+      auto sr = o.Get("sampleRows");
+      if (!sr.IsUndefined() && !sr.IsNull()) {
+        const size_t n = sr.IsTypedArray() ? sr.As<Napi::TypedArray>().ElementLength() : 0;
+        const int32_t* p = typed_array<int32_t>(env, sr, "options.sampleRows");
+        sample_rows.assign(p, p + n);
+        for (size_t i = 0; i < n; i++)
+          if (p[i] < 0 || (i > 0 && p[i] <= p[i - 1]))
+            range_error(env, "options.sampleRows: expected strictly increasing row indices >= 0, got " +
+                                 std::to_string(p[i]) + " at index " + std::to_string(i));
+      }
+    }
     auto na = nv.As<Napi::Array>();
     std::lock_guard<std::mutex> g(m->mu);
     for (uint32_t i = 0; i < na.Length(); i++) {
@@ -332,13 +349,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         if (hess) L.capture->H.assign((size_t)(L.K * L.K), 0.0);
         L.capture->abs_sum.assign(L.K, 0.0);
         L.capture->abs_max.assign(L.K, 0.f);
+        L.capture->sample_rows = sample_rows;
+        L.capture->samples.assign(sample_rows.size() * (size_t)L.K, 0.f);
       });
     }
     return env.Undefined();
   }
 
   // captureGet(name): { rows, hessian?: Float64Array [K*K] (symmetric, sum x^T x), absMean: Float64Array [K],
-  // absMax: Float32Array [K] }
+  // absMax: Float32Array [K], samples?: Float32Array [sampleCount, K] (the sampled rows that were reached) }
   Napi::Value CaptureGet(const Napi::CallbackInfo& info) {
     auto env = info.Env();
     auto name = string(env, arg(info, 0, "name"), "name");
@@ -359,6 +378,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       for (int64_t k = 0; k < c.K; k++) mean[k] = c.rows ? c.abs_sum[k] / (double)c.rows : 0;
       o.Set("absMean", to_js(env, mean));
       o.Set("absMax", to_js(env, c.abs_max));
+      if (!c.sample_rows.empty()) {
+        auto x = Napi::Float32Array::New(env, c.taken * (size_t)c.K);
+        if (c.taken) std::memcpy(x.Data(), c.samples.data(), c.taken * (size_t)c.K * 4);
+        o.Set("samples", x);
+        o.Set("sampleCount", (double)c.taken);
+      }
       return o;
     });
   }
@@ -377,6 +402,56 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       m->lm_head.capture.reset();
     }
     return env.Undefined();
+  }
+
+  // embed(tokens Int32Array[n]) → Promise<Float32Array [n, D]>: embedding rows (layer-wise calibration input).
+  Napi::Value Embed(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    auto tv = arg(info, 0, "tokens");
+    const int32_t* tok = typed_array<int32_t>(env, tv, "tokens");
+    const int64_t n = (int64_t)tv.As<Napi::TypedArray>().ElementLength();
+    if (n < 1) range_error(env, "tokens: expected at least one token");
+    auto out = std::make_shared<std::vector<float>>();
+    auto mm = m;
+    return run_async(
+        env,
+        [mm, tok, n, out] {
+          std::lock_guard<std::mutex> g(mm->mu);
+          out->resize((size_t)(n * mm->cfg.hidden));
+          rt::embed_rows(*mm, tok, n, out->data());
+        },
+        [out](Napi::Env e) { return to_js(e, *out); }, {tv, info.This()});
+  }
+
+  // layerForward(layer, hidden Float32Array [Σ counts, D], counts Int32Array [S], { capture = false })
+  //   → Promise<Float32Array [Σ counts, D]>: decoder layer `layer` applied to each sequence (from position 0);
+  //   the input is not modified. With capture, active captures of that layer's linears accumulate.
+  Napi::Value LayerForward(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    const int layer = (int)integer(env, arg(info, 0, "layer"), "layer", 0, m->cfg.n_layers - 1);
+    auto cv = arg(info, 2, "counts");
+    const int32_t* cp = typed_array<int32_t>(env, cv, "counts");
+    const int64_t S = (int64_t)cv.As<Napi::TypedArray>().ElementLength();
+    if (S < 1) range_error(env, "counts: expected at least one sequence");
+    int64_t total = 0;
+    for (int64_t s = 0; s < S; s++) {
+      if (cp[s] < 1) range_error(env, "counts[" + std::to_string(s) + "]: expected >= 1, got " + std::to_string(cp[s]));
+      total += cp[s];
+    }
+    auto hv = arg(info, 1, "hidden");
+    const float* hp = typed_array<float>(env, hv, "hidden", (size_t)(total * m->cfg.hidden));
+    bool cap = false;
+    if (info.Length() > 3 && !info[3].IsUndefined()) cap = bool_field(env, object(env, info[3], "options"), "capture", "options", false);
+    std::vector<int32_t> counts(cp, cp + S);
+    auto out = std::make_shared<std::vector<float>>(hp, hp + total * m->cfg.hidden);
+    auto mm = m;
+    return run_async(
+        env,
+        [mm, layer, counts, cap, out] {
+          std::lock_guard<std::mutex> g(mm->mu);
+          rt::layer_forward(*mm, layer, out->data(), counts.data(), (int64_t)counts.size(), cap);
+        },
+        [out](Napi::Env e) { return to_js(e, *out); }, {hv, cv, info.This()});
   }
 
   Napi::Value CheckComplete(const Napi::CallbackInfo& info) {

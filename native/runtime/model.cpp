@@ -120,7 +120,22 @@ std::vector<float> Linear::to_f32() const {
   return W;
 }
 
+void Capture::take_samples(const float* X, int64_t M) {
+  while (taken < sample_rows.size() && sample_rows[taken] < rows + M) {
+    const int64_t r = sample_rows[taken] - rows;  // >= 0: indices increase and the earlier ones were taken
+    // samples is sized [sample_rows.size(), K] by whoever fills sample_rows (captureStart).
+    std::memcpy(samples.data() + taken * K, X + r * K, (size_t)K * 4);
+    taken++;
+  }
+}
+
+size_t Capture::bytes() const {
+  return (H.capacity() + abs_sum.capacity()) * 8 + abs_max.capacity() * 4 + samples.capacity() * 4 +
+         sample_rows.capacity() * 8;
+}
+
 void Capture::accumulate(const float* X, int64_t M) {
+  take_samples(X, M);
   for (int64_t m = 0; m < M; m++) {
     const float* x = X + m * K;
     for (int64_t k = 0; k < K; k++) {
@@ -517,7 +532,7 @@ std::map<std::string, size_t> Model::weight_memory() const {
   size_t cap = 0;
   for (auto& L : layers)
     for (auto& l : L.lin)
-      if (l.capture) cap += (l.capture->H.capacity() + l.capture->abs_sum.capacity()) * 8 + l.capture->abs_max.capacity() * 4;
+      if (l.capture) cap += l.capture->bytes();
   if (cap) m["calibration"] = cap;
   return m;
 }

@@ -43,7 +43,16 @@ struct Capture {
   std::vector<double> abs_sum;  // [K] sum |x|
   std::vector<float> abs_max;   // [K] max |x|
   bool hessian = true;
+  // Row sample (AWQ's searches score candidates on X [n, K] rather than on H): the rows whose global index (rows
+  // counted over every captured call, in prefill order) is in sample_rows (strictly increasing) are copied into
+  // samples [taken, K]. Memory is n·K·4 bytes whatever the calibration length.
+  std::vector<int64_t> sample_rows;
+  std::vector<float> samples;
+  size_t taken = 0;
   void accumulate(const float* X, int64_t M);
+  // Copies the sampled rows among X [M, K] (global rows [rows, rows + M)); called by accumulate before rows += M.
+  void take_samples(const float* X, int64_t M);
+  size_t bytes() const;
 };
 
 struct Linear {
@@ -217,5 +226,16 @@ class Session {
   std::vector<std::unique_ptr<Workspace>> lanes_;
   Workspace& lane(size_t i);
 };
+
+// ── Layer-wise execution (sequential quantization) ──────────────────────────────────────────────────────────────
+// GPTQ / AWQ quantize layer after layer, each calibrated on the outputs of the already-quantized layers before it.
+// Instead of re-running the whole prefix for every layer (L²/2 layer passes), the calibration hidden states are
+// kept and advanced one layer at a time (2 passes per layer). Sequences are concatenated, each from position 0, in
+// chunks of the prefill's chunk length with an fp32 KV buffer, so every linear sees exactly the rows (values and
+// order) an fp32-cache Session::prefill of the same windows gives it.
+// out [n, D] = the embedding rows of tokens[n].
+void embed_rows(const Model& m, const int32_t* tokens, int64_t n, float* out);
+// X [Σ counts, D] (in place) = decoder layer `layer` applied to each of the S sequences; captures when asked.
+void layer_forward(Model& m, int layer, float* X, const int32_t* counts, int64_t S, bool capture);
 
 }  // namespace quanteval::rt

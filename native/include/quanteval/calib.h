@@ -74,11 +74,21 @@ struct AwqScaleResult {
 // and 1/s into the op that produces x.
 AwqScaleResult awq_search_scale(const float* W, int64_t N, int64_t K, const float* H, const float* x_mean_abs,
                                 const QuantFormat& fmt, int n_grid, double tokens, float* scales_out);
+// The same search scored on a row sample X [n, K] of the calibration inputs (llm-awq's way): the error of a candidate
+// is ||X (W - Q(W ∘ s) / s)ᵀ||² / (N · n), cost n·N·K per α instead of N·K². x_mean_abs is still the full
+// calibration's mean |x| (the scale candidates do not depend on the sample).
+AwqScaleResult awq_search_scale_x(const float* W, int64_t N, int64_t K, const float* X, int64_t n,
+                                  const float* x_mean_abs, const QuantFormat& fmt, int n_grid, float* scales_out);
+// The candidate of ratio α: s = clamp(x_mean_abs^α, 1e-4) / sqrt(max(s)·min(s)), written to s [K].
+void awq_candidate_scales(const float* x_mean_abs, int64_t K, double ratio, float* s);
 // Clipping search per row and group: max_val = amax(|w_g|) · (1 - i / n_grid) for i < max_shrink · n_grid, picking the
 // value minimising the group's output error (w_g - Q(clamp(w_g)))ᵀ H_gg (w_g - Q(clamp(w_g))) (the first minimum).
 // Writes max_val [N, G] and the clamped weights W_out [N, K] (which are then quantized as usual).
 void awq_search_clip(const float* W, int64_t N, int64_t K, const float* H, const QuantFormat& fmt, int n_grid,
                      double max_shrink, float* W_out, float* max_val);
+// The same search with each group's error measured on the row sample X [n, K]: H_gg = X_gᵀ X_g (built here, n·K·gs).
+void awq_search_clip_x(const float* W, int64_t N, int64_t K, const float* X, int64_t n, const QuantFormat& fmt,
+                       int n_grid, double max_shrink, float* W_out, float* max_val);
 
 // ── SmoothQuant (Xiao et al. 2022; smoothquant `smooth_ln_fcs`) ────────────────────────────────────────────────
 // s_j = clamp(act_max_j^α / clamp(max_n |W[n, j]|, 1e-5)^(1-α), 1e-5) for j < K, where W stacks every linear that
