@@ -247,15 +247,14 @@ inline float scale_at(const void* scales, DType t, int64_t i) {
 // the per-group sums of the original X. CPG: chunks per group when known at compile time (1, 2, 4 for groups of
 // 32, 64, 128: the inner loop unrolls), else 0.
 //
-// Cost model (measured on the Zen 3 target, single thread, cache-resident vs streaming shape): the 4-bit and 8-bit
-// GEMV are bound by vector instructions per code, not by memory: a 4-bit chunk of 32 codes costs 2 vpmovzxbd +
-// 2 shifts + 4 vcvtdq2ps + 4 FMAs per X row. So:
+// Cost model (Zen 3 target, single thread, see docs/gemv.md): from cache the 4-bit GEMV is bound by vector
+// instructions per code (a chunk of 32 codes costs 2 vpmovzxbd + 2 shifts + 4 vcvtdq2ps + 4 FMAs per X row, ~2 a
+// cycle); from DRAM one thread reaches only ~60% of its cache rate. So:
 //  - 4-bit codes are not masked: with d = lo + 16 hi (the whole byte), x_j lo_j + x_{j+16} hi_j =
 //    x_j d_j + (x_{j+16} - 16 x_j) hi_j, so X is transformed once per call (xform_gemv_x) and the two vpand per
 //    chunk go away (-14% instructions).
-//  - R rows of W share a pass (R * M * A independent FMA chains: the FMA latency of 4 cycles with 2 pipes needs 8),
-//  - the codes of the next pass (R rows ahead, same offset) are prefetched, so the streaming shape runs at the
-//    cache-resident rate instead of waiting on misses between compute bursts.
+//  - M = 3, 4: 2 rows of W share a pass and its X loads (GemvShape),
+//  - the codes of the next pass (R rows ahead, same offset) are prefetched (+17-40% for w8 from L3/DRAM).
 template <int BITS>
 inline void unpack32_gemv(const uint8_t* c, __m256 q[4]) {
   if constexpr (BITS == 4) {
@@ -315,13 +314,14 @@ inline float zero_corr(const float* s, const uint8_t* z, float zsym, const float
   return r;
 }
 
-// R rows of W a pass, A accumulators per (row of W, row of X): R * M * A >= 6 FMA chains up to M = 4, and the two
-// rows of a pass share every load of X (M = 3, 4: +15-35% over one row a pass, cache-resident, single thread). Up to
+// R rows of W a pass, A accumulators per (row of W, row of X). M = 1, 2: one row a pass (a single sequential stream of
+// codes per thread: two interleaved rows were faster from cache but ~30% slower from DRAM, single thread); M = 3, 4:
+// two rows share every load of X (+15-35% cache-resident, neutral from DRAM). Up to
 // M = 4 the per-group sums are vectors (yacc; the compiler keeps some of them on the stack between groups, once per
 // group); beyond, they are reduced to scalars once per group so that the accumulators fit the 16 ymm registers.
 template <int BITS, int M>
 struct GemvShape {
-  static constexpr int R = M <= 4 ? 2 : 1;
+  static constexpr int R = M >= 3 && M <= 4 ? 2 : 1;
   static constexpr int A = M == 1 ? 4 : M <= 2 ? 2 : 1;
   static constexpr bool kVecY = M <= 4;
 };
