@@ -54,7 +54,8 @@ void layer_forward(Model& m, int layer, float* X, const int32_t* counts, int64_t
   const size_t bpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(KVType::F32, cfg.head_dim);
   std::vector<uint8_t> kc((size_t)Tmax * bpt), vc((size_t)Tmax * bpt);
   KVView view;
-  view.type = KVType::F32;
+  view.k_type = view.v_type = KVType::F32;
+  view.window = cfg.layer_window(layer);  // sliding-window layers see the same keys as in Session::prefill
   view.n_kv_heads = cfg.n_kv_heads;
   view.head_dim = cfg.head_dim;
   view.k = kc.data();
