@@ -208,7 +208,8 @@ async function main() {
           },
           baseline: m.baseline,
           baselineSeconds: b.quantizeSeconds,
-          ratioToBaseline: s.quantizeSeconds / b.quantizeSeconds,
+          // Full model (measured, or extrapolated from the finished layers) over the baseline's full model.
+          ratioToBaseline: (s.complete ? s.quantizeSeconds : mean(perLayerSeconds) * layers) / b.quantizeSeconds,
           peakRssMB: s.peakRssMB,
           vmHwmMB: s.vmHwmMB,
           runtimeMemoryAfter: s.runtimeMemory,
@@ -286,7 +287,7 @@ async function main() {
     }
 
   const { rows, outFile } = writeResult();
-  const f = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? "-" : x.toFixed(d));
+  const f = (x: number | null | undefined, d = 2) => (x == null || Number.isNaN(x) ? "-" : x.toFixed(d)); // null: NaN through JSON
   const pct = (x: number | undefined) => (x === undefined ? "-" : (x * 100).toFixed(2) + "%");
   console.log(`\nquantize synthetic tinyllama-1.1b (${layers} of 22 layers, calibration ${nsamples} x ${seqlen} tokens) and stories260K perplexity (${windows} windows)`);
   console.log(
