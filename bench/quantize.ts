@@ -160,7 +160,7 @@ async function main() {
     .option("--skip-quality", "no quality part")
     .option("--skip-speed", "no speed part")
     .option("--quality-json <file>", "take the quality part from this earlier run's JSON instead of running it")
-    .option("--speed-json <file>", "take the speed part from this earlier run's JSON instead of running it")
+    .option("--speed-json <files>", "take the speed part from these earlier runs' JSON (comma-separated) instead of running it")
     .option("--out <file>", "JSON output (default bench/results/cpu-quantize-full-<date>.json)")
     .option("--one <spec>", "(internal) run one speed measurement in this process")
     .option("--awq-scoring <s>", "(internal) awqScoring of the --one run")
@@ -208,7 +208,8 @@ async function main() {
           },
           baseline: m.baseline,
           baselineSeconds: b.quantizeSeconds,
-          ratioToBaseline: s.quantizeSeconds / b.quantizeSeconds,
+          // Full model (measured, or extrapolated from the finished layers) over the baseline's full model.
+          ratioToBaseline: (s.complete ? s.quantizeSeconds : mean(perLayerSeconds) * layers) / b.quantizeSeconds,
           peakRssMB: s.peakRssMB,
           vmHwmMB: s.vmHwmMB,
           runtimeMemoryAfter: s.runtimeMemory,
@@ -267,10 +268,11 @@ async function main() {
   // Speed: each spec in a child process (baselines included).
   // GPTQ last: it is the slowest, and runs under its own budget.
   const order = methods.filter((x) => !x.qualityOnly).sort((a, b) => Number(a.method === "GPTQ") - Number(b.method === "GPTQ"));
-  if (o.speedJson) {
-    const prev = JSON.parse(readFileSync(o.speedJson, "utf8")) as { speedRaw?: Record<string, SpeedResult> };
+  // Several files: later ones override earlier ones (e.g. a rerun of one method).
+  for (const file of o.speedJson ? o.speedJson.split(",") : []) {
+    const prev = JSON.parse(readFileSync(file, "utf8")) as { speedRaw?: Record<string, SpeedResult> };
     for (const [k, v] of Object.entries(prev.speedRaw ?? {})) speed.set(k, v);
-    console.error(`  speed: ${speed.size} runs from ${o.speedJson}`);
+    console.error(`  speed: runs ${Object.keys(prev.speedRaw ?? {}).join(", ")} from ${file}`);
   }
   for (const m of o.skipSpeed || o.speedJson ? [] : order)
     for (const spec of [m.baseline, m.spec]) {
@@ -285,7 +287,7 @@ async function main() {
     }
 
   const { rows, outFile } = writeResult();
-  const f = (x: number | undefined, d = 2) => (x === undefined || Number.isNaN(x) ? "-" : x.toFixed(d));
+  const f = (x: number | null | undefined, d = 2) => (x == null || Number.isNaN(x) ? "-" : x.toFixed(d)); // null: NaN through JSON
   const pct = (x: number | undefined) => (x === undefined ? "-" : (x * 100).toFixed(2) + "%");
   console.log(`\nquantize synthetic tinyllama-1.1b (${layers} of 22 layers, calibration ${nsamples} x ${seqlen} tokens) and stories260K perplexity (${windows} windows)`);
   console.log(
