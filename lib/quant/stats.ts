@@ -23,8 +23,9 @@ export function fromCapture(c: NativeCapture, K: number, where: string): InputSt
   if (c.absMean.length !== K || c.absMax.length !== K) throw new Error(`${where}: capture sizes do not match K = ${K}`);
   if (c.hessian && c.hessian.length !== K * K) throw new Error(`${where}: capture Hessian size does not match K = ${K}`);
   if (c.rows < 1) throw new Error(`${where}: no calibration tokens reached this linear`);
-  const st: InputStats = { rows: c.rows, absMean: Float32Array.from(c.absMean), absMax: Float32Array.from(c.absMax) };
-  if (c.hessian) st.H = Float32Array.from(c.hessian);
+  const st: InputStats = { rows: c.rows, absMean: new Float32Array(c.absMean), absMax: new Float32Array(c.absMax) };
+  // new Float32Array(typed array) converts natively; Float32Array.from iterates in JS (~2 s for a 5632² Hessian).
+  if (c.hessian) st.H = new Float32Array(c.hessian);
   if (c.samples) {
     if (!c.sampleCount) throw new Error(`${where}: the row sample is empty (no sampled row was reached)`);
     st.X = c.samples;

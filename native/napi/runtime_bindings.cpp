@@ -2,6 +2,7 @@
 // `Session` (KV caches, prefill / decode / scoring). One call per model step; every step returns a Promise.
 // lib/model/native-types.ts documents the JS side of each method.
 #include <cstring>
+#include <map>
 #include <memory>
 
 #include "../runtime/model.h"
@@ -339,6 +340,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
     auto na = nv.As<Napi::Array>();
     std::lock_guard<std::mutex> g(m->mu);
+    // Hessian sums shared by linears of one layer that read the same input (q/k/v: 0, gate/up: 1), for the
+    // linears started by this call.
+    std::map<std::pair<const rt::Layer*, int>, std::shared_ptr<rt::HessianSum>> shared_h;
     for (uint32_t i = 0; i < na.Length(); i++) {
       auto name = string(env, na.Get(i), "names[" + std::to_string(i) + "]");
       guarded(env, [&] {
@@ -346,7 +350,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         L.capture = std::make_unique<rt::Capture>();
         L.capture->K = L.K;
         L.capture->hessian = hess;
-        if (hess) L.capture->H.assign((size_t)(L.K * L.K), 0.0);
+        if (hess) {
+          int input = -1;
+          const rt::Layer* owner = nullptr;
+          for (auto& lay : m->layers)
+            for (int id = 0; id < rt::kNumLinears; id++)
+              if (&lay.lin[id] == &L) {
+                owner = &lay;
+                input = id <= rt::kV ? 0 : (id == rt::kGate || id == rt::kUp) ? 1 : -1;
+              }
+          auto& hs = input >= 0 ? shared_h[{owner, input}] : L.capture->hs;
+          if (!hs) {
+            hs = std::make_shared<rt::HessianSum>();
+            hs->H.assign((size_t)(L.K * L.K), 0.0);
+          }
+          L.capture->hs = hs;
+        }
         L.capture->abs_sum.assign(L.K, 0.0);
         L.capture->abs_max.assign(L.K, 0.f);
         L.capture->sample_rows = sample_rows;
@@ -369,9 +388,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto o = Napi::Object::New(env);
       o.Set("rows", (double)c.rows);
       if (c.hessian) {
-        auto h = Napi::Float64Array::New(env, c.H.size());
+        auto h = Napi::Float64Array::New(env, c.hs->H.size());
         for (int64_t i = 0; i < c.K; i++)
-          for (int64_t j = 0; j < c.K; j++) h.Data()[i * c.K + j] = j >= i ? c.H[i * c.K + j] : c.H[j * c.K + i];
+          for (int64_t j = 0; j < c.K; j++) h.Data()[i * c.K + j] = j >= i ? c.hs->H[i * c.K + j] : c.hs->H[j * c.K + i];
         o.Set("hessian", h);
       }
       std::vector<double> mean(c.K);
