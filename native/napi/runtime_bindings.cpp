@@ -1,11 +1,13 @@
 // N-API surface of the runtime (native/runtime): `Model` (weights, quantization hooks, calibration capture) and
 // `Session` (KV caches, prefill / decode / scoring). One call per model step; every step returns a Promise.
 // lib/model/native-types.ts documents the JS side of each method.
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
 
 #include "../runtime/model.h"
+#include "quanteval/threadpool.h"
 #include "args.h"
 #include "modules.h"
 
@@ -389,8 +391,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       o.Set("rows", (double)c.rows);
       if (c.hessian) {
         auto h = Napi::Float64Array::New(env, c.hs->H.size());
-        for (int64_t i = 0; i < c.K; i++)
-          for (int64_t j = 0; j < c.K; j++) h.Data()[i * c.K + j] = j >= i ? c.hs->H[i * c.K + j] : c.hs->H[j * c.K + i];
+        // Mirror the accumulated upper triangle in 64 x 64 tiles, so the transposed reads stay in cache.
+        const int64_t K = c.K, kT = 64;
+        const double* src = c.hs->H.data();
+        double* dst = h.Data();
+        parallel_for((K + kT - 1) / kT, 1, [&](int64_t lo, int64_t hi) {
+          for (int64_t i0 = lo * kT; i0 < std::min(K, hi * kT); i0 += kT)
+            for (int64_t j0 = 0; j0 < K; j0 += kT)
+              for (int64_t i = i0; i < std::min(K, i0 + kT); i++)
+                for (int64_t j = j0; j < std::min(K, j0 + kT); j++) dst[i * K + j] = j >= i ? src[i * K + j] : src[j * K + i];
+        });
         o.Set("hessian", h);
       }
       std::vector<double> mean(c.K);
