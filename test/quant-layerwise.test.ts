@@ -3,7 +3,7 @@
 //    the same windows captures, windows longer than the prefill chunk included, and its last output equals the
 //    prefill's hidden state (checked through the logits of a model whose later layers are identity-free);
 //  - captured row samples are the rows at the requested global indices; linears reading one input, started
-//    together, share one Hessian sum, equal to separate captures of each;
+//    together, share one Hessian sum, equal to separate captures of each; its fp32 form is the fp64 sums rounded;
 //  - the AWQ searches on a sample X score candidates as ‖X (W − Ŵ)ᵀ‖² (checked against float64 from X, and against
 //    the Hessian searches with H = XᵀX), do not depend on the thread count, and reject bad arguments;
 //  - sampleRowIndices and the Rng are seeded and reproducible (Rng golden values from the first session's class).
@@ -133,6 +133,13 @@ describe("layer-wise calibration pass", () => {
     await nm.layerForward(1, x1, counts, { capture: true });
     const shared = names.map((n) => nm.captureGet(n));
     const sharedBytes = nm.memory()["calibration"];
+    // The fp32 form is the fp64 sums rounded (what fromCapture would convert to), and comes instead of them.
+    for (const [i, n] of names.entries()) {
+      const c32 = nm.captureGet(n, { hessianF32: true });
+      expect(c32.hessian, n).toBeUndefined();
+      expect(c32.hessianF32, n).toEqual(new Float32Array(shared[i].hessian!));
+    }
+    expect(() => nm.captureGet(names[0], 3 as never)).toThrow(/options/);
     nm.captureStop();
     // Started one by one: nothing shared.
     for (const n of names) nm.captureStart([n], { hessian: true });

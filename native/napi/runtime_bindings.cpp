@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <type_traits>
 #include <memory>
 
 #include "../runtime/model.h"
@@ -377,11 +378,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return env.Undefined();
   }
 
-  // captureGet(name): { rows, hessian?: Float64Array [K*K] (symmetric, sum x^T x), absMean: Float64Array [K],
-  // absMax: Float32Array [K], samples?: Float32Array [sampleCount, K] (the sampled rows that were reached) }
+  // captureGet(name, { hessianF32 = false }): { rows, hessian?: Float64Array [K*K] (symmetric, sum x^T x) or, with
+  // hessianF32, hessianF32?: Float32Array [K*K] (the same sums rounded to fp32, what GPTQ takes: half the memory
+  // and no conversion in JS), absMean: Float64Array [K], absMax: Float32Array [K], samples?: Float32Array
+  // [sampleCount, K] (the sampled rows that were reached) }
   Napi::Value CaptureGet(const Napi::CallbackInfo& info) {
     auto env = info.Env();
     auto name = string(env, arg(info, 0, "name"), "name");
+    bool f32 = false;
+    if (info.Length() > 1 && !info[1].IsUndefined())
+      f32 = bool_field(env, object(env, info[1], "options"), "hessianF32", "options", false);
     std::lock_guard<std::mutex> g(m->mu);
     return guarded(env, [&]() -> Napi::Value {
       auto& L = m->linear(name);
@@ -390,18 +396,28 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto o = Napi::Object::New(env);
       o.Set("rows", (double)c.rows);
       if (c.hessian) {
-        auto h = Napi::Float64Array::New(env, c.hs->H.size());
         // Mirror the accumulated upper triangle in 64 x 64 tiles, so the transposed reads stay in cache.
-        const int64_t K = c.K, kT = 64;
+        const int64_t K = c.K;
         const double* src = c.hs->H.data();
-        double* dst = h.Data();
-        parallel_for((K + kT - 1) / kT, 1, [&](int64_t lo, int64_t hi) {
-          for (int64_t i0 = lo * kT; i0 < std::min(K, hi * kT); i0 += kT)
-            for (int64_t j0 = 0; j0 < K; j0 += kT)
-              for (int64_t i = i0; i < std::min(K, i0 + kT); i++)
-                for (int64_t j = j0; j < std::min(K, j0 + kT); j++) dst[i * K + j] = j >= i ? src[i * K + j] : src[j * K + i];
-        });
-        o.Set("hessian", h);
+        auto mirror = [&](auto* dst) {
+          constexpr int64_t kT = 64;
+          parallel_for((K + kT - 1) / kT, 1, [&](int64_t lo, int64_t hi) {
+            for (int64_t i0 = lo * kT; i0 < std::min(K, hi * kT); i0 += kT)
+              for (int64_t j0 = 0; j0 < K; j0 += kT)
+                for (int64_t i = i0; i < std::min(K, i0 + kT); i++)
+                  for (int64_t j = j0; j < std::min(K, j0 + kT); j++)
+                    dst[i * K + j] = (std::remove_reference_t<decltype(*dst)>)(j >= i ? src[i * K + j] : src[j * K + i]);
+          });
+        };
+        if (f32) {
+          auto h = Napi::Float32Array::New(env, c.hs->H.size());
+          mirror(h.Data());
+          o.Set("hessianF32", h);
+        } else {
+          auto h = Napi::Float64Array::New(env, c.hs->H.size());
+          mirror(h.Data());
+          o.Set("hessian", h);
+        }
       }
       std::vector<double> mean(c.K);
       for (int64_t k = 0; k < c.K; k++) mean[k] = c.rows ? c.abs_sum[k] / (double)c.rows : 0;
