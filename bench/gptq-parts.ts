@@ -1,13 +1,13 @@
 /**
- * GPTQ step timings on tinyllama-1.1b shapes (before/after comparisons of native/calib): gptqQuantize of one
- * [N, K] weight with a synthetic SPD Hessian H_ij = exp(-|i-j|/500) + δij (dense: no exact zeros
- * for the kernels to skip, so the work is the real one), and
- * the Hessian capture of one decoder layer (the runtime's accumulate over nsamples × seqlen rows).
+ * GPTQ timings on tinyllama-1.1b shapes (before/after comparisons of native/calib): gptqQuantize of one [N, K]
+ * weight (w4g128) with a synthetic SPD Hessian H_ij = exp(-|i-j|/500) + δij (dense: no exact zeros for the kernels
+ * to skip, so the work is the real one), against RTN of the same weight measured in the same run (the baseline;
+ * the ratio is GPTQ / RTN). Medians of --reps runs.
  *
  *   npx tsx bench/gptq-parts.ts [--shapes 2048x2048,5632x2048,2048x5632] [--reps 1]
  */
 import { Command } from "commander";
-import { gptqQuantize } from "../lib/quant/numerics.js";
+import { gptqQuantize, rtnQuantize } from "../lib/quant/numerics.js";
 
 const o = new Command()
   .option("--shapes <list>", "N x K shapes", "2048x2048,5632x2048,2048x5632")
@@ -25,12 +25,17 @@ for (const s of o.shapes.split(",")) {
   }
   const H = new Float32Array(K * K);
   for (let i = 0; i < K; i++) for (let j = 0; j < K; j++) H[i * K + j] = Math.exp(-Math.abs(i - j) / 500) + (i === j ? 1 : 0);
-  const times: number[] = [];
-  for (let r = 0; r < Number(o.reps); r++) {
-    const t0 = performance.now();
-    await gptqQuantize(W, N, K, H, { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f32" }, { percdamp: 0.01, blockSize: 128 });
-    times.push((performance.now() - t0) / 1000);
-  }
-  times.sort((a, b) => a - b);
-  console.log(`gptq ${N}x${K} w4g128: ${times[times.length >> 1].toFixed(2)} s`);
+  const fmt = { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f32" } as const;
+  const median = async (f: () => Promise<unknown>) => {
+    const times: number[] = [];
+    for (let r = 0; r < Number(o.reps); r++) {
+      const t0 = performance.now();
+      await f();
+      times.push((performance.now() - t0) / 1000);
+    }
+    return times.sort((a, b) => a - b)[times.length >> 1];
+  };
+  const g = await median(() => gptqQuantize(W, N, K, H, fmt, { percdamp: 0.01, blockSize: 128 }));
+  const r = await median(() => rtnQuantize(W, N, K, fmt));
+  console.log(`${N}x${K} w4g128: gptq ${g.toFixed(3)} s, rtn ${r.toFixed(3)} s, ratio ${(g / r).toFixed(1)}`);
 }
