@@ -74,6 +74,8 @@ interface SpeedResult {
   runtimeMemory: Record<string, number>;
   calibrationMemory?: { peakCaptureBytes: number; hiddenBytes: number; sampledRows?: number };
   complete: boolean;
+  /** 1/5/15-minute load averages when the child started and finished (runs reused from JSON keep theirs). */
+  loadavg?: { start: number[]; end: number[] };
 }
 
 function vmHwmMB(): number {
@@ -83,6 +85,7 @@ function vmHwmMB(): number {
 
 /** One spec on synthetic tinyllama-1.1b, in this process (the child side); prints LAYER lines as it goes. */
 async function speedOne(spec: string, layers: number, nsamples: number, seqlen: number, extra: Partial<QuantizeOptions>) {
+  const load0 = loadavg();
   const m = await LlamaModel.synthetic("tinyllama-1.1b", { seed: 1, denseDtype: "bf16", maxContext: Math.max(seqlen, 64) });
   const tok = Tokenizer.fromDir(path.join(shared, "data/tokenizers/llama2"));
   const t0 = performance.now();
@@ -110,6 +113,7 @@ async function speedOne(spec: string, layers: number, nsamples: number, seqlen: 
     runtimeMemory: m.native.memory(),
     calibrationMemory: rep.calibrationMemory,
     complete: true,
+    loadavg: { start: load0, end: loadavg() },
   };
   console.log("RESULT " + JSON.stringify(res));
 }
@@ -216,6 +220,7 @@ async function main() {
           calibrationMemory: s.calibrationMemory,
           tokenizeSeconds: s.tokenizeSeconds,
           loadavgAfter: loads[m.spec],
+          loadavgDuringRun: s.loadavg,
         },
         stories260K: ppl === undefined ? undefined : { ppl, baselinePpl: base, fp32Ppl: fp, deltaVsFp32: (ppl - fp!) / fp!, deltaVsBaseline: (ppl - base!) / base! },
       };
@@ -304,6 +309,9 @@ async function main() {
     );
   }
   if (quality.has("fp32")) console.log(`fp32 stories260K ppl ${f(quality.get("fp32"), 4)}`);
+  const la = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(" ");
+  for (const [spec, r] of speed)
+    if (r.loadavg) console.log(`load average during the ${spec} run: start ${la(r.loadavg.start)}, end ${la(r.loadavg.end)}`);
   console.log(`load average start ${load0.map((x) => x.toFixed(2)).join(" ")}, end ${loadavg().map((x) => x.toFixed(2)).join(" ")}; JSON: ${path.relative(root, outFile)}`);
 }
 

@@ -2,7 +2,8 @@
 //  - the runtime's layer-wise pass (embed + layerForward) captures exactly (bit for bit) what a prefill capture of
 //    the same windows captures, windows longer than the prefill chunk included, and its last output equals the
 //    prefill's hidden state (checked through the logits of a model whose later layers are identity-free);
-//  - captured row samples are the rows at the requested global indices;
+//  - captured row samples are the rows at the requested global indices; linears reading one input, started
+//    together, share one Hessian sum, equal to separate captures of each; its fp32 form is the fp64 sums rounded;
 //  - the AWQ searches on a sample X score candidates as ‖X (W − Ŵ)ᵀ‖² (checked against float64 from X, and against
 //    the Hessian searches with H = XᵀX), do not depend on the thread count, and reject bad arguments;
 //  - sampleRowIndices and the Rng are seeded and reproducible (Rng golden values from the first session's class).
@@ -115,6 +116,50 @@ describe("layer-wise calibration pass", () => {
         expect(Math.abs(h - c.hessian![i * K + j])).toBeLessThanOrEqual(1e-9 * (Math.abs(h) + 1));
       }
     nm.captureStop();
+  });
+
+  it("linears reading one input (q/k/v, gate/up) share one Hessian, equal to separate captures of each", async () => {
+    const m = await LlamaModel.synthetic(config, { seed: 9 });
+    const nm = m.native;
+    const names = lin(1);
+    const w = windowsOf(5, [600, 33]); // 600 > the 512-token chunk: the shared sum advances over several calls
+    const counts = Int32Array.from([600, 33]);
+    const tokens = new Int32Array(633);
+    tokens.set(w[0]);
+    tokens.set(w[1], 600);
+    const x1 = await nm.layerForward(0, await nm.embed(tokens), counts);
+    // Started together: q/k/v share one sum, gate/up another.
+    nm.captureStart(names, { hessian: true });
+    await nm.layerForward(1, x1, counts, { capture: true });
+    const shared = names.map((n) => nm.captureGet(n));
+    const sharedBytes = nm.memory()["calibration"];
+    // The fp32 form is the fp64 sums rounded (what fromCapture would convert to), and comes instead of them.
+    for (const [i, n] of names.entries()) {
+      const c32 = nm.captureGet(n, { hessianF32: true });
+      expect(c32.hessian, n).toBeUndefined();
+      expect(c32.hessianF32, n).toEqual(new Float32Array(shared[i].hessian!));
+    }
+    expect(() => nm.captureGet(names[0], 3 as never)).toThrow(/options/);
+    nm.captureStop();
+    // Started one by one: nothing shared.
+    for (const n of names) nm.captureStart([n], { hessian: true });
+    await nm.layerForward(1, x1, counts, { capture: true });
+    const separate = names.map((n) => nm.captureGet(n));
+    const separateBytes = nm.memory()["calibration"];
+    nm.captureStop();
+    const K = 64;
+    for (const [i, n] of names.entries()) {
+      expect(shared[i].rows, n).toBe(633);
+      expect(shared[i].hessian, n).toEqual(separate[i].hessian);
+      expect(shared[i].absMean, n).toEqual(separate[i].absMean);
+      expect(shared[i].absMax, n).toEqual(separate[i].absMax);
+    }
+    // Not a trivial equality: the inputs differ between groups, and the sums are not zero.
+    expect(shared[0].hessian).not.toEqual(shared[3].hessian);
+    expect(shared[4].hessian).not.toEqual(shared[0].hessian);
+    expect(shared[0].hessian![0]).toBeGreaterThan(0);
+    // One K x K fp64 sum for q/k/v and one for gate/up instead of five: 3 fewer.
+    expect(separateBytes - sharedBytes).toBe(3 * K * K * 8);
   });
 
   it("rejects bad arguments with errors naming them", async () => {

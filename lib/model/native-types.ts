@@ -42,6 +42,8 @@ export interface NativeCapture {
   rows: number;
   /** [K, K] Σ xᵀx over every captured row (fp64, symmetric), when started with hessian: true. */
   hessian?: Float64Array;
+  /** The same sums rounded to fp32, instead of `hessian`, when captureGet was asked for hessianF32. */
+  hessianF32?: Float32Array;
   /** [K] mean |x| per input channel. */
   absMean: Float64Array;
   /** [K] max |x| per input channel. */
@@ -82,7 +84,8 @@ export interface NativeModel {
    * accumulates them. sampleRows: strictly increasing global row indices (rows counted over every captured call, in
    * order) whose input rows are kept as `samples`. */
   captureStart(names: string[], opts?: { hessian?: boolean; sampleRows?: Int32Array }): void;
-  captureGet(name: string): NativeCapture;
+  /** hessianF32: return the Hessian as `hessianF32` (fp32, converted natively) instead of `hessian` (fp64). */
+  captureGet(name: string, opts?: { hessianF32?: boolean }): NativeCapture;
   captureStop(names?: string[]): void;
   /** Embedding rows [n, D] of tokens (the input of layer 0 for layer-wise calibration). */
   embed(tokens: Int32Array): Promise<Float32Array>;

@@ -168,7 +168,8 @@ function startCapture(nm: NativeModel, names: string[], kind: (name: string) => 
 
 function collect(nm: NativeModel, names: string[]): Map<string, InputStats> {
   const out = new Map<string, InputStats>();
-  for (const name of names) out.set(name, fromCapture(nm.captureGet(name), nm.linearInfo(name).K, name));
+  // The numerics take H in fp32: have the runtime round it (no fp64 copy, no conversion in JS).
+  for (const name of names) out.set(name, fromCapture(nm.captureGet(name, { hessianF32: true }), nm.linearInfo(name).K, name));
   return out;
 }
 

@@ -21,10 +21,14 @@ export interface InputStats {
 
 export function fromCapture(c: NativeCapture, K: number, where: string): InputStats {
   if (c.absMean.length !== K || c.absMax.length !== K) throw new Error(`${where}: capture sizes do not match K = ${K}`);
-  if (c.hessian && c.hessian.length !== K * K) throw new Error(`${where}: capture Hessian size does not match K = ${K}`);
+  const h = c.hessianF32 ?? c.hessian;
+  if (h && h.length !== K * K) throw new Error(`${where}: capture Hessian size does not match K = ${K}`);
   if (c.rows < 1) throw new Error(`${where}: no calibration tokens reached this linear`);
-  const st: InputStats = { rows: c.rows, absMean: Float32Array.from(c.absMean), absMax: Float32Array.from(c.absMax) };
-  if (c.hessian) st.H = Float32Array.from(c.hessian);
+  const st: InputStats = { rows: c.rows, absMean: new Float32Array(c.absMean), absMax: new Float32Array(c.absMax) };
+  // The fp32 form as captured (captureGet's hessianF32), else converted: new Float32Array(typed array) converts
+  // natively; Float32Array.from iterates in JS (~2 s for a 5632² Hessian).
+  if (c.hessianF32) st.H = c.hessianF32;
+  else if (c.hessian) st.H = new Float32Array(c.hessian);
   if (c.samples) {
     if (!c.sampleCount) throw new Error(`${where}: the row sample is empty (no sampled row was reached)`);
     st.X = c.samples;

@@ -1,7 +1,8 @@
 // The one dense kernel the calibration code needs: C[R, Nc] += alpha · A[R, T] · B[T, Nc] (all row-major). It is
 // the shape of GPTQ's lazy block update (W[:, i2:] -= Err · Hinv[i1:i2, i2:]), of AWQ's A·H error products and of
-// the blocked Cholesky / triangular inverse. Included by linalg.cpp (baseline ISA) and linalg_avx2.cpp (compiled
-// with AVX2+FMA), each inside its own namespace, so the same loops are vectorized for both.
+// the blocked Cholesky / triangular inverse. Included by linalg.cpp: the baseline-ISA path. The AVX2 path
+// (linalg_avx2.cpp) is a register-blocked kernel with the same blocks and the same per-element operation sequence
+// (bit-identical to these loops compiled with FMA contraction).
 //
 // Blocking: columns in chunks of 256 floats and the inner dimension in blocks of 128, so a 128 x 256 block of B
 // (128 KiB) stays in L2 while every row of A passes over it; rows four at a time so each loaded B element feeds four

@@ -80,12 +80,17 @@ void cholesky_lower(float* A, int64_t K) {
       for (int64_t t = 0; t < b; t++) panelT[t * rows + i] = A[(r0 + i) * K + k0 + t];
     constexpr int64_t kRowTile = 16;
     const int64_t tiles = (rows + kRowTile - 1) / kRowTile;
-    parallel_for(tiles, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t tile = lo; tile < hi; tile++) {
-        const int64_t i0 = tile * kRowTile, i1 = std::min(rows, i0 + kRowTile);
-        // columns [0, i1) of the trailing block cover the lower triangle of these rows
-        calib_gemm_nn_acc(A + (r0 + i0) * K + r0, K, A + (r0 + i0) * K + k0, K, panelT.data(), rows, i1 - i0, b, i1,
-                          -1.f);
+    auto do_tile = [&](int64_t tile) {
+      const int64_t i0 = tile * kRowTile, i1 = std::min(rows, i0 + kRowTile);
+      // columns [0, i1) of the trailing block cover the lower triangle of these rows
+      calib_gemm_nn_acc(A + (r0 + i0) * K + r0, K, A + (r0 + i0) * K + k0, K, panelT.data(), rows, i1 - i0, b, i1,
+                        -1.f);
+    };
+    // Row tile t costs ∝ t (triangle): threads take tiles in pairs (t, tiles−1−t) so their shares are equal.
+    parallel_for((tiles + 1) / 2, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t q = lo; q < hi; q++) {
+        do_tile(q);
+        if (tiles - 1 - q != q) do_tile(tiles - 1 - q);
       }
     });
   }
@@ -114,16 +119,32 @@ void tri_inverse_lower(float* L, int64_t ld, int64_t n) {
   float* L22 = L + n1 * ld + n1;
   tri_inverse_lower(L11, ld, n1);
   tri_inverse_lower(L22, ld, n2);
-  // tmp = L21 · L11⁻¹  [n2, n1]; then L21 = -L22⁻¹ · tmp. Dense products (the zero halves cost 2x, kept simple).
+  // tmp = L21 · L11⁻¹  [n2, n1]; then L21 = -L22⁻¹ · tmp. L11⁻¹ is lower triangular, so the columns [c0, c0 + cb)
+  // of tmp take only t >= c0 (the skipped terms are zero products, which leave the sums unchanged).
   std::vector<float> tmp((size_t)n2 * n1, 0.f);
   parallel_for(n2, 8, [&](int64_t lo, int64_t hi) {
-    calib_gemm_nn_acc(tmp.data() + lo * n1, n1, L21 + lo * ld, ld, L11, ld, hi - lo, n1, n1, 1.f);
+    constexpr int64_t kColBlock = 256;
+    for (int64_t c0 = 0; c0 < n1; c0 += kColBlock) {
+      const int64_t cb = std::min(kColBlock, n1 - c0);
+      calib_gemm_nn_acc(tmp.data() + lo * n1 + c0, n1, L21 + lo * ld + c0, ld, L11 + c0 * ld + c0, ld, hi - lo,
+                        n1 - c0, cb, 1.f);
+    }
   });
-  parallel_for(n2, 8, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; i++) std::fill(L21 + i * ld, L21 + i * ld + n1, 0.f);
-    // row i of L22⁻¹ is zero beyond column i: T = i + 1 terms
-    for (int64_t i = lo; i < hi; i++)
-      calib_gemm_nn_acc(L21 + i * ld, ld, L22 + i * ld, ld, tmp.data(), n1, 1, i + 1, n1, -1.f);
+  // Rows in tiles of 16 (a GEMM, not 16 GEMVs re-reading tmp): row i of L22⁻¹ is zero beyond column i, so the
+  // tile needs T = i1 terms; the zeros past a row's diagonal leave its sums unchanged (same values as T = i + 1).
+  // Tile t costs ∝ t: threads take tiles in pairs (t, tiles−1−t).
+  constexpr int64_t kRowTile = 16;
+  const int64_t tiles = (n2 + kRowTile - 1) / kRowTile;
+  auto do_tile = [&](int64_t tile) {
+    const int64_t i0 = tile * kRowTile, i1 = std::min(n2, i0 + kRowTile);
+    for (int64_t i = i0; i < i1; i++) std::fill(L21 + i * ld, L21 + i * ld + n1, 0.f);
+    calib_gemm_nn_acc(L21 + i0 * ld, ld, L22 + i0 * ld, ld, tmp.data(), n1, i1 - i0, i1, n1, -1.f);
+  };
+  parallel_for((tiles + 1) / 2, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t q = lo; q < hi; q++) {
+      do_tile(q);
+      if (tiles - 1 - q != q) do_tile(tiles - 1 - q);
+    }
   });
 }
 

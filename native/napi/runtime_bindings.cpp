@@ -1,10 +1,14 @@
 // N-API surface of the runtime (native/runtime): `Model` (weights, quantization hooks, calibration capture) and
 // `Session` (KV caches, prefill / decode / scoring). One call per model step; every step returns a Promise.
 // lib/model/native-types.ts documents the JS side of each method.
+#include <algorithm>
 #include <cstring>
+#include <map>
+#include <type_traits>
 #include <memory>
 
 #include "../runtime/model.h"
+#include "quanteval/threadpool.h"
 #include "args.h"
 #include "modules.h"
 
@@ -339,6 +343,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     }
     auto na = nv.As<Napi::Array>();
     std::lock_guard<std::mutex> g(m->mu);
+    // Hessian sums shared by linears of one layer that read the same input (q/k/v: 0, gate/up: 1), for the
+    // linears started by this call.
+    std::map<std::pair<const rt::Layer*, int>, std::shared_ptr<rt::HessianSum>> shared_h;
     for (uint32_t i = 0; i < na.Length(); i++) {
       auto name = string(env, na.Get(i), "names[" + std::to_string(i) + "]");
       guarded(env, [&] {
@@ -346,7 +353,22 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
         L.capture = std::make_unique<rt::Capture>();
         L.capture->K = L.K;
         L.capture->hessian = hess;
-        if (hess) L.capture->H.assign((size_t)(L.K * L.K), 0.0);
+        if (hess) {
+          int input = -1;
+          const rt::Layer* owner = nullptr;
+          for (auto& lay : m->layers)
+            for (int id = 0; id < rt::kNumLinears; id++)
+              if (&lay.lin[id] == &L) {
+                owner = &lay;
+                input = id <= rt::kV ? 0 : (id == rt::kGate || id == rt::kUp) ? 1 : -1;
+              }
+          auto& hs = input >= 0 ? shared_h[{owner, input}] : L.capture->hs;
+          if (!hs) {
+            hs = std::make_shared<rt::HessianSum>();
+            hs->H.assign((size_t)(L.K * L.K), 0.0);
+          }
+          L.capture->hs = hs;
+        }
         L.capture->abs_sum.assign(L.K, 0.0);
         L.capture->abs_max.assign(L.K, 0.f);
         L.capture->sample_rows = sample_rows;
@@ -356,11 +378,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return env.Undefined();
   }
 
-  // captureGet(name): { rows, hessian?: Float64Array [K*K] (symmetric, sum x^T x), absMean: Float64Array [K],
-  // absMax: Float32Array [K], samples?: Float32Array [sampleCount, K] (the sampled rows that were reached) }
+  // captureGet(name, { hessianF32 = false }): { rows, hessian?: Float64Array [K*K] (symmetric, sum x^T x) or, with
+  // hessianF32, hessianF32?: Float32Array [K*K] (the same sums rounded to fp32, what GPTQ takes: half the memory
+  // and no conversion in JS), absMean: Float64Array [K], absMax: Float32Array [K], samples?: Float32Array
+  // [sampleCount, K] (the sampled rows that were reached) }
   Napi::Value CaptureGet(const Napi::CallbackInfo& info) {
     auto env = info.Env();
     auto name = string(env, arg(info, 0, "name"), "name");
+    bool f32 = false;
+    if (info.Length() > 1 && !info[1].IsUndefined())
+      f32 = bool_field(env, object(env, info[1], "options"), "hessianF32", "options", false);
     std::lock_guard<std::mutex> g(m->mu);
     return guarded(env, [&]() -> Napi::Value {
       auto& L = m->linear(name);
@@ -369,10 +396,28 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       auto o = Napi::Object::New(env);
       o.Set("rows", (double)c.rows);
       if (c.hessian) {
-        auto h = Napi::Float64Array::New(env, c.H.size());
-        for (int64_t i = 0; i < c.K; i++)
-          for (int64_t j = 0; j < c.K; j++) h.Data()[i * c.K + j] = j >= i ? c.H[i * c.K + j] : c.H[j * c.K + i];
-        o.Set("hessian", h);
+        // Mirror the accumulated upper triangle in 64 x 64 tiles, so the transposed reads stay in cache.
+        const int64_t K = c.K;
+        const double* src = c.hs->H.data();
+        auto mirror = [&](auto* dst) {
+          constexpr int64_t kT = 64;
+          parallel_for((K + kT - 1) / kT, 1, [&](int64_t lo, int64_t hi) {
+            for (int64_t i0 = lo * kT; i0 < std::min(K, hi * kT); i0 += kT)
+              for (int64_t j0 = 0; j0 < K; j0 += kT)
+                for (int64_t i = i0; i < std::min(K, i0 + kT); i++)
+                  for (int64_t j = j0; j < std::min(K, j0 + kT); j++)
+                    dst[i * K + j] = (std::remove_reference_t<decltype(*dst)>)(j >= i ? src[i * K + j] : src[j * K + i]);
+          });
+        };
+        if (f32) {
+          auto h = Napi::Float32Array::New(env, c.hs->H.size());
+          mirror(h.Data());
+          o.Set("hessianF32", h);
+        } else {
+          auto h = Napi::Float64Array::New(env, c.hs->H.size());
+          mirror(h.Data());
+          o.Set("hessian", h);
+        }
       }
       std::vector<double> mean(c.K);
       for (int64_t k = 0; k < c.K; k++) mean[k] = c.rows ? c.abs_sum[k] / (double)c.rows : 0;

@@ -5,8 +5,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <set>
 #include <stdexcept>
 
+#include "quanteval/calib.h"
 #include "quanteval/half.h"
 #include "quanteval/threadpool.h"
 
@@ -130,8 +132,7 @@ void Capture::take_samples(const float* X, int64_t M) {
 }
 
 size_t Capture::bytes() const {
-  return (H.capacity() + abs_sum.capacity()) * 8 + abs_max.capacity() * 4 + samples.capacity() * 4 +
-         sample_rows.capacity() * 8;
+  return abs_sum.capacity() * 8 + abs_max.capacity() * 4 + samples.capacity() * 4 + sample_rows.capacity() * 8;
 }
 
 void Capture::accumulate(const float* X, int64_t M) {
@@ -144,21 +145,16 @@ void Capture::accumulate(const float* X, int64_t M) {
       if (a > abs_max[k]) abs_max[k] = a;
     }
   }
-  rows += M;
-  if (!hessian) return;
-  // H[i, j] += sum_m x[m, i] x[m, j] for j >= i; rows of H split across threads. fp64 accumulation per block of
-  // rows keeps the sum exact enough for Cholesky on long calibration runs.
-  parallel_for(K, 16, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; i++) {
-      double* h = H.data() + i * K;
-      for (int64_t m = 0; m < M; m++) {
-        const float* x = X + m * K;
-        const double xi = x[i];
-        if (xi == 0) continue;
-        for (int64_t j = i; j < K; j++) h[j] += xi * (double)x[j];
-      }
+  if (hessian) {
+    // A shared sum already past these rows got them from a sibling linear (same input, earlier in the layer).
+    if (hs->rows == rows) {
+      hessian_accumulate_upper(X, M, K, hs->H.data());
+      hs->rows += M;
+    } else if (hs->rows < rows + M) {
+      throw std::logic_error("capture: shared Hessian out of step (linears sharing it saw different inputs)");
     }
-  });
+  }
+  rows += M;
 }
 
 // ── Workspace / caches ─────────────────────────────────────────────────────────────────────────────────────────
@@ -530,9 +526,13 @@ std::map<std::string, size_t> Model::weight_memory() const {
     m["weights:lm_head:" + lm_head.format_name()] += lm_head.weight_bytes();
   m["weights:norms"] = norms;
   size_t cap = 0;
+  std::set<const HessianSum*> seen;  // a shared Hessian counts once
   for (auto& L : layers)
     for (auto& l : L.lin)
-      if (l.capture) cap += l.capture->bytes();
+      if (l.capture) {
+        cap += l.capture->bytes();
+        if (l.capture->hs && seen.insert(l.capture->hs.get()).second) cap += l.capture->hs->H.capacity() * 8;
+      }
   if (cap) m["calibration"] = cap;
   return m;
 }

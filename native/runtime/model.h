@@ -36,10 +36,18 @@ struct ModelConfig {
 //   Simulated: fake_quant_act_ref(bits) then the weight kernel (results are marked simulated).
 enum class ActMode : int { None = 0, A8 = 1, Simulated = 2 };
 
+// Σ xᵀx of one input [K, K] (upper triangle accumulated, mirrored on read) over its first `rows` rows. Linears that
+// read the same input in the same layer (q/k/v, gate/up) share one when their captures start together: the
+// first of them to see a new block of rows accumulates it, the others find it done (Capture::accumulate).
+struct HessianSum {
+  std::vector<double> H;
+  int64_t rows = 0;
+};
+
 // Calibration statistics of a linear's input X[M, K], accumulated over every prefill run with capture on.
 struct Capture {
   int64_t K = 0, rows = 0;
-  std::vector<double> H;        // [K, K] sum of x^T x (upper triangle accumulated, mirrored on read)
+  std::shared_ptr<HessianSum> hs;  // when hessian; possibly shared with the linears reading the same input
   std::vector<double> abs_sum;  // [K] sum |x|
   std::vector<float> abs_max;   // [K] max |x|
   bool hessian = true;

@@ -1,6 +1,9 @@
 // Calibration numerics against their oracles: rtn_quantize and GPTQ with H = I against quantize_rtn_ref (bit-exact
 // codes, scales and zeros), the upper Cholesky factor of H⁻¹ against Uᵀ U · H = I, and the NN GEMM against a
-// naive triple loop (relative 1e-5 of the norm). Random shapes include odd sizes and short last groups.
+// naive triple loop (relative 1e-5 of the norm; the AVX2 one bit-identical to an fma loop), the Hessian
+// accumulation against a float64 loop (1e-13 relative: M·eps bounds the order difference; bit-identical across
+// ISAs and thread counts). Random shapes include odd sizes and short last groups.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +14,7 @@
 #include "quanteval/calib.h"
 #include "quanteval/cpu_features.h"
 #include "quanteval/kernels.h"
+#include "quanteval/threadpool.h"
 #include "test_common.h"
 
 using namespace quanteval;
@@ -41,6 +45,65 @@ int main() {
           (long)Nc, std::sqrt(num / den));
   }
   set_isa_cap(top);
+
+  // The AVX2 GEMM keeps gemm_nn_impl.h's numerics exactly: c = fma(alpha·a, b, c) in increasing t, strided operands.
+  if (top >= Isa::Avx2)
+    for (int rep = 0; rep < 6; rep++) {
+      const int64_t R = 1 + rng() % 23, T = 1 + rng() % 290, Nc = 1 + rng() % 530;
+      const int64_t lda = T + rng() % 5, ldb = Nc + rng() % 5, ldc = Nc + rng() % 5;
+      std::vector<float> A(R * lda), B(T * ldb), C(R * ldc);
+      for (auto& x : A) x = nd(rng);
+      for (auto& x : B) x = nd(rng);
+      for (auto& x : C) x = nd(rng);
+      std::vector<float> ref = C;
+      for (int64_t r = 0; r < R; r++)
+        for (int64_t t = 0; t < T; t++)
+          for (int64_t c = 0; c < Nc; c++)
+            ref[r * ldc + c] = std::fma(0.75f * A[r * lda + t], B[t * ldb + c], ref[r * ldc + c]);
+      calib_gemm_nn_acc(C.data(), ldc, A.data(), lda, B.data(), ldb, R, T, Nc, 0.75f);
+      CHECK(std::memcmp(C.data(), ref.data(), C.size() * 4) == 0, "gemm avx2 R=%ld T=%ld N=%ld: not bit-identical to the fma loop",
+            (long)R, (long)T, (long)Nc);
+    }
+
+  // Hessian accumulation: the upper triangle gets Σ_m x_mi x_mj (fp64; products exact), the lower part is left as
+  // it was; the same bits on every ISA and thread count. M crosses the 256-row packing block; K is odd.
+  for (int rep = 0; rep < 5; rep++) {
+    const int64_t M = 1 + rng() % 600, K = 1 + rng() % 150;
+    std::vector<float> X(M * K);
+    for (auto& x : X) x = nd(rng);
+    for (int64_t m = 0; m < M; m++) X[m * K + rng() % K] = 0.f;  // some exact zeros
+    std::vector<double> H0(K * K);
+    for (auto& h : H0) h = nd(rng);
+    std::vector<std::vector<double>> got;
+    const int threads0 = num_threads();
+    for (int cap = 0; cap <= (int)top; cap++)
+      for (int threads : {1, 2, 3}) {
+        set_isa_cap((Isa)cap);
+        set_num_threads(threads);
+        got.push_back(H0);
+        hessian_accumulate_upper(X.data(), M, K, got.back().data());
+      }
+    set_isa_cap(top);
+    set_num_threads(threads0);
+    for (size_t v = 1; v < got.size(); v++)
+      CHECK(got[v] == got[0], "hessian M=%ld K=%ld: variant %zu (isa/threads) differs from the first", (long)M, (long)K, v);
+    double worst = 0;
+    for (int64_t i = 0; i < K; i++)
+      for (int64_t j = 0; j < K; j++) {
+        const double h = got[0][i * K + j];
+        if (j < i) {
+          CHECK(h == H0[i * K + j], "hessian M=%ld K=%ld: H[%ld,%ld] below the diagonal changed", (long)M, (long)K, (long)i, (long)j);
+          continue;
+        }
+        double s = 0, a = 0;
+        for (int64_t m = 0; m < M; m++) {
+          s += (double)X[m * K + i] * X[m * K + j];
+          a += std::fabs((double)X[m * K + i] * X[m * K + j]);
+        }
+        worst = std::max(worst, std::fabs(h - (H0[i * K + j] + s)) / (a + std::fabs(H0[i * K + j])));
+      }
+    CHECK(worst <= 1e-13, "hessian M=%ld K=%ld: relative error %g vs the float64 loop", (long)M, (long)K, worst);
+  }
 
   // Upper Cholesky of H⁻¹: Uᵀ U H = I.
   for (int64_t K : {1, 5, 64, 65, 130, 200}) {

@@ -100,6 +100,10 @@ void smoothquant_scales(const float* act_max, const float* W, int64_t N, int64_t
 // parallelize over rows); AVX2 path when available.
 void calib_gemm_nn_acc(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t R,
                        int64_t T, int64_t Nc, float alpha);
+// H[i, j] += Σ_m X[m, i]·X[m, j] for j >= i: the upper triangle of XᵀX (H row-major [K, K]; below the diagonal
+// untouched), X [M, K]. Products are exact in fp64 and summed in fp64 in increasing m per block of rows, then added
+// to H; the result does not depend on the ISA or the thread count. Parallel; AVX2 path when available.
+void hessian_accumulate_upper(const float* X, int64_t M, int64_t K, double* H);
 // U (upper, [K, K] row-major, zeros below the diagonal) with H⁻¹ = Uᵀ U, i.e. torch.linalg.cholesky(H⁻¹,
 // upper=True) as the GPTQ reference computes it, in fp32 as the reference does. H [K, K] symmetric positive
 // definite. Computed without forming H⁻¹: with J the index reversal, J H J = M Mᵀ (M lower), so H = V Vᵀ with
