@@ -88,7 +88,9 @@ inline __m256i unpack_u8(const uint8_t* c) {
   }
 }
 
-// One weight row against MB (<= 4) token rows. A8 / A16: the tokens' codes (row stride lda). za[MB]. sw[G] fp32
+// One weight row against MB (<= 4) token rows. pf: prefetch the codes ahead (only the first token tile of a row
+// does: the later tiles of a prefill block find the row in L1, and their prefetches would be wasted instructions).
+// A8 / A16: the tokens' codes (row stride lda). za[MB]. sw[G] fp32
 // scales of this row. PC (one group): I[m] = exact sum (qa - za) * qw; else F[m] = sum_g sw_g * sum (qa - za) * qw
 // (the zw term is the caller's).
 // SHORT (1, 2 or 4; 0: no): every group spans SHORT chunks (group_size 32, 64 or 128, bits < 8; the last group may
@@ -96,7 +98,7 @@ inline __m256i unpack_u8(const uint8_t* c) {
 // fixed trip count the compiler unrolls.
 template <int BITS, int MB, bool PC, int SHORT>
 inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, const uint8_t* A8, const int16_t* A16,
-                   int64_t lda, const int32_t* za, const float* sw, int32_t* I, float* F) {
+                   int64_t lda, const int32_t* za, const float* sw, int32_t* I, float* F, bool pf) {
   constexpr int64_t cb = (int64_t)chunk_bytes(BITS);
   const __m256i ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
   __m256i accI[MB];
@@ -120,7 +122,7 @@ inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, c
       };
       const int64_t c0 = g * SHORT;
       // A group (SHORT chunks of 2-4 bits) is at most 64 bytes: prefetch when it starts a new line.
-      if (((c0 * cb) & 63) < SHORT * cb) prefetch_codes(row + c0 * cb);
+      if (pf && ((c0 * cb) & 63) < SHORT * cb) prefetch_codes(row + c0 * cb);
       if (c1 - c0 == SHORT)
         for (int i = 0; i < SHORT; i++) step(c0 + i);
       else
@@ -131,7 +133,7 @@ inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, c
       for (int64_t c = g * cpg; c < c1;) {
         if constexpr (BITS == 8) {
           const uint8_t* p = row + c * cb;
-          if (c % 2 == 0) prefetch_codes(p);  // 32-byte chunks: a line every 2
+          if (pf && c % 2 == 0) prefetch_codes(p);  // 32-byte chunks: a line every 2
           wsum = _mm256_add_epi64(wsum, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i*)p), zero));
           const __m256i w0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)p));
           const __m256i w1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(p + 16)));
@@ -143,7 +145,7 @@ inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, c
           c++;
         } else {
           const int64_t ce = std::min(c1, c + 4);  // int16 pair sums: 4 x 7650 < 32768
-          prefetch_codes(row + c * cb);  // 4 chunks of <= 4 bits: <= 64 bytes
+          if (pf) prefetch_codes(row + c * cb);  // 4 chunks of <= 4 bits: <= 64 bytes
           __m256i p16[MB];
           for (int m = 0; m < MB; m++) p16[m] = zero;
           __m256i w8 = zero;  // byte sums of up to 4 chunks' codes (<= 4 x 15): one vpsadbw per 4 chunks
@@ -235,10 +237,10 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
         const int16_t* A16 = a.q16.empty() ? nullptr : a.q16.data() + m * a.lda;
         const int32_t* za = a.za.data() + m;
         switch (mb) {
-          case 4: a8_row<BITS, 4, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb); break;
-          case 3: a8_row<BITS, 3, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb); break;
-          case 2: a8_row<BITS, 2, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb); break;
-          default: a8_row<BITS, 1, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb); break;
+          case 4: a8_row<BITS, 4, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb, m == t0); break;
+          case 3: a8_row<BITS, 3, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb, m == t0); break;
+          case 2: a8_row<BITS, 2, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb, m == t0); break;
+          default: a8_row<BITS, 1, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb, m == t0); break;
         }
         for (int i = 0; i < mb; i++) {
           if constexpr (PC) I[(m + i) * N + n] = Ib[i];
