@@ -20,8 +20,8 @@ export type KernelImpl = "fast" | "ref";
 
 /** How a weight matrix is quantized: RTN semantics of AWQ/qllm-eval `pseudo_quantize_tensor`. */
 export interface QuantFormat {
-  /** Bits per code: 2, 3, 4 or 8. */
-  bits: 2 | 3 | 4 | 8;
+  /** Bits per code: 2, 3, 4, 6 or 8. */
+  bits: 2 | 3 | 4 | 6 | 8;
   /** Inputs per group (>= 1); K (or more) means one group per output channel. The last group of a row is short
    * when K is not a multiple. */
   groupSize: number;
@@ -71,7 +71,7 @@ export interface TimedResult {
 export const CHUNK = 32;
 /** Bytes of one packed chunk of 32 codes. */
 export function chunkBytes(bits: number): number {
-  return bits === 8 ? 32 : bits === 4 ? 16 : bits === 3 ? 12 : bits === 2 ? 8 : 0;
+  return bits === 8 ? 32 : bits === 6 ? 24 : bits === 4 ? 16 : bits === 3 ? 12 : bits === 2 ? 8 : 0;
 }
 /** Bytes of one packed row of K codes (padded to whole chunks). */
 export function rowBytes(K: number, bits: number): number {
@@ -133,7 +133,7 @@ export function gemmQ(
 
 /**
  * Real int8 activations (W8A8, W4A8, w4g128a8, ...): X[M, K] fp32 is quantized per token to 8-bit asymmetric codes
- * (as fakeQuantAct(X, M, K, 8)), multiplied with the integer weight codes of any packed format (2/3/4/8 bits, per
+ * (as fakeQuantAct(X, M, K, 8)), multiplied with the integer weight codes of any packed format (2/3/4/6/8 bits, per
  * channel or grouped) with exact int32 accumulation per group, then rescaled per group and summed.
  */
 export function gemmW8A8(

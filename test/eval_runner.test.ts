@@ -136,7 +136,7 @@ describe("quanteval eval (child process)", () => {
     await expect(cli(["--model", "toy:builtin", "--tasks", "copa", "--batch-size", "0"])).rejects.toMatchObject({ stderr: expect.stringMatching(/--batch-size: expected an integer ≥ 1, got "0"/) });
     await expect(cli(["--model", "toy:builtin", "--quant", "w4", "--tasks", "copa"])).rejects.toMatchObject({ stderr: expect.stringMatching(/toy model accepts only "l<bits>"/) });
     // a bad spec is refused before any model is built
-    await expect(cli(["--model", "synthetic:tinyllama-1.1b", "--quant", "w4g32,w5", "--tasks", "copa"])).rejects.toMatchObject({ stderr: expect.stringMatching(/--quant: setting "w5": .*weight bits must be 2, 3, 4 or 8/) });
+    await expect(cli(["--model", "synthetic:tinyllama-1.1b", "--quant", "w4g32,w5", "--tasks", "copa"])).rejects.toMatchObject({ stderr: expect.stringMatching(/--quant: setting "w5": .*weight bits must be 2, 3, 4, 6 or 8/) });
     await expect(cli(["--model", "no/such/model", "--tasks", "copa"])).rejects.toMatchObject({ stderr: expect.stringMatching(/repo: expected 'owner\/name', got 'no\/such\/model'/) });
   });
 });

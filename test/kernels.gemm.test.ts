@@ -94,9 +94,15 @@ function pseudoQuantize(W: Float32Array, N: number, K: number, bits: number, gs:
 
 /** Code k of packed row r (formats.h). */
 function getCode(codes: Uint8Array, rowOff: number, k: number, bits: number): number {
-  const cb = bits === 8 ? 32 : bits === 4 ? 16 : bits === 3 ? 12 : 8;
+  const cb = bits === 8 ? 32 : bits === 6 ? 24 : bits === 4 ? 16 : bits === 3 ? 12 : 8;
   const c = rowOff + Math.floor(k / 32) * cb, j = k % 32;
   if (bits === 8) return codes[c + j];
+  if (bits === 6) {
+    // bytes 0..15: the 4-bit chunk of the low nibbles; bytes 16..23: the 2-bit chunk of the high two bits
+    const lo4 = j < 16 ? codes[c + j] & 15 : codes[c + j - 16] >> 4;
+    const hi2 = (codes[c + 16 + (j & 7)] >> (2 * (j >> 3))) & 3;
+    return lo4 | (hi2 << 4);
+  }
   if (bits === 4) return j < 16 ? codes[c + j] & 15 : codes[c + j - 16] >> 4;
   const lo2 = (codes[c + (j & 7)] >> (2 * (j >> 3))) & 3;
   if (bits === 2) return lo2;
@@ -137,8 +143,10 @@ afterAll(() => {
 describe.skipIf(!haveModel)("quantizeRtn on stories260K weights = pseudo_quantize_tensor", () => {
   const tensors = haveModel ? readSafetensors(modelFile) : new Map();
   const linears = [...tensors.keys()].filter((k) => /layers\.[0-9]+\..*_proj\.weight$/.test(k));
-  const formats: { bits: 2 | 3 | 4 | 8; gs: number | "K"; sym: boolean }[] = [
+  const formats: { bits: 2 | 3 | 4 | 6 | 8; gs: number | "K"; sym: boolean }[] = [
     { bits: 8, gs: "K", sym: false },
+    { bits: 6, gs: "K", sym: false },
+    { bits: 6, gs: 32, sym: true },
     { bits: 4, gs: 32, sym: false },
     { bits: 4, gs: 128, sym: true },
     { bits: 3, gs: 43, sym: false },
@@ -207,6 +215,9 @@ describe("gemmQ fast vs ref (rel L2 <= 1e-5)", () => {
     { M: 1, N: 33, K: 172, format: { bits: 3, groupSize: 43, symmetric: false, scaleDtype: "f16" }, x: "f32", bias: false },
     { M: 5, N: 20, K: 300, format: { bits: 2, groupSize: 64, symmetric: true, scaleDtype: "bf16" }, x: "bf16", bias: true },
     { M: 40, N: 50, K: 517, format: { bits: 8, groupSize: 517, symmetric: false, scaleDtype: "f32" }, x: "f32", bias: true },
+    { M: 1, N: 45, K: 172, format: { bits: 6, groupSize: 172, symmetric: false, scaleDtype: "f32" }, x: "f32", bias: true },
+    { M: 3, N: 70, K: 300, format: { bits: 6, groupSize: 64, symmetric: true, scaleDtype: "f16" }, x: "bf16", bias: false },
+    { M: 33, N: 21, K: 333, format: { bits: 6, groupSize: 43, symmetric: false, scaleDtype: "bf16" }, x: "f32", bias: true },
     { M: 300, N: 19, K: 172, format: { bits: 4, groupSize: 172, symmetric: true, scaleDtype: "f16" }, x: "bf16", bias: false },
   ];
   for (const isa of [startIsa, "scalar"] as const)
@@ -257,6 +268,8 @@ describe("gemmW8A8", () => {
     [5, 21, 200, 8, 64, true],
     [70, 40, 520, 4, 32, false],
     [2, 9, 150, 4, 40, false],
+    [1, 30, 172, 6, 0, false],
+    [40, 25, 300, 6, 64, true],
   ] as const)
     it(`M=${M} N=${N} K=${K} w${bits}${gs ? `g${gs}` : ""} ${sym ? "sym" : "asym"}: fast ~ ref; ref ~ gemmQ(fakeQuantAct(X))`, async () => {
       const W = await packedRandom(N, K, { bits, groupSize: gs || K, symmetric: sym, scaleDtype: gs % 64 ? "f16" : "bf16" }, N + K + bits);
@@ -319,9 +332,9 @@ describe("bad arguments are named", () => {
 
   it("bad bits", () => {
     expect(() => a().gemmQ(X, "f32", 2, { ...W, format: { ...format, bits: 5 } })).toThrow(RangeError);
-    expect(() => a().gemmQ(X, "f32", 2, { ...W, format: { ...format, bits: 5 } })).toThrow(/weight\.format\.bits: expected 2, 3, 4 or 8, got 5/);
-    expect(() => a().quantizeRtn(new Float32Array(N * K), N, K, { ...format, bits: 6 })).toThrow(/format\.bits: expected 2, 3, 4 or 8, got 6/);
-    expect(() => a().gemmW8A8(X, 2, { ...W, format: { ...format, bits: 5 } })).toThrow(/weight\.format\.bits: expected 2, 3, 4 or 8, got 5/);
+    expect(() => a().gemmQ(X, "f32", 2, { ...W, format: { ...format, bits: 5 } })).toThrow(/weight\.format\.bits: expected 2, 3, 4, 6 or 8, got 5/);
+    expect(() => a().quantizeRtn(new Float32Array(N * K), N, K, { ...format, bits: 7 })).toThrow(/format\.bits: expected 2, 3, 4, 6 or 8, got 7/);
+    expect(() => a().gemmW8A8(X, 2, { ...W, format: { ...format, bits: 5 } })).toThrow(/weight\.format\.bits: expected 2, 3, 4, 6 or 8, got 5/);
     expect(() => a().gemmW8A8(X, 2, { ...W, zeros: new Uint8Array(N) })).toThrow(/weight\.zeros: expected 8 elements, got 4/);
     expect(() => a().gemmW8A8(X, 3, W)).toThrow(/X: expected 192 elements, got 128/);
     expect(() => a().quantizeRtn(new Float32Array(N * K), N, K, { ...format, groupSize: 0 })).toThrow(/format\.groupSize: expected an integer in \[1, /);

@@ -102,7 +102,7 @@ describe.skipIf(!have)("quantized stories260K on the real kernels", () => {
     });
   });
 
-  for (const spec of ["w3g32+awq", "w8a8+sq0.5+gptq", "w4a4kv4"])
+  for (const spec of ["w3g32+awq", "w8a8+sq0.5+gptq", "w4a4kv4", "w6g32+gptq"])
     it(`save → load of ${spec} gives identical logits without recalibration`, async () => {
       const m = await load(spec);
       const rep = await quantizeModel(m, spec, { calibration: { nsamples: 8, seqlen: 128 } });

@@ -228,7 +228,7 @@ describe("calibration numerics (synthetic layers)", () => {
       /H: expected 9216 elements, got 9215/,
     );
     expect(() => native().gptqQuantize(W, N, K, H, { bits: 5, groupSize: 32, symmetric: false }, {})).toThrow(
-      /fmt.bits: expected 2, 3, 4 or 8, got 5/,
+      /fmt.bits: expected 2, 3, 4, 6 or 8, got 5/,
     );
     expect(() =>
       native().gptqQuantize(W, N, K, H, { bits: 4, groupSize: 32, symmetric: false }, { actOrder: true }),

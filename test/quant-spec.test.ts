@@ -78,6 +78,9 @@ describe("quantization spec", () => {
     ["w8a8+gptq+sq0.8", "w8a8+sq0.8+gptq"],
     ["fp16kv8", "fp16kv8"],
     [" w4g128 ", "w4g128"],
+    ["W6", "w6"],
+    ["w6g128", "w6g128"],
+    ["w6g64sa8", "w6g64sa8"],
   ];
   it.each(canon)("prints %s canonically as %s, and the canonical form round-trips", (input, want) => {
     const parsed = parseSpec(input);
@@ -87,8 +90,8 @@ describe("quantization spec", () => {
   });
 
   const bad: [string, RegExp][] = [
-    ["w5g128", /w5g128: weight bits must be 2, 3, 4 or 8/],
-    ["w6", /weight bits must be 2, 3, 4 or 8 \(got 6\)/],
+    ["w5g128", /w5g128: weight bits must be 2, 3, 4, 6 or 8/],
+    ["w7", /weight bits must be 2, 3, 4, 6 or 8 \(got 7\)/],
     ["w4g0", /w4g0: group size must be an integer in \[1, \d+\] \(got g0\)/],
     ["g0", /unexpected 'g0' at position 0/],
     ["w4g", /'w4g': group size after 'g' needs a number/],
@@ -141,12 +144,12 @@ describe("quantization spec", () => {
     const want: Record<string, string> = {
       fp32: "fp32", w8: "w8", w4: "w4", w4_sym: "w4s", w3: "w3", w2: "w2", w4_g32: "w4g32", w3_g32: "w3g32",
       w2_g16: "w2g16", w8a8: "w8a8", w4a8: "w4a8", w4a4: "w4a4", w8a4: "w8a4", kv8: "kv8", kv4: "kv4",
-      w4_g32_kv4: "w4g32kv4",
+      w4_g32_kv4: "w4g32kv4", w6: "w6",
     };
     for (const n of names) {
       const r = goldenSettingToSpec(n);
       if (isUnsupportedGolden(r)) {
-        expect(["w6", "kv3", "kv2"]).toContain(n);
+        expect(["kv3", "kv2"]).toContain(n);
         expect(r.reason).toMatch(/no (packed )?format/);
       } else expect(formatSpec(r)).toBe(want[n]);
     }

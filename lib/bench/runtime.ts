@@ -89,7 +89,7 @@ export function parseWeightSetting(
   const m = /^w([2348])(?:g(\d+))?(s?)(a8)?$/.exec(s);
   if (!m) throw new RangeError(`--weights: expected f32, f16, bf16 or w<bits>[g<group>][s][a8] (e.g. w4g128, w4g128a8), got '${s}'`);
   return {
-    format: { bits: Number(m[1]) as 2 | 3 | 4 | 8, groupSize: m[2] ? Number(m[2]) : 1 << 30, symmetric: m[3] === "s" },
+    format: { bits: Number(m[1]) as 2 | 3 | 4 | 6 | 8, groupSize: m[2] ? Number(m[2]) : 1 << 30, symmetric: m[3] === "s" },
     a8: m[4] === "a8",
   };
 }

@@ -7,9 +7,9 @@ import type { ModelConfig } from "./config.js";
 export type DenseDType = "f32" | "f16" | "bf16";
 export type KVType = "f32" | "f16" | "int8" | "int4";
 
-/** A packed weight format (formats.h): bits 2/3/4/8, group size along K (K itself = per output channel). */
+/** A packed weight format (formats.h): bits 2/3/4/6/8, group size along K (K itself = per output channel). */
 export interface NativeQuantFormat {
-  bits: 2 | 3 | 4 | 8;
+  bits: 2 | 3 | 4 | 6 | 8;
   groupSize: number;
   /** true: no zero points, z = 2^(bits-1). Default false. */
   symmetric?: boolean;

@@ -43,7 +43,8 @@ export const CHECKPOINT_FORMAT = "quanteval-packed-v1";
 export const FORMAT_DESCRIPTION =
   "Each quantized linear W[N,K] is <name>.qweight (U8 [N, ceil(K/32)*chunk_bytes]: codes packed row by row in " +
   "chunks of 32; 8-bit byte j = c[j]; 4-bit byte j = c[j] | c[j+16]<<4; 2-bit byte j = c[j] | c[j+8]<<2 | c[j+16]<<4 " +
-  "| c[j+24]<<6; 3-bit: the 2-bit layout of the low bits then a little-endian uint32 of bit 2), <name>.scales " +
+  "| c[j+24]<<6; 3-bit: the 2-bit layout of the low bits then a little-endian uint32 of bit 2; 6-bit: the 4-bit " +
+  "layout of the low 4 bits then the 2-bit layout of the high 2 bits), <name>.scales " +
   "([N, ceil(K/group_size)], last group short) and <name>.qzeros (U8, absent when symmetric: z = 2^(bits-1)); " +
   "w = (q - z) * s. See native/include/quanteval/formats.h.";
 
@@ -71,7 +72,7 @@ export class CheckpointError extends Error {
 export interface LinearEntry {
   N: number;
   K: number;
-  bits: 2 | 3 | 4 | 8;
+  bits: 2 | 3 | 4 | 6 | 8;
   groupSize: number;
   symmetric: boolean;
   scaleDtype: ScaleDType;

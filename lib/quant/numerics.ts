@@ -9,7 +9,7 @@ export type ScaleDType = "f32" | "f16" | "bf16";
 
 /** A packed weight format (formats.h). groupSize = K means one group per output channel. */
 export interface WeightFormat {
-  bits: 2 | 3 | 4 | 8;
+  bits: 2 | 3 | 4 | 6 | 8;
   groupSize: number;
   symmetric: boolean;
   /** Storage type of the scales; default f32. */
@@ -47,7 +47,7 @@ export function nGroups(K: number, groupSize: number): number {
   return Math.ceil(K / groupSize);
 }
 export function rowBytes(K: number, bits: number): number {
-  const chunk = bits === 8 ? 32 : bits === 4 ? 16 : bits === 3 ? 12 : bits === 2 ? 8 : 0;
+  const chunk = bits === 8 ? 32 : bits === 6 ? 24 : bits === 4 ? 16 : bits === 3 ? 12 : bits === 2 ? 8 : 0;
   return Math.ceil(K / 32) * chunk;
 }
 

@@ -7,7 +7,7 @@
  *
  *     spec    := base? weights? acts? kv? method*
  *     base    := "fp32" | "fp16" | "bf16"        precision of unquantized weights (default fp32; not with weights)
- *     weights := "w" BITS ("g" N)? "s"?           BITS ∈ {2,3,4,8}; gN = groups of N inputs (default: per output
+ *     weights := "w" BITS ("g" N)? "s"?           BITS ∈ {2,3,4,6,8}; gN = groups of N inputs (default: per output
  *                                                 channel); "s" = symmetric (no zero points), else asymmetric
  *     acts    := "a" (8|4)                        per-token dynamic asymmetric activations (needs weights); a8 runs
  *                                                 the int8-activation GEMM (every packed format), a4 is simulated
@@ -31,7 +31,7 @@
  * `+sq<α>` first, then the weight method; default options omitted.
  */
 
-export type WeightBits = 2 | 3 | 4 | 8;
+export type WeightBits = 2 | 3 | 4 | 6 | 8;
 export type ActBits = 8 | 4;
 /** KV cache element width: 16 = fp16 values, 8/4 = integer codes with per-token per-head scales. */
 export type KVBits = 16 | 8 | 4;
@@ -77,7 +77,7 @@ export class SpecError extends Error {
   }
 }
 
-const WEIGHT_BITS: readonly number[] = [2, 3, 4, 8];
+const WEIGHT_BITS: readonly number[] = [2, 3, 4, 6, 8];
 const ACT_BITS: readonly number[] = [8, 4];
 const KV_BITS: readonly number[] = [16, 8, 4];
 const MAX_GROUP = 1 << 20;
@@ -122,7 +122,7 @@ export function parseSpec(input: string): QuantSpec {
   if (w) {
     const tok = w[0];
     const bits = num("weight bits", tok, w[1]);
-    if (!WEIGHT_BITS.includes(bits)) fail(`${tok}: weight bits must be 2, 3, 4 or 8 (got ${bits})`);
+    if (!WEIGHT_BITS.includes(bits)) fail(`${tok}: weight bits must be 2, 3, 4, 6 or 8 (got ${bits})`);
     let groupSize: number | null = null;
     if (w[2] !== undefined) {
       const g = num("group size after 'g'", tok, w[2]);
@@ -262,7 +262,7 @@ export function isQuantized(spec: QuantSpec): boolean {
 
 /**
  * How the activation quantization of a spec is executed on CPU: `kernel` when the int8-activation GEMM (gemm_w8a8)
- * applies — a8 with packed weights of any format (2/3/4/8 bits, per channel or grouped, sym or asym) — otherwise
+ * applies — a8 with packed weights of any format (2/3/4/6/8 bits, per channel or grouped, sym or asym) — otherwise
  * `simulated` (a4: fake-quantized activations, fp32 GEMM); `none` without activation quantization.
  */
 export function activationExecution(spec: QuantSpec): "none" | "kernel" | "simulated" {
@@ -301,7 +301,7 @@ export function goldenSettingToSpec(name: string): QuantSpec | UnsupportedGolden
     else throw new RangeError(`golden setting '${name}': unknown part '${part}'`);
   }
   if (w && !WEIGHT_BITS.includes(Number(w)))
-    return { name, reason: `${w}-bit weights have no packed format (formats.h packs 2, 3, 4 and 8 bits)` };
+    return { name, reason: `${w}-bit weights have no packed format (formats.h packs 2, 3, 4, 6 and 8 bits)` };
   if (kv && !KV_BITS.includes(Number(kv)))
     return { name, reason: `a ${kv}-bit KV cache has no format (formats.h stores int8 and int4 caches)` };
   const s = (w ? `w${w}${g ? `g${g}` : ""}${sym}` : "") + (a ? `a${a}` : "") + (kv ? `kv${kv}` : "");

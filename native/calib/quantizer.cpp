@@ -13,7 +13,7 @@ namespace quanteval {
 
 void check_format(const QuantFormat& fmt, const char* who) {
   if (!valid_bits(fmt.bits))
-    throw std::invalid_argument(std::string(who) + ": fmt.bits must be 2, 3, 4 or 8, got " + std::to_string(fmt.bits));
+    throw std::invalid_argument(std::string(who) + ": fmt.bits must be 2, 3, 4, 6 or 8, got " + std::to_string(fmt.bits));
   if (fmt.group_size < 1)
     throw std::invalid_argument(std::string(who) + ": fmt.group_size must be >= 1, got " +
                                 std::to_string(fmt.group_size));

@@ -3,9 +3,9 @@
 // Paths (all compute gemm_w8a8_ref's integers exactly; only the fp32 rescale of grouped weights rounds differently):
 //  - AVX2, per-channel 8/4-bit weights, M > kGemvMaxM: the tiled int16 / vpmaddubsw cores of gemm_avx2.cpp
 //    (w8a8_core, w4a8_core), tuned for prefill.
-//  - AVX2, any bits, group size a multiple of 32 or one group per row: gemm_a8_avx2.cpp (decode GEMV and token-tiled
+//  - AVX2, 2/3/4/8 bits, group size a multiple of 32 or one group per row: gemm_a8_avx2.cpp (decode GEMV and token-tiled
 //    prefill).
-//  - Otherwise (QUANTEVAL_ISA=scalar, group sizes that split 32-code chunks): the reference arithmetic, in parallel
+//  - Otherwise (QUANTEVAL_ISA=scalar, 6-bit weights, group sizes that split 32-code chunks): the reference arithmetic, in parallel
 //    over output channels.
 //
 // This file is compiled without any target ISA on purpose: the per-channel rescale below must round exactly as
@@ -124,7 +124,8 @@ void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bia
     return;
   }
   const bool avx2 = cpu_isa() >= Isa::Avx2;
-  if (!avx2) return w8a8_portable(X, M, W, bias, Y);
+  // 6-bit weights: the portable path (the AVX2 a8 cores assume codes of 2/3/4 bits (vpmaddubsw int16 bounds) or 8).
+  if (!avx2 || W.fmt.bits == 6) return w8a8_portable(X, M, W, bias, Y);
   if (G == 1 && (W.fmt.bits == 8 || W.fmt.bits == 4) && M > kGemvMaxM) return w8a8_tiled(X, M, W, bias, Y);
   if (G == 1 || W.fmt.group_size % kChunk == 0) return w8a8_a8(X, M, W, bias, Y);
   w8a8_portable(X, M, W, bias, Y);

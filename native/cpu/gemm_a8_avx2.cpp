@@ -328,7 +328,10 @@ void a8_rows(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32
     case 2: rows_dispatch<2>(a, W, n0, n1, I, F); break;
     case 3: rows_dispatch<3>(a, W, n0, n1, I, F); break;
     case 4: rows_dispatch<4>(a, W, n0, n1, I, F); break;
-    default: rows_dispatch<8>(a, W, n0, n1, I, F); break;
+    case 8: rows_dispatch<8>(a, W, n0, n1, I, F); break;
+    // 6-bit codes (up to 63) would break the int16 partial-sum bounds of a8_row: gemm_w8a8 sends them to the
+    // portable path.
+    default: throw std::invalid_argument("a8_rows: no AVX2 a8 kernel for " + std::to_string(W.fmt.bits) + "-bit weights");
   }
 }
 

@@ -211,6 +211,14 @@ inline void unpack32(const uint8_t* c, __m256 q[4]) {
     q[1] = _mm256_cvtepi32_ps(_mm256_and_si256(d1, m4));
     q[2] = _mm256_cvtepi32_ps(_mm256_srli_epi32(d0, 4));
     q[3] = _mm256_cvtepi32_ps(_mm256_srli_epi32(d1, 4));
+  } else if constexpr (BITS == 6) {
+    // A 4-bit chunk of the low nibbles (bytes 0..15), then a 2-bit chunk of the high two bits (bytes 16..23), both
+    // in the same code order: q = lo + 16 hi, exact in fp32 (codes < 64).
+    __m256 hi[4];
+    unpack32<4>(c, q);
+    unpack32<2>(c + 16, hi);
+    const __m256 sixteen = _mm256_set1_ps(16.f);
+    for (int s = 0; s < 4; s++) q[s] = _mm256_fmadd_ps(hi[s], sixteen, q[s]);
   } else {
     // 2-bit: byte j (< 8) holds codes j, j+8, j+16, j+24 at bit offsets 0, 2, 4, 6. 3-bit adds bit 2 of code j
     // from bit j of the little-endian uint32 in bytes 8..11.
@@ -694,7 +702,9 @@ void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const
     case 2: gemm_q_bits<2>(X, x_dtype, M, W, bias, Y); break;
     case 3: gemm_q_bits<3>(X, x_dtype, M, W, bias, Y); break;
     case 4: gemm_q_bits<4>(X, x_dtype, M, W, bias, Y); break;
-    default: gemm_q_bits<8>(X, x_dtype, M, W, bias, Y); break;
+    case 6: gemm_q_bits<6>(X, x_dtype, M, W, bias, Y); break;
+    case 8: gemm_q_bits<8>(X, x_dtype, M, W, bias, Y); break;
+    default: throw std::invalid_argument("gemm_q: no AVX2 kernel for " + std::to_string(W.fmt.bits) + "-bit weights");
   }
 }
 

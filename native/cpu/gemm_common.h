@@ -43,7 +43,7 @@ inline bool float_dtype(DType t) { return t == DType::F32 || t == DType::F16 || 
 
 inline void check_format(const QuantFormat& f, const char* who) {
   if (!valid_bits(f.bits))
-    throw std::invalid_argument(std::string(who) + ": bits must be 2, 3, 4 or 8, got " + std::to_string(f.bits));
+    throw std::invalid_argument(std::string(who) + ": bits must be 2, 3, 4, 6 or 8, got " + std::to_string(f.bits));
   if (f.group_size < 1)
     throw std::invalid_argument(std::string(who) + ": group_size must be >= 1, got " + std::to_string(f.group_size));
   if (!float_dtype(f.scale_dtype))

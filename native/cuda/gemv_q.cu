@@ -9,6 +9,7 @@
 #include <cuda_bf16.h>
 
 #include <stdexcept>
+#include <string>
 
 #include "common.cuh"
 #include "quanteval/cuda_kernels.h"
@@ -134,7 +135,9 @@ __global__ void gemv_q_kernel(const __half* __restrict__ X,  // [M, K]
 }  // namespace
 
 void gemm_q_f16(const uint16_t* X, int64_t M, const QuantWeight& W, const float* bias, float* Y, cudaStream_t stream) {
-  if (!valid_bits(W.fmt.bits)) throw std::invalid_argument("gemm_q_f16: bits must be 2, 3, 4 or 8");
+  if (!valid_bits(W.fmt.bits) || W.fmt.bits == 6)
+    throw std::invalid_argument("gemm_q_f16: bits must be 2, 3, 4 or 8 (6-bit weights have no CUDA kernel yet), got " +
+                                std::to_string(W.fmt.bits));
   if (W.fmt.group_size < 1) throw std::invalid_argument("gemm_q_f16: group_size must be >= 1");
   if (M < 1 || W.N < 1 || W.K < 1) throw std::invalid_argument("gemm_q_f16: M, N and K must be >= 1");
   if (!W.fmt.symmetric && !W.zeros) throw std::invalid_argument("gemm_q_f16: asymmetric weight without zero points");

@@ -30,7 +30,7 @@ QuantFormat read_format(Napi::Env env, const Napi::Value& v, const std::string& 
   auto o = object(env, v, name);
   QuantFormat f;
   f.bits = (int)integer(env, o.Get("bits"), name + ".bits", 2, 8);
-  if (!valid_bits(f.bits)) range_error(env, name + ".bits: expected 2, 3, 4 or 8, got " + std::to_string(f.bits));
+  if (!valid_bits(f.bits)) range_error(env, name + ".bits: expected 2, 3, 4, 6 or 8, got " + std::to_string(f.bits));
   f.group_size = (int)integer(env, o.Get("groupSize"), name + ".groupSize", 1, kMaxDim);
   f.symmetric = boolean(env, o.Get("symmetric"), name + ".symmetric");
   auto sd = o.Get("scaleDtype");

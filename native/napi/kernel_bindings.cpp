@@ -51,7 +51,7 @@ QuantFormat format_arg(Napi::Env env, const Napi::Value& v, const std::string& n
   Napi::Object o = object(env, v, name);
   QuantFormat f;
   f.bits = (int)integer(env, o.Get("bits"), name + ".bits", 0, 64);
-  if (!valid_bits(f.bits)) range_error(env, name + ".bits: expected 2, 3, 4 or 8, got " + std::to_string(f.bits));
+  if (!valid_bits(f.bits)) range_error(env, name + ".bits: expected 2, 3, 4, 6 or 8, got " + std::to_string(f.bits));
   f.group_size = (int)integer(env, o.Get("groupSize"), name + ".groupSize", 1, kMaxDim);
   f.symmetric = boolean(env, o.Get("symmetric"), name + ".symmetric");
   f.scale_dtype = float_dtype_arg(env, o.Get("scaleDtype"), name + ".scaleDtype", {"f32", "f16", "bf16"});

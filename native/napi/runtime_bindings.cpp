@@ -44,7 +44,7 @@ QuantFormat read_format(Napi::Env env, const Napi::Value& v, const std::string& 
   auto o = object(env, v, name);
   QuantFormat f;
   f.bits = (int)int_field(env, o, "bits", name, 4, true, 2, 8);
-  if (!valid_bits(f.bits)) range_error(env, name + ".bits: expected 2, 3, 4 or 8, got " + std::to_string(f.bits));
+  if (!valid_bits(f.bits)) range_error(env, name + ".bits: expected 2, 3, 4, 6 or 8, got " + std::to_string(f.bits));
   f.group_size = (int)int_field(env, o, "groupSize", name, 0, true, 1, INT32_MAX);
   f.symmetric = bool_field(env, o, "symmetric", name, false);
   Napi::Value sd = o.Get("scaleDtype");

@@ -325,7 +325,7 @@ void Model::set_tensor(const std::string& name, DType dtype, const std::vector<i
 void Model::set_linear_quant(const std::string& name, const QuantFormat& fmt, const uint8_t* codes, size_t codes_bytes,
                              const void* scales, size_t scales_bytes, const uint8_t* zeros, size_t zeros_bytes) {
   Linear& L = linear(name);
-  if (!valid_bits(fmt.bits)) throw std::invalid_argument(name + ": bits must be 2, 3, 4 or 8, got " + std::to_string(fmt.bits));
+  if (!valid_bits(fmt.bits)) throw std::invalid_argument(name + ": bits must be 2, 3, 4, 6 or 8, got " + std::to_string(fmt.bits));
   if (fmt.group_size < 1) throw std::invalid_argument(name + ": group_size must be >= 1");
   if (fmt.scale_dtype != DType::F32 && fmt.scale_dtype != DType::F16 && fmt.scale_dtype != DType::BF16)
     throw std::invalid_argument(name + ": scale dtype must be f32, f16 or bf16");

@@ -145,10 +145,10 @@ int main() {
   }
 
   // RTN and GPTQ(H = I) vs quantize_rtn_ref.
-  for (int rep = 0; rep < 24; rep++) {
+  for (int rep = 0; rep < 25; rep++) {
     QuantFormat f;
-    const int bl[] = {2, 3, 4, 8};
-    f.bits = bl[rep % 4];
+    const int bl[] = {2, 3, 4, 6, 8};
+    f.bits = bl[rep % 5];
     const int64_t N = 1 + rng() % 19, K = 1 + rng() % 300;
     const int gsl[] = {16, 32, 64, 128};
     f.group_size = (rep / 4) % 3 == 0 ? (int)K : gsl[rng() % 4];

@@ -13,7 +13,7 @@ using namespace quanteval;
 
 int main() {
   std::mt19937 rng(1234);
-  for (int bits : {2, 3, 4, 8}) {
+  for (int bits : {2, 3, 4, 6, 8}) {
     for (int64_t K : {1, 7, 31, 32, 33, 64, 172, 257}) {
       std::vector<uint8_t> row(row_bytes(K, bits), 0);
       std::vector<int> codes(K);
@@ -32,6 +32,18 @@ int main() {
     put_code(row.data(), 3, 4, 0xA);
     put_code(row.data(), 19, 4, 0x5);
     CHECK(row[3] == 0x5A, "4-bit byte 3 = %02x", row[3]);
+  }
+  // 6-bit layout: bytes 0..15 the 4-bit chunk of the low nibbles, bytes 16..23 the 2-bit chunk of the high two bits.
+  {
+    std::vector<uint8_t> row(24, 0);
+    put_code(row.data(), 3, 6, 0x2A);   // lo 0xA -> byte 3 low nibble; hi 2 -> byte 16 + 3, bits 0..1
+    put_code(row.data(), 27, 6, 0x3F);  // lo 0xF -> byte 11 high nibble; hi 3 -> byte 16 + 3, bits 6..7
+    CHECK(row[3] == 0x0A && row[11] == 0xF0 && row[19] == 0xC2, "6-bit bytes 3, 11, 19 = %02x %02x %02x", row[3],
+          row[11], row[19]);
+    int nonzero = 0;
+    for (int i = 0; i < 24; i++) nonzero += row[i] != 0;
+    CHECK(nonzero == 3, "6-bit: %d nonzero bytes, want 3", nonzero);
+    CHECK(get_code(row.data(), 3, 6) == 0x2A && get_code(row.data(), 27, 6) == 0x3F, "6-bit get_code");
   }
   // fp16/bf16: exact round trips of representable values, round-to-nearest-even of others.
   for (uint32_t h = 0; h < 0x10000; h++) {

@@ -153,7 +153,7 @@ static void test_rtn_hand_cases() {
 }
 
 static void test_rtn_bounds() {
-  for (int bits : {2, 3, 4, 8})
+  for (int bits : {2, 3, 4, 6, 8})
     for (int sym = 0; sym < 2; sym++)
       for (DType sd : {DType::F32, DType::F16, DType::BF16})
         for (int gs : {32, 128, 43, 1, 0}) {
@@ -247,10 +247,10 @@ static void test_dense(int cases) {
 }
 
 static void test_gemm_q(int cases) {
-  const int bits_list[4] = {2, 3, 4, 8};
+  const int bits_list[5] = {2, 3, 4, 6, 8};
   const int gs_list[6] = {32, 64, 128, 43, 0 /* per channel */, 172};
   for (int t = 0; t < cases; t++) {
-    const int bits = bits_list[t % 4];
+    const int bits = bits_list[t % 5];
     const int gsel = gs_list[(t / 4) % 6];
     const bool sym = (t / 3) % 2;
     const DType sd = (DType)((t / 5) % 3);
@@ -286,7 +286,7 @@ static void test_gemm_q(int cases) {
 
 // Identity activations through the tiled path (M = K > 8) give W_hat^T: the fast unpackers against get_code.
 static void test_unpack_identity() {
-  for (int bits : {2, 3, 4, 8})
+  for (int bits : {2, 3, 4, 6, 8})
     for (int gs : {32, 43}) {
       const int64_t N = 5, K = 77;
       Packed p = quantize(randn((size_t)(N * K)), N, K, {bits, gs, false, DType::F32});
@@ -303,9 +303,9 @@ static void test_unpack_identity() {
 }
 
 static void test_w8a8(int cases) {
-  static const int kBits[4] = {2, 3, 4, 8};
+  static const int kBits[5] = {2, 3, 4, 6, 8};
   for (int t = 0; t < cases; t++) {
-    const int bits = kBits[t % 4];
+    const int bits = kBits[t % 5];
     const bool sym = (t / 4) % 2;
     const DType sd = (DType)((t / 2) % 3);
     const int64_t M = t % 5 == 0 ? randint(100, 260) : t % 5 == 1 ? 1 : t % 5 == 2 ? 3 : randint(1, 9);

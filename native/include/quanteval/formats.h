@@ -24,6 +24,9 @@
 //   2-bit:  8 bytes,  byte j       = c[j] | c[j+8] << 2 | c[j+16] << 4 | c[j+24] << 6   (j < 8)
 //   3-bit: 12 bytes,  bytes 0..7   = the low two bits of every code, laid out as the 2-bit chunk;
 //                     bytes 8..11  = a little-endian uint32 whose bit j is bit 2 of c[j]
+//   6-bit: 24 bytes,  bytes 0..15  = the low four bits of every code, laid out as the 4-bit chunk;
+//                     bytes 16..23 = the high two bits (c[j] >> 4) of every code, laid out as the 2-bit chunk
+//                     (so c[j] = lo4[j] | hi2[j] << 4 and the SIMD unpackers of 4 and 2 bits serve unchanged)
 // (One AND and one shift turn a 4-bit chunk into two in-order 16-byte vectors; the 2- and 3-bit layouts follow
 // ggml's q2_K/q3_K idea for the same reason.)
 //
@@ -65,17 +68,23 @@ inline const char* dtype_name(DType t) {
 constexpr int kChunk = 32;  // codes per packed chunk
 
 // Bytes of one packed chunk of 32 codes, by bit width.
-constexpr size_t chunk_bytes(int bits) { return bits == 8 ? 32 : bits == 4 ? 16 : bits == 3 ? 12 : bits == 2 ? 8 : 0; }
+constexpr size_t chunk_bytes(int bits) {
+  return bits == 8 ? 32 : bits == 6 ? 24 : bits == 4 ? 16 : bits == 3 ? 12 : bits == 2 ? 8 : 0;
+}
 static_assert(chunk_bytes(8) * 8 == kChunk * 8, "8-bit chunk is 32 bytes");
+static_assert(chunk_bytes(6) * 8 == kChunk * 6, "6-bit chunk is 24 bytes (16 low-nibble bytes + 8 high-bit bytes)");
+static_assert(chunk_bytes(6) == chunk_bytes(4) + chunk_bytes(2), "6-bit chunk = a 4-bit chunk then a 2-bit chunk");
 static_assert(chunk_bytes(4) * 8 == kChunk * 4, "4-bit chunk is 16 bytes");
 static_assert(chunk_bytes(3) * 8 == kChunk * 3, "3-bit chunk is 12 bytes (8 low-bit bytes + 4 high-bit bytes)");
 static_assert(chunk_bytes(2) * 8 == kChunk * 2, "2-bit chunk is 8 bytes");
 
-constexpr bool valid_bits(int bits) { return bits == 2 || bits == 3 || bits == 4 || bits == 8; }
+constexpr bool valid_bits(int bits) { return bits == 2 || bits == 3 || bits == 4 || bits == 6 || bits == 8; }
+// The list valid_bits accepts, for error messages.
+constexpr const char* kValidBitsText = "2, 3, 4, 6 or 8";
 
 // Describes a packed weight matrix W[N, K]. Pointers are borrowed (owned by JS buffers or the runtime).
 struct QuantFormat {
-  int bits = 4;           // 2, 3, 4 or 8
+  int bits = 4;           // 2, 3, 4, 6 or 8
   int group_size = 128;   // >= 1; per output channel is group_size = K
   bool symmetric = false; // true: no zero points, z = 2^(bits-1)
   DType scale_dtype = DType::F32;  // F32, F16 or BF16
@@ -109,6 +118,11 @@ inline int get_code(const uint8_t* row, int64_t k, int bits) {
       uint32_t hi = (uint32_t)c[8] | (uint32_t)c[9] << 8 | (uint32_t)c[10] << 16 | (uint32_t)c[11] << 24;
       return lo | (int)((hi >> j) & 1) << 2;
     }
+    case 6: {
+      int lo = j < 16 ? (c[j] & 0xF) : (c[j - 16] >> 4);
+      int hi = (c[16 + (j & 7)] >> (2 * (j >> 3))) & 3;
+      return lo | hi << 4;
+    }
   }
   return 0;
 }
@@ -121,6 +135,10 @@ inline void put_code(uint8_t* row, int64_t k, int bits, int q) {
     case 4: if (j < 16) c[j] |= (uint8_t)(q & 0xF); else c[j - 16] |= (uint8_t)((q & 0xF) << 4); break;
     case 2: c[j & 7] |= (uint8_t)((q & 3) << (2 * (j >> 3))); break;
     case 3: c[j & 7] |= (uint8_t)((q & 3) << (2 * (j >> 3))); if (q & 4) c[8 + j / 8] |= (uint8_t)(1u << (j % 8)); break;
+    case 6:
+      if (j < 16) c[j] |= (uint8_t)(q & 0xF); else c[j - 16] |= (uint8_t)((q & 0xF) << 4);
+      c[16 + (j & 7)] |= (uint8_t)(((q >> 4) & 3) << (2 * (j >> 3)));
+      break;
   }
 }
 
