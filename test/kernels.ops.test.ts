@@ -299,7 +299,7 @@ describe("bad arguments", () => {
   });
   it("bad enum values and cache layouts", () => {
     expect(() => attentionDecode({ q, nHeads: 4, kv: [cache], lens: [1], impl: "gpu" as any })).toThrow(/impl: expected 'ref' or 'fast', got 'gpu'/);
-    expect(() => attentionDecode({ q, nHeads: 4, kv: [{ ...cache, type: "i3" as any }], lens: [1] })).toThrow(/kv\[0\].type: expected one of/);
+    expect(() => attentionDecode({ q, nHeads: 4, kv: [{ ...cache, type: "i5" as any }], lens: [1] })).toThrow(/kv\[0\].type: expected one of/);
     expect(() => attentionDecode({ q, nHeads: 4, kv: [{ ...cache, kScale: undefined }], lens: [1] })).toThrow(/kv\[0\].kScale: expected Float32Array/);
     expect(() => attentionDecode({ q, nHeads: 4, kv: [{ ...cache, k: new Uint8Array(9) }], lens: [1] })).toThrow(/kv\[0\].k: expected a multiple of 8 bytes/);
     expect(() => ropeInvFreq({ headDim: 8, rotaryDim: 3 })).toThrow(RangeError);
