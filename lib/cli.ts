@@ -57,7 +57,7 @@ program
   .option("--top-k <k>", "top-k sampling", "0")
   .option("--top-p <p>", "nucleus sampling", "1")
   .option("--seed <n>", "sampling seed", "0")
-  .option("--kv <type>", "KV cache: f32, f16, int8, int4, or k:<type>/v:<type> (e.g. k:int8/v:int4)", "f32")
+  .option("--kv <type>", "KV cache: f32, f16, int8, int4, int3, int2, or k:<type>/v:<type> (e.g. k:int8/v:int4)", "f32")
   .action(async (source: string, o: { prompt: string; maxTokens: string; temperature: string; topK: string; topP: string;
     seed: string; kv: string }) => {
     const m = await LlamaModel.load(source, { kvType: parseKvSetting(o.kv, "--kv") });
@@ -82,7 +82,7 @@ program
   .description("runtime speed: prefill, time to first token, decode latency and tokens/s, memory, bandwidth")
   .requiredOption("--model <source>", "model directory or synthetic:<preset> (e.g. synthetic:tinyllama-1.1b)")
   .option("--weights <list>", "weight settings: f32,f16,bf16,w8,w4g128,... (comma-separated; an a8 suffix, e.g. w4g128a8, adds int8 activations)", "bf16,w8,w4g128")
-  .option("--kv <list>", "KV-cache types: f32,f16,int8,int4 or k:<type>/v:<type> (comma-separated)", "f32")
+  .option("--kv <list>", "KV-cache types: f32,f16,int8,int4,int3,int2 or k:<type>/v:<type> (comma-separated)", "f32")
   .option("--batch <list>", "decode batch sizes", "1,4,16")
   .option("--context <list>", "context lengths decoded at", "128,512")
   .option("--prefill <n>", "prompt length for prefill / time to first token", "512")

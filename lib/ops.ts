@@ -11,8 +11,8 @@
 import { native } from "./native.js";
 
 export type Impl = "ref" | "fast";
-/** KV-cache element types (formats.h): fp32, fp16, or asymmetric int8/int4 per [token, kv head]. */
-export type KVType = "f32" | "f16" | "i8" | "i4";
+/** KV-cache element types (formats.h): fp32, fp16, or asymmetric int8/int4/int3/int2 per [token, kv head]. */
+export type KVType = "f32" | "f16" | "i8" | "i4" | "i3" | "i2";
 
 /**
  * One sequence's cache: [capacity, nKvHeads, headDim] token-major. `type` is the element type of K and V unless
@@ -25,7 +25,8 @@ export interface KVCache {
   nKvHeads: number;
   headDim: number;
   /** K (after RoPE) and V: Float32Array (f32), Uint16Array (f16 bits) or Uint8Array (i8: a byte per element; i4: two
-   * codes a byte, low nibble = even dim). */
+   * codes a byte, low nibble = even dim; i3 / i2: the 2-bit (+ 1-bit) planes of formats.h, kvBytesPerHead bytes a
+   * row). */
   k: Float32Array | Uint16Array | Uint8Array;
   v: Float32Array | Uint16Array | Uint8Array;
   /** Quantized K (resp. V) only: fp32 scale and (integer-valued) zero point per [token, kv head]; x = (q - z) * s. */
@@ -42,6 +43,8 @@ export function kvBytesPerHead(type: KVType, headDim: number): number {
     case "f16": return headDim * 2;
     case "i8": return headDim;
     case "i4": return headDim / 2;
+    case "i3": return Math.ceil(headDim / 4) + Math.ceil(headDim / 8);  // 2-bit plane + 1-bit plane
+    case "i2": return Math.ceil(headDim / 4);
   }
 }
 
@@ -58,8 +61,8 @@ export function allocKVCache(type: KVType | { k: KVType; v: KVType }, capacity: 
     throw new RangeError(`allocKVCache: headDim must be even for i4, got ${headDim}`);
   const n = capacity * nKvHeads * headDim, m = capacity * nKvHeads;
   const make = (t: KVType) =>
-    t === "f32" ? new Float32Array(n) : t === "f16" ? new Uint16Array(n) : new Uint8Array(t === "i8" ? n : n / 2);
-  const quant = (t: KVType) => t === "i8" || t === "i4";
+    t === "f32" ? new Float32Array(n) : t === "f16" ? new Uint16Array(n) : new Uint8Array(capacity * nKvHeads * kvBytesPerHead(t, headDim));
+  const quant = (t: KVType) => t !== "f32" && t !== "f16";
   const cache: KVCache = { type: kt, nKvHeads, headDim, k: make(kt), v: make(vt) };
   if (vt !== kt) Object.assign(cache, { kType: kt, vType: vt });
   if (quant(kt)) Object.assign(cache, { kScale: new Float32Array(m), kZero: new Float32Array(m) });
@@ -73,7 +76,7 @@ export function kvCapacity(c: KVCache): number {
 }
 
 /**
- * Quantizes (or converts) x [T, nKvHeads, headDim] into `dst` at token `offset` (scale/zero likewise for i8/i4):
+ * Quantizes (or converts) x [T, nKvHeads, headDim] into `dst` at token `offset` (scale/zero likewise for i8/i4/i3/i2):
  * per token per head asymmetric min-max, pseudo_quantize_tensor semantics.
  */
 export function kvStore(o: {

@@ -8,7 +8,7 @@
 // kernels.ops.test.ts.
 import { describe, expect, it } from "vitest";
 import {
-  allocKVCache, attentionDecode, attentionPrefill, kvAppend, kvTypes, type KVCache, type KVType,
+  allocKVCache, attentionDecode, attentionPrefill, kvAppend, kvBytesPerHead, kvTypes, type KVCache, type KVType,
 } from "../lib/ops.js";
 
 function rng(seed: number) {
@@ -55,6 +55,14 @@ function deq(c: KVCache, which: "k" | "v", t: number, h: number, d: number): num
   }
   const s = (which === "k" ? c.kScale : c.vScale)![row], z = (which === "k" ? c.kZero : c.vZero)![row];
   const bytes = data as Uint8Array;
+  if (type === "i3" || type === "i2") {
+    // formats.h: a 2-bit plane of ceil(D/4) bytes (code d at byte d/4, bits 2(d%4)), then for int3 a plane of high
+    // bits (bit d%8 of byte d/8).
+    const D = c.headDim, rb = kvBytesPerHead(type, D), base = row * rb;
+    let q = (bytes[base + (d >> 2)] >> (2 * (d & 3))) & 3;
+    if (type === "i3") q += 4 * ((bytes[base + Math.ceil(D / 4) + (d >> 3)] >> (d & 7)) & 1);
+    return (q - z) * s;
+  }
   const q = type === "i8" ? bytes[row * c.headDim + d] : (bytes[(row * c.headDim + d) >> 1] >> ((d & 1) * 4)) & 15;
   return (q - z) * s;
 }
@@ -111,6 +119,32 @@ describe("attention with separate K and V types", () => {
       const pf = await attentionPrefill({ q: qp, nHeads, kv: pre, pos0: 5 });
       const pr = await attentionPrefill({ q: qp, nHeads, kv: pre, pos0: 5, impl: "ref" });
       expect(relErr(pf, pr)).toBeLessThanOrEqual(5e-6);
+    });
+
+  // int3 / int2 caches (kv3 / kv2), alone and mixed with the other types; head_dim 13 (odd: the bit planes pad their
+  // last byte) and 64.
+  const LOW: Pair[] = [{ k: "i3", v: "i3" }, { k: "i2", v: "i2" }, { k: "i3", v: "i2" }, { k: "i8", v: "i3" },
+                       { k: "i2", v: "f16" }, { k: "f32", v: "i3" }, { k: "i4", v: "i2" }];
+  it.each(LOW.map((p) => [name(p), p] as const))("int3/int2 %s: decode and prefill fast vs ref vs naive double",
+    async (_n, p) => {
+      const r = rng(103);
+      for (const D of p.k === "i4" || p.v === "i4" ? [64] : [13, 64]) {
+        const [nHeads, nKv, lens] = [4, 2, [1, 90]];
+        const kv = await Promise.all(lens.map((l) => randomCache(r, p, nKv, D, l + 2)));
+        expect(kv[0].k.byteLength).toBe(3 * nKv * kvBytesPerHead(p.k, D));
+        const q = r.randn(lens.length * nHeads * D);
+        const fast = await attentionDecode({ q, nHeads, kv, lens });
+        const ref = await attentionDecode({ q, nHeads, kv, lens, impl: "ref" });
+        expect(relErr(fast, ref)).toBeLessThanOrEqual(5e-6);
+        expect(relErr(ref, naiveDecode(q, nHeads, kv, lens))).toBeLessThanOrEqual(5e-6);
+        const pre = await randomCache(r, p, nKv, D, 40);
+        const qp = r.randn(33 * nHeads * D);
+        const pf = await attentionPrefill({ q: qp, nHeads, kv: pre, pos0: 5 });
+        const pr = await attentionPrefill({ q: qp, nHeads, kv: pre, pos0: 5, impl: "ref" });
+        expect(relErr(pf, pr)).toBeLessThanOrEqual(5e-6);
+        const last = qp.subarray(32 * nHeads * D);
+        expect(relErr(pr.subarray(32 * nHeads * D), naiveDecode(last, nHeads, [pre], [38]))).toBeLessThanOrEqual(5e-6);
+      }
     });
 
   it("k8v4 and k4v8 differ from each other and from kv8 / kv4, each equal to its own naive attention", async () => {
@@ -204,7 +238,7 @@ describe("sliding-window attention", () => {
     const c = allocKVCache("f32", 4, 1, 8);
     const q = new Float32Array(8).fill(0.5);
     expect(() => attentionDecode({ q, nHeads: 1, kv: [{ ...c, kType: "i5" as KVType }], lens: [1] })).toThrow(
-      /attentionDecode: kv\[0\]\.kType: expected one of f32, f16, i8, i4, got 'i5'/);
+      /attentionDecode: kv\[0\]\.kType: expected one of f32, f16, i8, i4, i3, i2, got 'i5'/);
     expect(() => attentionDecode({ q, nHeads: 1, kv: [c], lens: [1], window: -1 })).toThrow(/attentionDecode: window/);
     expect(() => attentionPrefill({ q, nHeads: 1, kv: c, window: 1.5 })).toThrow(/attentionPrefill: window/);
     // A V declared i4 over a buffer of the wrong size for the capacity K implies.

@@ -128,6 +128,26 @@ describe("attention through the addon", () => {
         for (let d = 0; d < D; d++)
           expect(Math.abs(deq(a, "k", t, h, d) - x[(t * H + h) * D + d])).toBeLessThanOrEqual(a.kScale![t * H + h] * 0.5 * (1 + 1e-4));
   });
+
+  it.each(["i3", "i2"] as const)("kvStore %s (odd head_dim, offset): fast == ref, codes within [0, 2^b - 1]", async (type) => {
+    const r = rng(14);
+    const [T, H, D, cap, off] = [5, 2, 13, 8, 2];
+    const x = r.randn(T * H * D, 2);
+    const a = allocKVCache(type, cap, H, D), b = allocKVCache(type, cap, H, D);
+    expect(a.k.byteLength).toBe(cap * H * (type === "i3" ? 4 + 2 : 4));  // ceil(13/4) (+ ceil(13/8)) bytes a row
+    await kvStore({ x, type, nKvHeads: H, headDim: D, dst: a.k, scale: a.kScale, zero: a.kZero, offset: off });
+    await kvStore({ x, type, nKvHeads: H, headDim: D, dst: b.k, scale: b.kScale, zero: b.kZero, offset: off, impl: "ref" });
+    expect(Buffer.from(a.k.buffer).equals(Buffer.from(b.k.buffer))).toBe(true);
+    expect(Array.from(a.kScale!)).toEqual(Array.from(b.kScale!));
+    expect(Array.from(a.kZero!)).toEqual(Array.from(b.kZero!));
+    const qmax = type === "i3" ? 7 : 3;
+    for (let i = off * H; i < (off + T) * H; i++) {
+      expect(a.kScale![i]).toBeGreaterThan(0);
+      expect(a.kZero![i]).toBeGreaterThanOrEqual(0);
+      expect(a.kZero![i]).toBeLessThanOrEqual(qmax);
+    }
+    expect(Array.from(a.kScale!.subarray(0, off * H))).toEqual(new Array(off * H).fill(0));  // rows before offset untouched
+  });
 });
 
 describe("decoder-step ops through the addon", () => {
@@ -279,7 +299,7 @@ describe("bad arguments", () => {
   });
   it("bad enum values and cache layouts", () => {
     expect(() => attentionDecode({ q, nHeads: 4, kv: [cache], lens: [1], impl: "gpu" as any })).toThrow(/impl: expected 'ref' or 'fast', got 'gpu'/);
-    expect(() => attentionDecode({ q, nHeads: 4, kv: [{ ...cache, type: "i3" as any }], lens: [1] })).toThrow(/kv\[0\].type: expected one of/);
+    expect(() => attentionDecode({ q, nHeads: 4, kv: [{ ...cache, type: "i5" as any }], lens: [1] })).toThrow(/kv\[0\].type: expected one of/);
     expect(() => attentionDecode({ q, nHeads: 4, kv: [{ ...cache, kScale: undefined }], lens: [1] })).toThrow(/kv\[0\].kScale: expected Float32Array/);
     expect(() => attentionDecode({ q, nHeads: 4, kv: [{ ...cache, k: new Uint8Array(9) }], lens: [1] })).toThrow(/kv\[0\].k: expected a multiple of 8 bytes/);
     expect(() => ropeInvFreq({ headDim: 8, rotaryDim: 3 })).toThrow(RangeError);

@@ -10,7 +10,9 @@ describe("KV settings", () => {
     expect(parseKvSetting("int4")).toBe("int4");
     expect(parseKvSetting("k:int8/v:int4")).toEqual({ k: "int8", v: "int4" });
     expect(parseKvSetting("k:f16/v:f16")).toBe("f16");
-    expect(() => parseKvSetting("int5", "--kv")).toThrow(/--kv: expected one of f32, f16, int8, int4 or k:<type>\/v:<type>, got 'int5'/);
+    expect(parseKvSetting("int3")).toBe("int3");
+    expect(parseKvSetting("k:int8/v:int2")).toEqual({ k: "int8", v: "int2" });
+    expect(() => parseKvSetting("int5", "--kv")).toThrow(/--kv: expected one of f32, f16, int8, int4, int3, int2 or k:<type>\/v:<type>, got 'int5'/);
     expect(() => parseKvSetting("k:int8/v:i4", "--kv")).toThrow(/got 'k:int8\/v:i4'/);
   });
   it("names, normal form and native session options", () => {
@@ -25,6 +27,10 @@ describe("KV settings", () => {
     expect(kvBytesPerToken(2, 3, 16, { k: "f16", v: "int4" })).toBe(2 * 3 * (32 + 16));
     expect(kvBytesPerToken(2, 3, 16, "int8")).toBe(2 * 3 * 2 * (16 + 8));
     expect(kvBytesPerToken(2, 3, 16, "f32")).toBe(2 * 3 * 2 * 64);
+    // int3: 2-bit plane ceil(D/4) + 1-bit plane ceil(D/8) bytes; int2: ceil(D/4) bytes (formats.h).
+    expect(kvBytesPerToken(2, 3, 16, "int3")).toBe(2 * 3 * 2 * (4 + 2 + 8));
+    expect(kvBytesPerToken(1, 1, 128, { k: "int3", v: "int2" })).toBe(48 + 8 + 32 + 8);
+    expect(kvBytesPerToken(1, 1, 7, "int3")).toBe(2 * (2 + 1 + 8));
   });
   it("kvTypeFor: kv<B> → one type, k<B>v<B'> → both", () => {
     expect(kvTypeFor(parseSpec("w4g128"))).toBe("f32");
@@ -33,5 +39,9 @@ describe("KV settings", () => {
     expect(kvTypeFor(parseSpec("w4g32k8v4"))).toEqual({ k: "int8", v: "int4" });
     expect(kvTypeFor(parseSpec("k16v4"))).toEqual({ k: "f16", v: "int4" });
     expect(kvTypeFor(parseSpec("k4v8"))).toEqual({ k: "int4", v: "int8" });
+    expect(kvTypeFor(parseSpec("kv3"))).toBe("int3");
+    expect(kvTypeFor(parseSpec("kv2"))).toBe("int2");
+    expect(kvTypeFor(parseSpec("k8v2"))).toEqual({ k: "int8", v: "int2" });
+    expect(kvTypeFor(parseSpec("w4g32k3v2"))).toEqual({ k: "int3", v: "int2" });
   });
 });

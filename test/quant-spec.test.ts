@@ -65,6 +65,13 @@ describe("quantization spec", () => {
     ["kv8", "kv8"],
     ["kv4", "kv4"],
     ["k8v4", "k8v4"],
+    ["kv3", "kv3"],
+    ["kv2", "kv2"],
+    ["k3v3", "kv3"],
+    ["k8v2", "k8v2"],
+    ["k3v2", "k3v2"],
+    ["w4g32a8kv3", "w4g32a8kv3"],
+    ["k16v3", "k16v3"],
     ["k8v8", "kv8"],
     ["w4g128kv8", "w4g128kv8"],
     ["w4g32a8kv4", "w4g32a8kv4"],
@@ -101,8 +108,9 @@ describe("quantization spec", () => {
     ["w8a8+sqx", /SmoothQuant α must be a number/],
     ["w8a6", /activation bits must be 8 or 4 \(got 6\)/],
     ["a8", /a8 without weight quantization/],
-    ["kv3", /KV cache bits must be 16, 8 or 4 \(got 3\)/],
-    ["k8v2", /KV cache bits must be 16, 8 or 4 \(got 2\)/],
+    ["kv5", /KV cache bits must be 16, 8, 4, 3 or 2 \(got 5\)/],
+    ["k8v1", /KV cache bits must be 16, 8, 4, 3 or 2 \(got 1\)/],
+    ["k6v4", /KV cache bits must be 16, 8, 4, 3 or 2 \(got 6\)/],
     ["fp16w4", /'fp16' and 'w4' both set the weight precision/],
     ["kv8w4", /unexpected 'w4' at position 3/],
     ["w4+foo", /unknown method '\+foo'/],
@@ -144,15 +152,18 @@ describe("quantization spec", () => {
     const want: Record<string, string> = {
       fp32: "fp32", w8: "w8", w4: "w4", w4_sym: "w4s", w3: "w3", w2: "w2", w4_g32: "w4g32", w3_g32: "w3g32",
       w2_g16: "w2g16", w8a8: "w8a8", w4a8: "w4a8", w4a4: "w4a4", w8a4: "w8a4", kv8: "kv8", kv4: "kv4",
-      w4_g32_kv4: "w4g32kv4", w6: "w6",
+      w4_g32_kv4: "w4g32kv4", w6: "w6", kv3: "kv3", kv2: "kv2",
     };
     for (const n of names) {
       const r = goldenSettingToSpec(n);
       if (isUnsupportedGolden(r)) {
-        expect(["kv3", "kv2"]).toContain(n);
-        expect(r.reason).toMatch(/no (packed )?format/);
+        throw new Error(`golden setting ${n} reported unsupported: ${r.reason}`);
       } else expect(formatSpec(r)).toBe(want[n]);
     }
     expect(() => goldenSettingToSpec("w4_x9")).toThrow(/unknown part 'x9'/);
+    const w5 = goldenSettingToSpec("w5_g32");
+    expect(isUnsupportedGolden(w5) && w5.reason).toMatch(/5-bit weights have no packed format/);
+    const kv1 = goldenSettingToSpec("kv1");
+    expect(isUnsupportedGolden(kv1) && kv1.reason).toMatch(/1-bit KV cache has no format/);
   });
 });

@@ -162,7 +162,7 @@ export class NativeEvalModel implements EvalModel, PrefixScorer {
   }
 }
 
-/** Bytes of K and V for one token (lib/model/kv.ts): int8/int4 sides also store an f32 scale and zero point per
+/** Bytes of K and V for one token (lib/model/kv.ts): int8/int4/int3/int2 sides also store an f32 scale and zero point per
  * token and head. Re-exported here for the efficiency task. */
 export { kvBytesPerToken };
 

@@ -9,7 +9,7 @@ export type { KVType };
 /** One type for K and V, or one for each. */
 export type KVSetting = KVType | { k: KVType; v: KVType };
 
-export const KV_TYPES: readonly KVType[] = ["f32", "f16", "int8", "int4"];
+export const KV_TYPES: readonly KVType[] = ["f32", "f16", "int8", "int4", "int3", "int2"];
 
 /** The K and V types of a setting. */
 export function kvTypesOf(s: KVSetting): { k: KVType; v: KVType } {
@@ -48,17 +48,25 @@ export function sessionKvOptions(s: KVSetting): { kvType?: KVType; kType?: KVTyp
   return k === v ? { kvType: k } : { kType: k, vType: v };
 }
 
-/** Bytes of one cached element of a type, and of its per-[token, head] metadata (f32 scale + zero point). */
-function elementBytes(t: KVType): number {
-  return { f32: 4, f16: 2, int8: 1, int4: 0.5 }[t];
+/** Bytes of one [token, kv head] row of a type (formats.h kv_bytes_per_head: int3 is a 2-bit plane of ceil(D/4)
+ * bytes plus a 1-bit plane of ceil(D/8) bytes, int2 ceil(D/4) bytes), and of its metadata (f32 scale + zero). */
+function rowBytes(t: KVType, headDim: number): number {
+  switch (t) {
+    case "f32": return 4 * headDim;
+    case "f16": return 2 * headDim;
+    case "int8": return headDim;
+    case "int4": return headDim / 2;
+    case "int3": return Math.ceil(headDim / 4) + Math.ceil(headDim / 8);
+    case "int2": return Math.ceil(headDim / 4);
+  }
 }
 function metaBytes(t: KVType): number {
-  return t === "int8" || t === "int4" ? 8 : 0;
+  return t === "f32" || t === "f16" ? 0 : 8;
 }
 
 /** Bytes of K and V for one token over every layer: each side's values plus, when quantized, its scales/zeros. */
 export function kvBytesPerToken(layers: number, kvHeads: number, headDim: number, kv: KVSetting): number {
   const { k, v } = kvTypesOf(kv);
-  const side = (t: KVType) => elementBytes(t) * headDim + metaBytes(t);
+  const side = (t: KVType) => rowBytes(t, headDim) + metaBytes(t);
   return layers * kvHeads * (side(k) + side(v));
 }

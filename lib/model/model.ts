@@ -165,7 +165,7 @@ export class LlamaModel implements EvalModel {
     for (const n of this.native.linearNames()) if (n !== "lm_head" || opts.lmHead) await this.native.quantizeLinear(n, format);
   }
 
-  /** Replaces the default session by one whose KV cache is stored as `kv` (f32, f16, int8, int4, or { k, v }). */
+  /** Replaces the default session by one whose KV cache is stored as `kv` (f32, f16, int8, int4, int3, int2, or { k, v }). */
   setKvType(kv: KVSetting): void {
     this.session = this.newSession({ kvType: kv });
   }

@@ -5,7 +5,7 @@
 import type { ModelConfig } from "./config.js";
 
 export type DenseDType = "f32" | "f16" | "bf16";
-export type KVType = "f32" | "f16" | "int8" | "int4";
+export type KVType = "f32" | "f16" | "int8" | "int4" | "int3" | "int2";
 
 /** A packed weight format (formats.h): bits 2/3/4/6/8, group size along K (K itself = per output channel). */
 export interface NativeQuantFormat {
@@ -140,7 +140,7 @@ export interface NativeSession {
   /** One token per sequence: logits [B, V]. */
   decode(seqs: Int32Array, tokens: Int32Array): Promise<Float32Array>;
   /** Bytes by category: 'kv:<type>' when K and V share a type, else 'kv:k:<type>' and 'kv:v:<type>' (types f32,
-   * f16, int8, int4); 'workspace'. */
+   * f16, int8, int4, int3, int2); 'workspace'. */
   memory(): Record<string, number>;
   /** Frees every KV cache and workspace now; sequence ids become invalid. */
   dispose(): void;

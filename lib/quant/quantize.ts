@@ -113,7 +113,8 @@ export class QuantizeError extends Error {
 /** The runtime's KV cache types for a spec's cache setting: one type for kv<B>, { k, v } for k<B>v<B'> with B ≠ B'. */
 export function kvTypeFor(spec: QuantSpec): KVSetting {
   if (!spec.kv) return "f32";
-  const t = (bits: number): KVType => (bits === 16 ? "f16" : bits === 8 ? "int8" : "int4");
+  const t = (bits: number): KVType =>
+    bits === 16 ? "f16" : bits === 8 ? "int8" : bits === 4 ? "int4" : bits === 3 ? "int3" : "int2";
   return normalizeKv({ k: t(spec.kv.k), v: t(spec.kv.v) });
 }
 

@@ -11,7 +11,7 @@
  *                                                 channel); "s" = symmetric (no zero points), else asymmetric
  *     acts    := "a" (8|4)                        per-token dynamic asymmetric activations (needs weights); a8 runs
  *                                                 the int8-activation GEMM (every packed format), a4 is simulated
- *     kv      := "kv" B | "k" B "v" B             KV cache, B ∈ {16 (fp16), 8, 4}; default fp32
+ *     kv      := "kv" B | "k" B "v" B             KV cache, B ∈ {16 (fp16), 8, 4, 3, 2}; default fp32
  *     method  := "+rtn"                           round to nearest (the default; omitted when printed)
  *              | "+gptq" ("-act")? ("-static")? ("-damp" X)? ("-block" N)?
  *                                                 GPTQ; -act: act-order (columns by decreasing H_jj); -static:
@@ -34,7 +34,7 @@
 export type WeightBits = 2 | 3 | 4 | 6 | 8;
 export type ActBits = 8 | 4;
 /** KV cache element width: 16 = fp16 values, 8/4 = integer codes with per-token per-head scales. */
-export type KVBits = 16 | 8 | 4;
+export type KVBits = 16 | 8 | 4 | 3 | 2;
 export type BasePrecision = "fp32" | "fp16" | "bf16";
 
 export interface WeightQuant {
@@ -79,7 +79,7 @@ export class SpecError extends Error {
 
 const WEIGHT_BITS: readonly number[] = [2, 3, 4, 6, 8];
 const ACT_BITS: readonly number[] = [8, 4];
-const KV_BITS: readonly number[] = [16, 8, 4];
+const KV_BITS: readonly number[] = [16, 8, 4, 3, 2];
 const MAX_GROUP = 1 << 20;
 
 /** Formats a number without trailing zeros and without exponent (α, damp). */
@@ -147,7 +147,7 @@ export function parseSpec(input: string): QuantSpec {
     const tok = kv[0];
     const k = num("KV bits", tok, kv[1] ?? kv[2]);
     const v = kv[1] !== undefined ? k : num("V bits", tok, kv[3]);
-    for (const b of [k, v]) if (!KV_BITS.includes(b)) fail(`${tok}: KV cache bits must be 16, 8 or 4 (got ${b})`);
+    for (const b of [k, v]) if (!KV_BITS.includes(b)) fail(`${tok}: KV cache bits must be 16, 8, 4, 3 or 2 (got ${b})`);
     spec.kv = { k: k as KVBits, v: v as KVBits };
     rest = rest.slice(tok.length);
   }
@@ -281,7 +281,7 @@ export interface UnsupportedGolden {
  * Maps a setting name of `golden/stories260K.ppl.json` (`fp32`, `w8`, `w4_sym`, `w4_g32`, `w8a8`, `kv4`,
  * `w4_g32_kv4`, …) to a spec. Golden settings use the same quantizer semantics as formats.h (asymmetric min-max
  * unless `_sym`, per channel unless `_gN`, per-token activations, per-token per-head KV). Returns an
- * {@link UnsupportedGolden} for settings that have no packed format (6-bit weights, 3- or 2-bit KV caches).
+ * {@link UnsupportedGolden} for a bit width that has no packed format (5-bit weights, a 1-bit KV cache, …).
  */
 export function goldenSettingToSpec(name: string): QuantSpec | UnsupportedGolden {
   if (name === "fp32") return parseSpec("fp32");
@@ -303,7 +303,7 @@ export function goldenSettingToSpec(name: string): QuantSpec | UnsupportedGolden
   if (w && !WEIGHT_BITS.includes(Number(w)))
     return { name, reason: `${w}-bit weights have no packed format (formats.h packs 2, 3, 4, 6 and 8 bits)` };
   if (kv && !KV_BITS.includes(Number(kv)))
-    return { name, reason: `a ${kv}-bit KV cache has no format (formats.h stores int8 and int4 caches)` };
+    return { name, reason: `a ${kv}-bit KV cache has no format (formats.h stores int8, int4, int3 and int2 caches)` };
   const s = (w ? `w${w}${g ? `g${g}` : ""}${sym}` : "") + (a ? `a${a}` : "") + (kv ? `kv${kv}` : "");
   return parseSpec(s);
 }

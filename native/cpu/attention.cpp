@@ -42,8 +42,8 @@ void decode_task_scalar(const DecodeTask& t) {
       const float ks = kq ? kv.k_scale[r] : 1.f, kz = kq ? kv.k_zero[r] : 0.f;
       const float vs = vq ? kv.v_scale[r] : 1.f, vz = vq ? kv.v_zero[r] : 0.f;
       for (int d = 0; d < D; d++) {
-        k[d] = kv_load(kv.k_type, krow, d, ks, kz);
-        v[d] = kv_load(kv.v_type, vrow, d, vs, vz);
+        k[d] = kv_load(kv.k_type, krow, d, D, ks, kz);
+        v[d] = kv_load(kv.v_type, vrow, d, D, vs, vz);
       }
       for (int g = 0; g < t.G; g++) {
         const int j = j0 + g;

@@ -679,12 +679,19 @@ struct PrefillScratch {
 };
 
 using DequantRow = void (*)(const uint8_t* row, float s, float z, int D, float* out);
+// int3 / int2 rows: the scalar converter of kv_common.h (the prefill scores and P·V then run on fp32 scratch).
+template <KVType T>
+void dequant_lowbit(const uint8_t* row, float s, float z, int D, float* out) {
+  kv_lowbit_dequant_row(T, row, s, z, D, out);
+}
 DequantRow dequant_for(KVType t) {
   switch (t) {
     case KVType::F32: return dequant_row<KVType::F32>;
     case KVType::F16: return dequant_row<KVType::F16>;
     case KVType::I8: return dequant_row<KVType::I8>;
     case KVType::I4: return dequant_row<KVType::I4>;
+    case KVType::I3: return dequant_lowbit<KVType::I3>;
+    case KVType::I2: return dequant_lowbit<KVType::I2>;
   }
   return nullptr;
 }
@@ -822,6 +829,7 @@ void prefill_task(const PrefillTask& task) {
 // Same arithmetic as kv_store_ref lane by lane (IEEE division, round half to even), so the codes are identical.
 void store_row(const float* x, int D, KVType type, uint8_t* out, float* scale, float* zero) {
   if (type == KVType::F32) { std::memcpy(out, x, D * sizeof(float)); return; }
+  if (type == KVType::I3 || type == KVType::I2) return kv_lowbit_store_row(type, x, D, out, scale, zero);
   int d = 0;
   if (type == KVType::F16) {
     uint16_t* o = (uint16_t*)out;
@@ -886,16 +894,22 @@ void decode_v(const DecodeTask& t) {
     case KVType::F16: return decode_task_t<TK, KVType::F16>(t);
     case KVType::I8: return decode_task_t<TK, KVType::I8>(t);
     case KVType::I4: return decode_task_t<TK, KVType::I4>(t);
+    case KVType::I3: case KVType::I2: break;  // handled in decode_task_avx2
   }
 }
 }  // namespace
 
 void decode_task_avx2(const DecodeTask& t) {
+  // int3 / int2 K or V: the scalar task (kv_load reads any type pair). Decode of one token is memory-bound on the
+  // cache, which these types make 2.7-4x smaller than int8; a SIMD codec is future work.
+  const KVType kt = t.kv->k_type, vt = t.kv->v_type;
+  if (kt == KVType::I3 || kt == KVType::I2 || vt == KVType::I3 || vt == KVType::I2) return decode_task_scalar(t);
   switch (t.kv->k_type) {
     case KVType::F32: return decode_v<KVType::F32>(t);
     case KVType::F16: return decode_v<KVType::F16>(t);
     case KVType::I8: return decode_v<KVType::I8>(t);
     case KVType::I4: return decode_v<KVType::I4>(t);
+    case KVType::I3: case KVType::I2: break;  // above
   }
 }
 

@@ -9,6 +9,7 @@
 #include <cuda_fp16.h>
 
 #include <stdexcept>
+#include <string>
 
 #include "common.cuh"
 #include "quanteval/cuda_kernels.h"
@@ -141,6 +142,11 @@ void attention_decode(const float* q, int64_t B, int n_heads, int n_kv_heads, in
   if (head_dim < 1 || head_dim > 32 * kMaxDimsPerLane ||
       ((k_type == KVType::I4 || v_type == KVType::I4) && head_dim % 2))
     throw std::invalid_argument("cuda attention_decode: head_dim must be in [1, 256] (even for int4)");
+  // int3 / int2 caches (formats.h bit planes) have no CUDA reader yet: refuse rather than misread them.
+  if (k_type == KVType::I3 || k_type == KVType::I2 || v_type == KVType::I3 || v_type == KVType::I2)
+    throw std::invalid_argument(std::string("cuda attention_decode: int3 / int2 KV caches are CPU-only, got K ") +
+                                (k_type == KVType::I3 ? "int3" : k_type == KVType::I2 ? "int2" : "f32/f16/int8/int4") +
+                                ", V " + (v_type == KVType::I3 ? "int3" : v_type == KVType::I2 ? "int2" : "f32/f16/int8/int4"));
   if (max_len < 1) throw std::invalid_argument("cuda attention_decode: max_len must be >= 1");
   int splits = (int)((max_len + kSplitTokens - 1) / kSplitTokens);
   dim3 grid((unsigned)(B * n_heads), (unsigned)splits);

@@ -55,7 +55,7 @@ bool use_ref(const Opts& o) {
   o.range("impl: expected 'ref' or 'fast', got '" + s + "'");
 }
 
-// obj[key] as a KV element type ("f32" | "f16" | "i8" | "i4"); `field` names obj in messages.
+// obj[key] as a KV element type ("f32" | "f16" | "i8" | "i4" | "i3" | "i2"); `field` names obj in messages.
 KVType kv_type(const Opts& o, const Napi::Object& obj, const std::string& field, const char* key = "type") {
   auto v = obj.Get(key);
   const auto s = string(o.env, v, o.name(field + "." + key));
@@ -63,7 +63,9 @@ KVType kv_type(const Opts& o, const Napi::Object& obj, const std::string& field,
   if (s == "f16") return KVType::F16;
   if (s == "i8") return KVType::I8;
   if (s == "i4") return KVType::I4;
-  o.range(field + "." + key + ": expected one of f32, f16, i8, i4, got '" + s + "'");
+  if (s == "i3") return KVType::I3;
+  if (s == "i2") return KVType::I2;
+  o.range(field + "." + key + ": expected one of f32, f16, i8, i4, i3, i2, got '" + s + "'");
 }
 
 // The sliding window of the attention calls: option `window` (0 or absent = none).
@@ -139,7 +141,7 @@ Napi::Float32Array new_f32(Napi::Env env, size_t n) { return Napi::Float32Array:
 // ── Bindings ────────────────────────────────────────────────────────────────────────────────────────────────
 // kvStore({ x: Float32Array [T, nKvHeads, headDim], type, nKvHeads, headDim, dst, scale?, zero?, offset = 0 })
 // writes T tokens at token `offset` of a cache region dst [capacity, nKvHeads, bytes per head] (and scale/zero
-// [capacity, nKvHeads] for i8/i4). Resolves with undefined.
+// [capacity, nKvHeads] for i8/i4/i3/i2). Resolves with undefined.
 Napi::Value KvStore(const Napi::CallbackInfo& info) {
   auto o = options(info, "kvStore");
   const bool ref = use_ref(o);

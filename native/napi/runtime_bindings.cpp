@@ -548,7 +548,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     new Napi::FunctionReference(Napi::Persistent(f));  // kept for the addon's lifetime
   }
 
-  // new Session(model, { kvType: 'f32'|'f16'|'int8'|'int4' = 'f32', kType?, vType?, maxLen }): kvType is the
+  // new Session(model, { kvType: 'f32'|'f16'|'int8'|'int4'|'int3'|'int2' = 'f32', kType?, vType?, maxLen }): kvType is the
   // element type of K and V; kType / vType override it for one side (e.g. { kType: 'int8', vType: 'int4' }).
   explicit SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
     auto env = info.Env();
@@ -565,7 +565,9 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
       if (kt == "f16") return KVType::F16;
       if (kt == "int8") return KVType::I8;
       if (kt == "int4") return KVType::I4;
-      range_error(env, field + ": expected f32, f16, int8 or int4, got '" + kt + "'");
+      if (kt == "int3") return KVType::I3;
+      if (kt == "int2") return KVType::I2;
+      range_error(env, field + ": expected f32, f16, int8, int4, int3 or int2, got '" + kt + "'");
     };
     const KVType t = kv_type("kvType", KVType::F32);
     const KVType kt = kv_type("kType", t), vt = kv_type("vType", t);

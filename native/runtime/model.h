@@ -217,7 +217,7 @@ class Session {
   void prefill(const int32_t* seqs, int64_t S, const int32_t* tokens, const int32_t* counts, StepOutputs& out);
   // One token per sequence, batched: logits [B, V].
   void decode(const int32_t* seqs, int64_t B, const int32_t* tokens, float* logits);
-  // "kv:<type>" when K and V share a type, else "kv:k:<type>" and "kv:v:<type>" (types f32, f16, int8, int4);
+  // "kv:<type>" when K and V share a type, else "kv:k:<type>" and "kv:v:<type>" (types f32, f16, int8, int4, int3, int2);
   // "workspace".
   std::map<std::string, size_t> memory() const;
   // Frees every sequence's cache and the workspaces now.

@@ -401,7 +401,11 @@ std::map<std::string, size_t> Session::memory() const {
   for (auto& c : seqs_) { kb += c.k_bytes(); vb += c.v_bytes(); }
   for (auto& l : lanes_) ws += l->bytes();
   auto name = [](KVType t) {
-    return t == KVType::F32 ? "f32" : t == KVType::F16 ? "f16" : t == KVType::I8 ? "int8" : "int4";
+    switch (t) {
+      case KVType::F32: return "f32"; case KVType::F16: return "f16"; case KVType::I8: return "int8";
+      case KVType::I4: return "int4"; case KVType::I3: return "int3"; case KVType::I2: return "int2";
+    }
+    return "?";
   };
   if (k_type == v_type) {
     r[std::string("kv:") + name(k_type)] = kb + vb;

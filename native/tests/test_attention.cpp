@@ -24,7 +24,21 @@
 using namespace quanteval;
 
 static const KVType kTypes[] = {KVType::F32, KVType::F16, KVType::I8, KVType::I4};
-static const char* tname(KVType t) { return t == KVType::F32 ? "f32" : t == KVType::F16 ? "f16" : t == KVType::I8 ? "i8" : "i4"; }
+static const char* tname(KVType t) {
+  switch (t) {
+    case KVType::F32: return "f32"; case KVType::F16: return "f16"; case KVType::I8: return "i8";
+    case KVType::I4: return "i4"; case KVType::I3: return "i3"; case KVType::I2: return "i2";
+  }
+  return "?";
+}
+// Code d of an int3 / int2 row of head_dim D, written out from the formats.h text (independent of kv_common.h):
+// int2 byte j holds codes 4j..4j+3 at bits 0-1, 2-3, 4-5, 6-7; int3 adds a plane of high bits after ceil(D/4) bytes.
+static int lowbit_code(KVType t, const uint8_t* row, int d, int D) {
+  const int lo = (row[d / 4] >> (2 * (d % 4))) & 3;
+  if (t == KVType::I2) return lo;
+  const uint8_t* plane = row + (D + 3) / 4;
+  return lo + 4 * ((plane[d / 8] >> (d % 8)) & 1);
+}
 
 // Every (K, V) type pair; the first four are the equal-type caches.
 static std::vector<std::pair<KVType, KVType>> type_pairs() {
@@ -76,6 +90,7 @@ struct Cache {
       case KVType::F32: return ((const float*)row)[d];
       case KVType::F16: return f16_to_f32(((const uint16_t*)row)[d]);
       case KVType::I8: return ((double)row[d] - z[r]) * s[r];
+      case KVType::I3: case KVType::I2: return ((double)lowbit_code(type, row, d, D) - z[r]) * s[r];
       default: return ((double)((row[d / 2] >> ((d & 1) * 4)) & 0xF) - z[r]) * s[r];
     }
   }
@@ -102,9 +117,9 @@ static void naive_attend(const float* q, const Cache& c, int kvh, int64_t len, f
       for (int d = 0; d < c.D; d++) out[d] += s[t] / sum * c.vval(t, kvh, d);
 }
 
-static void test_kv_store(std::mt19937& rng) {
-  for (KVType type : kTypes)
-    for (int D : {2, 8, 24, 64, 128, 130})
+static void test_kv_store(std::mt19937& rng, const std::vector<KVType>& types, const std::vector<int>& dims) {
+  for (KVType type : types)
+    for (int D : dims)
       for (int64_t T : {1, 3, 17}) {
         const int H = 1 + (int)(rng() % 4);
         const size_t rb = kv_bytes_per_head(type, D);
@@ -138,6 +153,7 @@ static void test_kv_store(std::mt19937& rng) {
               case KVType::F32: xh = ((const float*)row)[d]; break;
               case KVType::F16: xh = f16_to_f32(((const uint16_t*)row)[d]); break;
               case KVType::I8: xh = ((double)row[d] - za[r]) * sa[r]; break;
+              case KVType::I3: case KVType::I2: xh = ((double)lowbit_code(type, row, d, D) - za[r]) * sa[r]; break;
               default: xh = ((double)((row[d / 2] >> ((d & 1) * 4)) & 0xF) - za[r]) * sa[r]; break;
             }
             double bound = 0;
@@ -146,16 +162,29 @@ static void test_kv_store(std::mt19937& rng) {
             CHECK(std::fabs(xh - xv) <= bound, "kv_store %s D=%d row %ld d %d: |x_hat - x| = %g > %g", tname(type), D,
                   (long)r, d, std::fabs(xh - xv), bound);
             if (kv_quantized(type)) {
-              const int qmax = type == KVType::I8 ? 255 : 15;
+              const int qmax = (1 << kv_bits(type)) - 1;
               CHECK(za[r] >= 0 && za[r] <= qmax && za[r] == std::nearbyint(za[r]), "zero point %g not an integer code", za[r]);
             }
           }
         }
         if (kv_quantized(type)) {
           // The constant row: s = 1e-5 / (2^b - 1), z = 0, every code saturates at 2^b - 1.
-          const int qmax = type == KVType::I8 ? 255 : 15;
+          const int qmax = (1 << kv_bits(type)) - 1;
           CHECK(sa[0] == 1e-5f / (float)qmax && za[0] == 0.f, "constant row: s=%g z=%g", sa[0], za[0]);
-          CHECK((type == KVType::I8 ? a[0] : (a[0] & 0xF)) == qmax, "constant row: code %d", (int)a[0]);
+          const int c0 = type == KVType::I8 ? a[0] : type == KVType::I4 ? (a[0] & 0xF) : lowbit_code(type, a.data(), 0, D);
+          CHECK(c0 == qmax, "constant row %s: code %d", tname(type), c0);
+          if (type == KVType::I3 || type == KVType::I2) {
+            // Padding bits of a short last byte (codes D .. 4·ceil(D/4) of the 2-bit plane, bits D .. 8·ceil(D/8)
+            // of the int3 high plane) stay zero.
+            for (int64_t r = 0; r < T * H; r++) {
+              const uint8_t* row = a.data() + r * rb;
+              for (int d = D; d < 4 * ((D + 3) / 4); d++)
+                CHECK(((row[d / 4] >> (2 * (d % 4))) & 3) == 0, "%s D=%d: 2-bit plane padding set", tname(type), D);
+              if (type == KVType::I3)
+                for (int d = D; d < 8 * ((D + 7) / 8); d++)
+                  CHECK(((row[(D + 3) / 4 + d / 8] >> (d % 8)) & 1) == 0, "i3 D=%d: high plane padding set", D);
+            }
+          }
         }
       }
 }
@@ -277,13 +306,60 @@ static void test_window_noop(std::mt19937& rng) {
   }
 }
 
+struct PrefillCase { int64_t Tq, pos0; int n_heads, n_kv, D; };
+struct PrefillRun { Pair p; int64_t window; };
+
+// One prefill case: ref rows == decode ref rows, ref vs naive double (with a window), fast (every ISA) vs ref.
+static void check_prefill(std::mt19937& rng, const PrefillCase& c, const PrefillRun& run) {
+  Cache cache(rng, run.p.first, run.p.second, c.n_kv, c.D, c.pos0 + c.Tq + 2);
+  cache.window = run.window;
+  const KVView view = cache.view();
+  const size_t n_out = (size_t)c.Tq * c.n_heads * c.D;
+  auto q = randn(rng, n_out);
+  const float scale = 1.f / std::sqrt((float)c.D);
+  std::vector<float> ref(n_out), fast(n_out), dec(c.n_heads * c.D);
+  attention_prefill_ref(q.data(), c.Tq, c.n_heads, view, c.pos0, scale, ref.data());
+  // Row i of the prefill is the decode of the same query with len = pos0 + i + 1 (bit for bit: same reference).
+  for (int64_t i : {(int64_t)0, c.Tq / 2, c.Tq - 1}) {
+    const int64_t len = c.pos0 + i + 1;
+    attention_decode_ref(q.data() + i * c.n_heads * c.D, 1, c.n_heads, &view, &len, scale, dec.data());
+    CHECK(std::memcmp(dec.data(), ref.data() + i * c.n_heads * c.D, dec.size() * 4) == 0,
+          "prefill ref row %ld != decode ref (%s window %ld)", (long)i, pname(run.p).c_str(), (long)run.window);
+  }
+  // Ref vs naive double on every row (windowed rows see their own ranges).
+  if (run.window) {
+    std::vector<double> naive(n_out), o;
+    const int G = c.n_heads / c.n_kv;
+    for (int64_t i = 0; i < c.Tq; i++)
+      for (int h = 0; h < c.n_heads; h++) {
+        const size_t off = ((size_t)i * c.n_heads + h) * c.D;
+        naive_attend(q.data() + off, cache, h / G, c.pos0 + i + 1, scale, o);
+        std::copy(o.begin(), o.end(), naive.begin() + off);
+      }
+    const double e = rel_err(ref.data(), naive.data(), n_out);
+    CHECK(e <= 5e-6, "prefill ref vs naive %s window %ld Tq=%ld: rel %g", pname(run.p).c_str(), (long)run.window,
+          (long)c.Tq, e);
+  }
+  for (Isa isa : {Isa::Scalar, Isa::Avx2}) {
+    if ((int)isa > (int)cpu_isa()) continue;
+    set_isa_cap(isa);
+    std::fill(fast.begin(), fast.end(), NAN);
+    attention_prefill(q.data(), c.Tq, c.n_heads, view, c.pos0, scale, fast.data());
+    set_isa_cap(Isa::Avx512);
+    const double e = rel_err(fast.data(), ref.data(), n_out);
+    worst_prefill[(int)isa] = std::max(worst_prefill[(int)isa], e);
+    CHECK(e <= 5e-6, "prefill fast(%s) vs ref %s window %ld Tq=%ld pos0=%ld H=%d/%d D=%d: rel %g", isa_name(isa),
+          pname(run.p).c_str(), (long)run.window, (long)c.Tq, (long)c.pos0, c.n_heads, c.n_kv, c.D, e);
+  }
+}
+
 static void test_prefill(std::mt19937& rng) {
-  struct P { int64_t Tq, pos0; int n_heads, n_kv, D; };
+  using P = PrefillCase;
+  using Run = PrefillRun;
   std::vector<P> cases = {{1, 0, 1, 1, 8}, {5, 0, 2, 1, 8}, {67, 0, 4, 2, 64}, {33, 13, 4, 4, 128},
                           {130, 0, 6, 2, 16}, {3, 200, 8, 2, 64}, {70, 5, 2, 2, 40}, {9, 0, 3, 1, 6}};
   const auto pairs = type_pairs();
   const int64_t windows[] = {1, 3, 17, 64, 65, 1 << 20};
-  struct Run { Pair p; int64_t window; };
   for (size_t ci = 0; ci < cases.size(); ci++) {
     const P& c = cases[ci];
     std::vector<Run> runs;
@@ -293,48 +369,7 @@ static void test_prefill(std::mt19937& rng) {
     runs.push_back({pairs[ci % pairs.size()], windows[ci % 6]});
     runs.push_back({pairs[(ci + 5) % pairs.size()], windows[(ci + 2) % 6]});
     runs.push_back({pairs[(ci + 11) % pairs.size()], windows[(ci + 4) % 6]});
-    for (const Run& run : runs) {
-      Cache cache(rng, run.p.first, run.p.second, c.n_kv, c.D, c.pos0 + c.Tq + 2);
-      cache.window = run.window;
-      const KVView view = cache.view();
-      const size_t n_out = (size_t)c.Tq * c.n_heads * c.D;
-      auto q = randn(rng, n_out);
-      const float scale = 1.f / std::sqrt((float)c.D);
-      std::vector<float> ref(n_out), fast(n_out), dec(c.n_heads * c.D);
-      attention_prefill_ref(q.data(), c.Tq, c.n_heads, view, c.pos0, scale, ref.data());
-      // Row i of the prefill is the decode of the same query with len = pos0 + i + 1 (bit for bit: same reference).
-      for (int64_t i : {(int64_t)0, c.Tq / 2, c.Tq - 1}) {
-        const int64_t len = c.pos0 + i + 1;
-        attention_decode_ref(q.data() + i * c.n_heads * c.D, 1, c.n_heads, &view, &len, scale, dec.data());
-        CHECK(std::memcmp(dec.data(), ref.data() + i * c.n_heads * c.D, dec.size() * 4) == 0,
-              "prefill ref row %ld != decode ref (%s window %ld)", (long)i, pname(run.p).c_str(), (long)run.window);
-      }
-      // Ref vs naive double on every row (windowed rows see their own ranges).
-      if (run.window) {
-        std::vector<double> naive(n_out), o;
-        const int G = c.n_heads / c.n_kv;
-        for (int64_t i = 0; i < c.Tq; i++)
-          for (int h = 0; h < c.n_heads; h++) {
-            const size_t off = ((size_t)i * c.n_heads + h) * c.D;
-            naive_attend(q.data() + off, cache, h / G, c.pos0 + i + 1, scale, o);
-            std::copy(o.begin(), o.end(), naive.begin() + off);
-          }
-        const double e = rel_err(ref.data(), naive.data(), n_out);
-        CHECK(e <= 5e-6, "prefill ref vs naive %s window %ld Tq=%ld: rel %g", pname(run.p).c_str(), (long)run.window,
-              (long)c.Tq, e);
-      }
-      for (Isa isa : {Isa::Scalar, Isa::Avx2}) {
-        if ((int)isa > (int)cpu_isa()) continue;
-        set_isa_cap(isa);
-        std::fill(fast.begin(), fast.end(), NAN);
-        attention_prefill(q.data(), c.Tq, c.n_heads, view, c.pos0, scale, fast.data());
-        set_isa_cap(Isa::Avx512);
-        const double e = rel_err(fast.data(), ref.data(), n_out);
-        worst_prefill[(int)isa] = std::max(worst_prefill[(int)isa], e);
-        CHECK(e <= 5e-6, "prefill fast(%s) vs ref %s window %ld Tq=%ld pos0=%ld H=%d/%d D=%d: rel %g", isa_name(isa),
-              pname(run.p).c_str(), (long)run.window, (long)c.Tq, (long)c.pos0, c.n_heads, c.n_kv, c.D, e);
-      }
-    }
+    for (const Run& run : runs) check_prefill(rng, c, run);
   }
 }
 
@@ -371,14 +406,63 @@ static void test_errors(std::mt19937& rng) {
   CHECK(threw, "int4 V without v_scale must throw invalid_argument naming V");
 }
 
+// int3 / int2 caches (kv3 / kv2): kv_store fast == ref and the s/2 error bound (odd head dims too: the bit planes
+// pad their last byte), decode and prefill fast vs ref vs naive double for equal and mixed pairs (with int8, int4,
+// f16, f32 on the other side), with and without sliding windows, GQA and MHA.
+static void test_lowbit(std::mt19937& rng) {
+  test_kv_store(rng, {KVType::I3, KVType::I2}, {1, 3, 7, 8, 9, 24, 64, 128, 130});
+  const Pair I3{KVType::I3, KVType::I3}, I2{KVType::I2, KVType::I2}, I32{KVType::I3, KVType::I2},
+      I23{KVType::I2, KVType::I3}, K8V3{KVType::I8, KVType::I3}, K4V2{KVType::I4, KVType::I2},
+      K3V4{KVType::I3, KVType::I4}, K3F16{KVType::I3, KVType::F16}, F32V2{KVType::F32, KVType::I2};
+  // Even head dims: every pair; odd ones: pairs without int4.
+  const std::vector<Pair> even = {I3, I2, I32, I23, K8V3, K4V2, K3V4, K3F16, F32V2};
+  const std::vector<Pair> odd = {I3, I2, I32, I23, K8V3, K3F16, F32V2};
+  const std::vector<DecodeCase> dcases = {
+      {1, 8, 8, 8, {300}},  // stories260K's shape: head_dim 8, MHA
+      {2, 4, 2, 64, {1, 130}}, {1, 6, 2, 128, {700}}, {1, 2, 1, 7, {45}}, {2, 3, 3, 13, {9, 260}}};
+  const int64_t windows[] = {0, 1, 5, 64};
+  size_t n = 0;
+  for (const auto& c : dcases) {
+    const auto& ps = c.D % 2 ? odd : even;
+    for (size_t i = 0; i < ps.size(); i++) check_decode(rng, c, ps[i], windows[(n++) % 4]);
+  }
+  const std::vector<PrefillCase> pcases = {{64, 0, 8, 8, 8}, {67, 0, 4, 2, 64}, {33, 13, 4, 4, 128}, {20, 3, 2, 1, 9},
+                                           {40, 0, 3, 3, 7}};
+  const int64_t pwindows[] = {0, 3, 17, 65};
+  for (const auto& c : pcases) {
+    const auto& ps = c.D % 2 ? odd : even;
+    for (size_t i = 0; i < ps.size(); i++) check_prefill(rng, c, {ps[i], pwindows[(n++) % 4]});
+  }
+  // int3 uses its third bit: on the same data an int3 cache is closer to the input than an int2 one.
+  {
+    const int H = 2, D = 64, T = 16;
+    auto x = randn(rng, (size_t)T * H * D);
+    double err[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+      const KVType t = i ? KVType::I2 : KVType::I3;
+      std::vector<uint8_t> c(T * H * kv_bytes_per_head(t, D));
+      std::vector<float> sc(T * H), zc(T * H);
+      kv_store(x.data(), T, H, D, t, c.data(), sc.data(), zc.data());
+      for (int r = 0; r < T * H; r++)
+        for (int d = 0; d < D; d++) {
+          const double xh = (lowbit_code(t, c.data() + r * kv_bytes_per_head(t, D), d, D) - zc[r]) * (double)sc[r];
+          err[i] += (xh - x[r * D + d]) * (xh - x[r * D + d]);
+        }
+    }
+    CHECK(err[0] < 0.5 * err[1], "int3 squared error %g should be well below int2's %g", err[0], err[1]);
+    std::printf("kv quant squared error, N(0,1) rows of 64: int3 %.4g int2 %.4g\n", err[0] / (T * H * D), err[1] / (T * H * D));
+  }
+}
+
 int main() {
   std::mt19937 rng(20240611);
   std::printf("isa %s, threads %d\n", isa_name(cpu_isa()), num_threads());
-  test_kv_store(rng);
+  test_kv_store(rng, {KVType::F32, KVType::F16, KVType::I8, KVType::I4}, {2, 8, 24, 64, 128, 130});
   test_decode(rng);
   test_window_noop(rng);
   test_prefill(rng);
   test_errors(rng);
+  test_lowbit(rng);
   std::printf("worst relative errors: decode ref vs naive %.2e; decode fast vs ref scalar %.2e avx2 %.2e; prefill fast vs "
               "ref scalar %.2e avx2 %.2e\n", worst_ref_naive, worst_fast[0], worst_fast[1], worst_prefill[0], worst_prefill[1]);
   std::printf("%s: %d failures\n", g_failures ? "FAIL" : "ok", g_failures);

@@ -27,13 +27,13 @@ void attend_one_ref(const float* q, const KVView& kv, int kvh, int64_t len, floa
     const float ks = kq ? kv.k_scale[r] : 1.f, kz = kq ? kv.k_zero[r] : 0.f;
     const float vs = vq ? kv.v_scale[r] : 1.f, vz = vq ? kv.v_zero[r] : 0.f;
     float dot = 0.f;
-    for (int d = 0; d < D; d++) dot += q[d] * detail::kv_load(kv.k_type, krow, d, ks, kz);
+    for (int d = 0; d < D; d++) dot += q[d] * detail::kv_load(kv.k_type, krow, d, D, ks, kz);
     const float s = dot * scale;
     const float m_new = std::max(m, s);
     const float alpha = std::exp(m - m_new);  // exp(-inf) = 0 on the first token
     const float p = std::exp(s - m_new);
     l = l * alpha + p;
-    for (int d = 0; d < D; d++) acc[d] = acc[d] * alpha + p * detail::kv_load(kv.v_type, vrow, d, vs, vz);
+    for (int d = 0; d < D; d++) acc[d] = acc[d] * alpha + p * detail::kv_load(kv.v_type, vrow, d, D, vs, vz);
     m = m_new;
   }
   for (int d = 0; d < D; d++) out[d] = acc[d] / l;

@@ -4,7 +4,8 @@
 // (group = head_dim values), all in fp32 as torch computes it on fp32 tensors:
 //   s = max(max - min, 1e-5) / (2^b - 1);  z = clamp(-round(min / s), 0, 2^b - 1);
 //   q = clamp(round(x / s) + z, 0, 2^b - 1)      (round = half to even, torch.round)
-// so that dequantization x_hat = (q - z) * s is what attention reads.
+// so that dequantization x_hat = (q - z) * s is what attention reads. int3 / int2 rows use the same arithmetic in
+// detail::kv_lowbit_store_row (kv_common.h), shared with the fast kv_store.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -32,6 +33,8 @@ void kv_store_ref(const float* x, int64_t T, int n_kv_heads, int head_dim, KVTyp
         case KVType::F16:
           for (int d = 0; d < head_dim; d++) reinterpret_cast<uint16_t*>(out)[d] = f32_to_f16(xs[d]);
           break;
+        case KVType::I3:
+        case KVType::I2: detail::kv_lowbit_store_row(type, xs, head_dim, out, scale + r, zero + r); break;
         case KVType::I8:
         case KVType::I4: {
           const int bits = type == KVType::I8 ? 8 : 4;

@@ -37,6 +37,12 @@
 // scale and an fp32 (integer-valued) zero point per [token, kv_head]: x = (q - z) * s.
 //   int8: head_dim bytes, byte d = code of element d.
 //   int4: head_dim / 2 bytes (head_dim even), byte j = code[2j] | code[2j + 1] << 4.
+//   int2: ceil(head_dim / 4) bytes, byte j = code[4j] | code[4j+1] << 2 | code[4j+2] << 4 | code[4j+3] << 6
+//         (any head_dim; a short last byte has zero padding bits).
+//   int3: two bit planes, ceil(head_dim / 4) + ceil(head_dim / 8) bytes: first the low 2 bits of every code laid
+//         out exactly as int2, then the high bit of code d at bit d % 8 of plane byte d / 8. That is 3 bits a value
+//         (3 · head_dim / 8 bytes when head_dim % 8 == 0, e.g. 48 bytes for head_dim 128) plus the fp32 scale and
+//         zero; any head_dim, padding bits zero.
 // fp32 / fp16 caches store the values themselves. Cache tensors are [tokens, kv_heads, head_dim] per sequence
 // (token-major), scales and zeros [tokens, kv_heads].
 #pragma once
@@ -142,17 +148,29 @@ inline void put_code(uint8_t* row, int64_t k, int bits, int q) {
   }
 }
 
-// KV-cache element formats.
-enum class KVType : int32_t { F32 = 0, F16 = 1, I8 = 2, I4 = 3 };
-inline size_t kv_bytes_per_head(KVType t, int head_dim) {
+// KV-cache element formats. Values are part of the N-API contract.
+enum class KVType : int32_t { F32 = 0, F16 = 1, I8 = 2, I4 = 3, I3 = 4, I2 = 5 };
+// Bits of one code of a quantized KV type (0 for fp32 / fp16).
+constexpr int kv_bits(KVType t) {
+  return t == KVType::I8 ? 8 : t == KVType::I4 ? 4 : t == KVType::I3 ? 3 : t == KVType::I2 ? 2 : 0;
+}
+constexpr size_t kv_bytes_per_head(KVType t, int head_dim) {
   switch (t) {
     case KVType::F32: return (size_t)head_dim * 4;
     case KVType::F16: return (size_t)head_dim * 2;
     case KVType::I8: return (size_t)head_dim;
     case KVType::I4: return (size_t)head_dim / 2;
+    case KVType::I3: return (size_t)(head_dim + 3) / 4 + (size_t)(head_dim + 7) / 8;  // 2-bit plane + 1-bit plane
+    case KVType::I2: return (size_t)(head_dim + 3) / 4;
   }
   return 0;
 }
-inline bool kv_quantized(KVType t) { return t == KVType::I8 || t == KVType::I4; }
+static_assert(kv_bytes_per_head(KVType::I3, 128) == 48 && kv_bytes_per_head(KVType::I3, 64) == 24 &&
+                  kv_bytes_per_head(KVType::I3, 8) == 3, "int3 KV: 3 bits a value when head_dim % 8 == 0");
+static_assert(kv_bytes_per_head(KVType::I3, 7) == 3 && kv_bytes_per_head(KVType::I3, 9) == 5,
+              "int3 KV: ceil(D/4) + ceil(D/8) bytes");
+static_assert(kv_bytes_per_head(KVType::I2, 128) == 32 && kv_bytes_per_head(KVType::I2, 7) == 2,
+              "int2 KV: ceil(D/4) bytes");
+constexpr bool kv_quantized(KVType t) { return kv_bits(t) != 0; }
 
 }  // namespace quanteval
