@@ -1,8 +1,8 @@
 /**
  * The natively executed model (lib/model's LlamaModel, quantized by lib/quant) as the evaluation loop sees it:
  * EvalModel plus three capabilities the loop uses when present —
- * - `loglikelihoodGroups`: requests sharing a context are scored with the context run once (prefill it into a
- *   sequence, then each continuation on top of its KV cache, truncating back in between);
+ * - `loglikelihoodGroups`: requests sharing a context are scored with the context run once (LlamaModel's prefix
+ *   caching: the context's KV cache is forked for each continuation);
  * - `generateBatch`: the runtime's batched decode;
  * - `efficiency()`: the EfficiencyProbe (weights and KV bytes from the runtime's memory accounting, TTFT and decode
  *   steps timed on a fresh session).
@@ -97,54 +97,8 @@ export class NativeEvalModel implements EvalModel, PrefixScorer {
     return { name: this.name, execution: this.model.execution, kvType: this.opts.kvType, memory: this.model.memory(), quantization: this.opts.quantization };
   }
 
-  async loglikelihoodGroups(groups: readonly PrefixGroup[]): Promise<LoglikelihoodResult[][]> {
-    const s = this.model.session;
-    const V = this.vocabSize;
-    const seqs = groups.map(() => s.alloc());
-    try {
-      for (const [i, g] of groups.entries()) {
-        if (g.context.length === 0) throw new Error(`loglikelihoodGroups: group ${i}: context must not be empty`);
-        for (const c of g.continuations) {
-          if (c.length === 0) throw new Error(`loglikelihoodGroups: group ${i}: empty continuation`);
-          if (g.context.length + c.length - 1 > this.maxContext) {
-            throw new RangeError(`loglikelihoodGroups: group ${i}: ${g.context.length + c.length - 1} tokens exceed maxContext ${this.maxContext}`);
-          }
-        }
-      }
-      // 1. every context once; its last row predicts the first token of each continuation
-      const first = await s.prefill(Int32Array.from(seqs), Int32Array.from(groups.flatMap((g) => [...g.context])), Int32Array.from(groups, (g) => g.context.length), {
-        rows: "last",
-        logits: false,
-        logSoftmax: true,
-      });
-      const out: LoglikelihoodResult[][] = groups.map((g, gi) =>
-        g.continuations.map((c) => ({ logprob: first.logSoftmax![gi * V + c[0]], isGreedy: first.argmax[gi] === c[0] })),
-      );
-      // 2. continuation j of every group at once on top of its context, then back to the context
-      const most = Math.max(0, ...groups.map((g) => g.continuations.length));
-      for (let j = 0; j < most; j++) {
-        const live = groups.map((g, gi) => ({ g, gi, c: g.continuations[j] })).filter((x) => x.c !== undefined && x.c.length > 1);
-        if (live.length === 0) continue;
-        const inputs = live.map((x) => x.c.slice(0, -1));
-        const r = await s.prefill(Int32Array.from(live, (x) => seqs[x.gi]), Int32Array.from(inputs.flat()), Int32Array.from(inputs, (x) => x.length), {
-          rows: "all",
-          logits: false,
-          targets: Int32Array.from(live.flatMap((x) => x.c.slice(1))),
-        });
-        let o = 0;
-        for (const x of live) {
-          const res = out[x.gi][j];
-          for (let t = 1; t < x.c.length; t++, o++) {
-            res.logprob += r.logprobs![o];
-            if (r.argmax[o] !== x.c[t]) res.isGreedy = false;
-          }
-          s.truncate(seqs[x.gi], x.g.context.length);
-        }
-      }
-      return out;
-    } finally {
-      for (const id of seqs) s.free(id);
-    }
+  loglikelihoodGroups(groups: readonly PrefixGroup[]): Promise<LoglikelihoodResult[][]> {
+    return this.model.loglikelihoodGroups(groups);
   }
 
   efficiency(): EfficiencyProbe {

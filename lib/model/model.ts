@@ -295,16 +295,120 @@ export class LlamaModel implements EvalModel {
     return out;
   }
 
-  async loglikelihood(requests: readonly LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
-    const inputs: Int32Array[] = [], targets: Int32Array[] = [], spans: [number, number][] = [];
+  /**
+   * log p(continuation | context) of each request and whether the continuation is the greedy one. Requests whose
+   * context (after left-truncation to the window) is the same share it: the context runs once and each
+   * continuation continues from a copy of its KV cache (`prefixCache: false` scores every request from position 0,
+   * which gives the same numbers at more cost).
+   */
+  async loglikelihood(
+    requests: readonly LoglikelihoodRequest[], opts: { prefixCache?: boolean } = {},
+  ): Promise<LoglikelihoodResult[]> {
+    const contexts: number[][] = [];
     for (const [i, r] of requests.entries()) {
       if (!r.context.length) throw new ModelError(`loglikelihood: request ${i}: context must not be empty`);
       if (!r.continuation.length) throw new ModelError(`loglikelihood: request ${i}: continuation must not be empty`);
       if (r.continuation.length > this.maxContext)
         throw new ModelError(`loglikelihood: request ${i}: continuation of ${r.continuation.length} tokens exceeds maxContext ${this.maxContext}`);
-      let all = [...r.context, ...r.continuation];
       // Left-truncate to the context window (the input is all but the last token).
-      if (all.length - 1 > this.maxContext) all = all.slice(all.length - 1 - this.maxContext);
+      const cut = Math.max(0, r.context.length + r.continuation.length - 1 - this.maxContext);
+      contexts.push(r.context.slice(cut));
+    }
+    if (opts.prefixCache === false) return this.loglikelihoodPlain(requests, contexts);
+    const byContext = new Map<string, number[]>();
+    for (const [i, c] of contexts.entries()) {
+      const k = c.join(",");
+      const g = byContext.get(k);
+      if (g) g.push(i);
+      else byContext.set(k, [i]);
+    }
+    const groups: { context: readonly number[]; continuations: readonly (readonly number[])[]; members: number[] }[] = [];
+    for (const members of byContext.values()) {
+      const context = contexts[members[0]];
+      // A group holds one context copy per continuation: split it so each part fits the token budget.
+      let part: number[] = [], held = 0;
+      for (const i of members) {
+        const n = context.length + requests[i].continuation.length;
+        if (part.length && held + n > this.batchTokens) {
+          groups.push({ context, continuations: part.map((j) => requests[j].continuation), members: part });
+          part = [];
+          held = 0;
+        }
+        part.push(i);
+        held += n;
+      }
+      groups.push({ context, continuations: part.map((j) => requests[j].continuation), members: part });
+    }
+    const out: LoglikelihoodResult[] = new Array(requests.length);
+    const scored = await this.loglikelihoodGroups(groups);
+    groups.forEach((g, gi) => g.members.forEach((i, j) => (out[i] = scored[gi][j])));
+    return out;
+  }
+
+  /**
+   * Scores each group's continuations after its context: the contexts of a batch run in one prefill (their last
+   * rows give every continuation's first token), then each group's sequence is forked once per further continuation
+   * and all continuations run in one prefill. Contexts must fit: context + continuation − 1 <= maxContext.
+   */
+  async loglikelihoodGroups(
+    groups: readonly { context: readonly number[]; continuations: readonly (readonly number[])[] }[], session = this.session,
+  ): Promise<LoglikelihoodResult[][]> {
+    for (const [i, g] of groups.entries()) {
+      if (g.context.length === 0) throw new ModelError(`loglikelihoodGroups: group ${i}: context must not be empty`);
+      for (const c of g.continuations) {
+        if (c.length === 0) throw new ModelError(`loglikelihoodGroups: group ${i}: empty continuation`);
+        if (g.context.length + c.length - 1 > this.maxContext)
+          throw new ModelError(`loglikelihoodGroups: group ${i}: ${g.context.length + c.length - 1} tokens exceed maxContext ${this.maxContext}`);
+      }
+    }
+    const V = this.vocabSize;
+    const out: LoglikelihoodResult[][] = groups.map((g) => new Array(g.continuations.length));
+    const cost = (gi: number) => groups[gi].continuations.reduce((a, c) => a + groups[gi].context.length + c.length, 0);
+    for (const batch of this.batches([...groups.keys()], cost)) {
+      const held: number[] = [];
+      try {
+        const seqs = batch.map(() => session.alloc());
+        held.push(...seqs);
+        const ctx = await session.prefill(
+          Int32Array.from(seqs), Int32Array.from(batch.flatMap((gi) => [...groups[gi].context])),
+          Int32Array.from(batch, (gi) => groups[gi].context.length), { rows: "last", logits: false, logSoftmax: true },
+        );
+        // Continuations longer than one token continue on the group's own sequence (the first) or on a fork.
+        const live: { gi: number; j: number; seq: number }[] = [];
+        for (const [b, gi] of batch.entries()) {
+          const conts = groups[gi].continuations;
+          conts.forEach((c, j) => (out[gi][j] = { logprob: ctx.logSoftmax![b * V + c[0]], isGreedy: ctx.argmax[b] === c[0] }));
+          const longer = [...conts.keys()].filter((j) => conts[j].length > 1);
+          if (!longer.length) continue;
+          const forks = longer.length > 1 ? [...(await session.fork(seqs[b], longer.length - 1))] : [];
+          held.push(...forks);
+          longer.forEach((j, k) => live.push({ gi, j, seq: k === 0 ? seqs[b] : forks[k - 1] }));
+        }
+        if (!live.length) continue;
+        const inputs = live.map((x) => groups[x.gi].continuations[x.j].slice(0, -1));
+        const r = await session.prefill(Int32Array.from(live, (x) => x.seq), Int32Array.from(inputs.flat()), Int32Array.from(inputs, (x) => x.length), {
+          rows: "all", logits: false, targets: Int32Array.from(live.flatMap((x) => groups[x.gi].continuations[x.j].slice(1))),
+        });
+        let o = 0;
+        for (const x of live) {
+          const c = groups[x.gi].continuations[x.j], res = out[x.gi][x.j];
+          for (let t = 1; t < c.length; t++, o++) {
+            res.logprob += r.logprobs![o];
+            if (r.argmax[o] !== c[t]) res.isGreedy = false;
+          }
+        }
+      } finally {
+        for (const id of held) session.free(id);
+      }
+    }
+    return out;
+  }
+
+  /** Every request scored from position 0 in its own sequence (no shared prefixes). */
+  private async loglikelihoodPlain(requests: readonly LoglikelihoodRequest[], contexts: readonly number[][]): Promise<LoglikelihoodResult[]> {
+    const inputs: Int32Array[] = [], targets: Int32Array[] = [], spans: [number, number][] = [];
+    for (const [i, r] of requests.entries()) {
+      const all = [...contexts[i], ...r.continuation];
       const n = all.length - 1, first = n - r.continuation.length;
       const tg = new Int32Array(n).fill(-1);
       for (let t = first; t < n; t++) tg[t] = all[t + 1];

@@ -131,6 +131,9 @@ export interface NativeSession {
   free(seq: number): void;
   length(seq: number): number;
   truncate(seq: number, length: number): void;
+  /** `count` (default 1) new sequences, each holding a copy of `seq`'s cache: a shared prefix runs once. A bad
+   * `seq` or `count` throws at once (RangeError). */
+  fork(seq: number, count?: number): Promise<Int32Array>;
   /** Decode-step wall time by category since the last reset (ms); `enable` resets and switches profiling. */
   profile(enable?: boolean): { steps: number; totalMs: number; linearMs: number; attentionMs: number; kvStoreMs: number; otherMs: number };
   /** Benchmarks only: grows the sequence to `length` cached tokens of zero K/V without running them. */

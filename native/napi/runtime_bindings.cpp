@@ -538,6 +538,7 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
                          {InstanceMethod("alloc", &SessionWrap::Alloc), InstanceMethod("free", &SessionWrap::Free),
                           InstanceMethod("length", &SessionWrap::Length),
                           InstanceMethod("truncate", &SessionWrap::Truncate),
+                          InstanceMethod("fork", &SessionWrap::Fork),
                           InstanceMethod("fillZeros", &SessionWrap::FillZeros),
                           InstanceMethod("profile", &SessionWrap::Profile),
                           InstanceMethod("prefill", &SessionWrap::Prefill),
@@ -599,6 +600,27 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     std::lock_guard<std::mutex> g(s->model->mu);
     guarded(env, [&] { s->truncate(id, len); });
     return env.Undefined();
+  }
+
+  // fork(seq, count = 1): Promise<Int32Array> of `count` new sequence ids, each holding a copy of seq's cache. Async:
+  // copying a long cache takes longer than a millisecond.
+  Napi::Value Fork(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    int id = (int)integer(env, arg(info, 0, "seq"), "seq", 0, INT32_MAX);
+    int count = info.Length() > 1 && !info[1].IsUndefined() ? (int)integer(env, info[1], "count", 1, 1 << 20) : 1;
+    {
+      std::lock_guard<std::mutex> g(s->model->mu);
+      guarded(env, [&] { s->seq_len(id); });  // a bad id rejects here, synchronously
+    }
+    auto ids = std::make_shared<std::vector<int32_t>>((size_t)count);
+    auto ss = s;
+    return run_async(
+        env,
+        [ss, id, count, ids] {
+          std::lock_guard<std::mutex> g(ss->model->mu);
+          ss->fork_seq(id, count, ids->data());
+        },
+        [ids](Napi::Env e) -> Napi::Value { return to_js(e, *ids); }, {info.This()});
   }
 
   // profile(enable?: boolean): returns the decode-step profile so far { steps, totalMs, linearMs, attentionMs,

@@ -210,6 +210,9 @@ class Session {
   int64_t seq_len(int id) const;
   // Drops the tail of a sequence (keeps the first `len` tokens).
   void truncate(int id, int64_t len);
+  // Allocates `count` sequences, each holding a copy of sequence src's cache (prefix caching: a shared context is
+  // run once, then each copy continues on its own). out[count] receives the new ids.
+  void fork_seq(int src, int count, int32_t* out);
   // Benchmarks only: grows a sequence to `len` tokens of zero K/V without computing them (decode cost depends on
   // the cache length, not its content).
   void fill_zeros(int id, int64_t len);

@@ -114,6 +114,17 @@ void Session::truncate(int id, int64_t len) {
   c.len = len;
 }
 
+void Session::fork_seq(int src, int count, int32_t* out) {
+  seq(src);  // validates src before anything is allocated
+  if (count < 1) throw std::out_of_range("session: fork count must be >= 1, got " + std::to_string(count));
+  for (int i = 0; i < count; i++) {
+    const int id = alloc_seq();  // may grow seqs_: take references after
+    // The whole cache is copied (its allocation, not just [0, len)), so any per-layer state travels with it.
+    seqs_[id] = seqs_[src];
+    out[i] = id;
+  }
+}
+
 void Session::fill_zeros(int id, int64_t len) {
   SeqCache& c = seq(id);
   if (len < c.len) throw std::out_of_range("session: fill length " + std::to_string(len) + " is below the sequence length " + std::to_string(c.len));
