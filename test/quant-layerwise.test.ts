@@ -3,7 +3,8 @@
 //    the same windows captures, windows longer than the prefill chunk included, and its last output equals the
 //    prefill's hidden state (checked through the logits of a model whose later layers are identity-free);
 //  - captured row samples are the rows at the requested global indices; linears reading one input, started
-//    together, share one Hessian sum, equal to separate captures of each; its fp32 form is the fp64 sums rounded;
+//    together, share one set of input statistics (Hessian sum, |x| sums and maxima), equal to separate captures of
+//    each; its fp32 form is the fp64 sums rounded;
 //  - the AWQ searches on a sample X score candidates as ‖X (W − Ŵ)ᵀ‖² (checked against float64 from X, and against
 //    the Hessian searches with H = XᵀX), do not depend on the thread count, and reject bad arguments;
 //  - sampleRowIndices and the Rng are seeded and reproducible (Rng golden values from the first session's class).
@@ -158,8 +159,9 @@ describe("layer-wise calibration pass", () => {
     expect(shared[0].hessian).not.toEqual(shared[3].hessian);
     expect(shared[4].hessian).not.toEqual(shared[0].hessian);
     expect(shared[0].hessian![0]).toBeGreaterThan(0);
-    // One K x K fp64 sum for q/k/v and one for gate/up instead of five: 3 fewer.
-    expect(separateBytes - sharedBytes).toBe(3 * K * K * 8);
+    // One set of statistics (K x K fp64 sum, fp64 |x| sums, fp32 |x| maxima) for q/k/v and one for gate/up instead
+    // of five: 3 fewer.
+    expect(separateBytes - sharedBytes).toBe(3 * (K * K * 8 + K * 8 + K * 4));
   });
 
   it("rejects bad arguments with errors naming them", async () => {

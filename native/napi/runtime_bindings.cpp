@@ -342,39 +342,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       }
     }
     auto na = nv.As<Napi::Array>();
+    std::vector<std::string> names;
+    for (uint32_t i = 0; i < na.Length(); i++) names.push_back(string(env, na.Get(i), "names[" + std::to_string(i) + "]"));
     std::lock_guard<std::mutex> g(m->mu);
-    // Hessian sums shared by linears of one layer that read the same input (q/k/v: 0, gate/up: 1), for the
-    // linears started by this call.
-    std::map<std::pair<const rt::Layer*, int>, std::shared_ptr<rt::HessianSum>> shared_h;
-    for (uint32_t i = 0; i < na.Length(); i++) {
-      auto name = string(env, na.Get(i), "names[" + std::to_string(i) + "]");
-      guarded(env, [&] {
-        auto& L = m->linear(name);
-        L.capture = std::make_unique<rt::Capture>();
-        L.capture->K = L.K;
-        L.capture->hessian = hess;
-        if (hess) {
-          int input = -1;
-          const rt::Layer* owner = nullptr;
-          for (auto& lay : m->layers)
-            for (int id = 0; id < rt::kNumLinears; id++)
-              if (&lay.lin[id] == &L) {
-                owner = &lay;
-                input = id <= rt::kV ? 0 : (id == rt::kGate || id == rt::kUp) ? 1 : -1;
-              }
-          auto& hs = input >= 0 ? shared_h[{owner, input}] : L.capture->hs;
-          if (!hs) {
-            hs = std::make_shared<rt::HessianSum>();
-            hs->H.assign((size_t)(L.K * L.K), 0.0);
-          }
-          L.capture->hs = hs;
-        }
-        L.capture->abs_sum.assign(L.K, 0.0);
-        L.capture->abs_max.assign(L.K, 0.f);
-        L.capture->sample_rows = sample_rows;
-        L.capture->samples.assign(sample_rows.size() * (size_t)L.K, 0.f);
-      });
-    }
+    guarded(env, [&] { m->capture_start(names, hess, sample_rows); });
     return env.Undefined();
   }
 
@@ -392,13 +363,13 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return guarded(env, [&]() -> Napi::Value {
       auto& L = m->linear(name);
       if (!L.capture) throw std::invalid_argument("captureGet: no capture was started for '" + name + "'");
-      auto& c = *L.capture;
+      const rt::InputStats& c = *L.capture->in;
       auto o = Napi::Object::New(env);
-      o.Set("rows", (double)c.rows);
+      o.Set("rows", (double)L.capture->rows);
       if (c.hessian) {
         // Mirror the accumulated upper triangle in 64 x 64 tiles, so the transposed reads stay in cache.
         const int64_t K = c.K;
-        const double* src = c.hs->H.data();
+        const double* src = c.H.data();
         auto mirror = [&](auto* dst) {
           constexpr int64_t kT = 64;
           parallel_for((K + kT - 1) / kT, 1, [&](int64_t lo, int64_t hi) {
@@ -410,11 +381,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
           });
         };
         if (f32) {
-          auto h = Napi::Float32Array::New(env, c.hs->H.size());
+          auto h = Napi::Float32Array::New(env, c.H.size());
           mirror(h.Data());
           o.Set("hessianF32", h);
         } else {
-          auto h = Napi::Float64Array::New(env, c.hs->H.size());
+          auto h = Napi::Float64Array::New(env, c.H.size());
           mirror(h.Data());
           o.Set("hessian", h);
         }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -122,21 +123,20 @@ std::vector<float> Linear::to_f32() const {
   return W;
 }
 
-void Capture::take_samples(const float* X, int64_t M) {
+InputStats::InputStats(int64_t K_, bool hessian_, std::vector<int64_t> rows_)
+    : K(K_), hessian(hessian_), sample_rows(std::move(rows_)) {
+  if (hessian) H.assign((size_t)(K * K), 0.0);
+  abs_sum.assign((size_t)K, 0.0);
+  abs_max.assign((size_t)K, 0.f);
+  samples.assign(sample_rows.size() * (size_t)K, 0.f);
+}
+
+void InputStats::add(const float* X, int64_t M) {
   while (taken < sample_rows.size() && sample_rows[taken] < rows + M) {
     const int64_t r = sample_rows[taken] - rows;  // >= 0: indices increase and the earlier ones were taken
-    // samples is sized [sample_rows.size(), K] by whoever fills sample_rows (captureStart).
     std::memcpy(samples.data() + taken * K, X + r * K, (size_t)K * 4);
     taken++;
   }
-}
-
-size_t Capture::bytes() const {
-  return abs_sum.capacity() * 8 + abs_max.capacity() * 4 + samples.capacity() * 4 + sample_rows.capacity() * 8;
-}
-
-void Capture::accumulate(const float* X, int64_t M) {
-  take_samples(X, M);
   for (int64_t m = 0; m < M; m++) {
     const float* x = X + m * K;
     for (int64_t k = 0; k < K; k++) {
@@ -145,15 +145,21 @@ void Capture::accumulate(const float* X, int64_t M) {
       if (a > abs_max[k]) abs_max[k] = a;
     }
   }
-  if (hessian) {
-    // A shared sum already past these rows got them from a sibling linear (same input, earlier in the layer).
-    if (hs->rows == rows) {
-      hessian_accumulate_upper(X, M, K, hs->H.data());
-      hs->rows += M;
-    } else if (hs->rows < rows + M) {
-      throw std::logic_error("capture: shared Hessian out of step (linears sharing it saw different inputs)");
-    }
-  }
+  if (hessian) hessian_accumulate_upper(X, M, K, H.data());
+  rows += M;
+}
+
+size_t InputStats::bytes() const {
+  return H.capacity() * 8 + abs_sum.capacity() * 8 + abs_max.capacity() * 4 + samples.capacity() * 4 +
+         sample_rows.capacity() * 8;
+}
+
+void Capture::accumulate(const float* X, int64_t M) {
+  // Shared statistics already past these rows got them from a sibling linear (same input, earlier in the layer).
+  if (in->rows == rows)
+    in->add(X, M);
+  else if (in->rows < rows + M)
+    throw std::logic_error("capture: shared input statistics out of step (linears sharing them saw different inputs)");
   rows += M;
 }
 
@@ -209,6 +215,8 @@ Model::Model(const ModelConfig& c) : cfg(c) {
     for (int j = 0; j < kNumLinears; j++) {
       Linear& L = layers[l].lin[j];
       L.name = "model.layers." + std::to_string(l) + "." + kLinearSuffix[j];
+      L.layer = l;
+      L.id = j;
       L.N = NK[j][0];
       L.K = NK[j][1];
       L.has_bias = (j <= kV && c.qkv_bias) || (j == kO && c.o_bias) || (j >= kGate && c.mlp_bias);
@@ -226,6 +234,28 @@ Linear& Model::linear(const std::string& name) {
   if (it == by_name_.end())
     throw std::invalid_argument("no linear named '" + name + "' (expected e.g. 'model.layers.0.self_attn.q_proj' or 'lm_head')");
   return *it->second;
+}
+
+void Model::capture_start(const std::vector<std::string>& names, bool hessian, const std::vector<int64_t>& sample_rows) {
+  std::vector<Linear*> ls;
+  for (auto& n : names) ls.push_back(&linear(n));
+  // (layer, input): 0 = the attention input (q, k, v), 1 = the MLP input (gate, up); o, down and lm_head have
+  // inputs of their own.
+  std::map<std::pair<int, int>, std::shared_ptr<InputStats>> shared;
+  for (Linear* L : ls) {
+    const int input = L->id < 0 ? -1 : L->id <= kV ? 0 : (L->id == kGate || L->id == kUp) ? 1 : -1;
+    std::shared_ptr<InputStats> st;
+    if (input >= 0) {
+      auto& slot = shared[{L->layer, input}];
+      if (!slot) slot = std::make_shared<InputStats>(L->K, hessian, sample_rows);
+      st = slot;
+    } else {
+      st = std::make_shared<InputStats>(L->K, hessian, sample_rows);
+    }
+    L->capture = std::make_unique<Capture>();
+    L->capture->K = L->K;
+    L->capture->in = std::move(st);
+  }
 }
 
 std::vector<std::string> Model::linear_names() const {
@@ -526,13 +556,10 @@ std::map<std::string, size_t> Model::weight_memory() const {
     m["weights:lm_head:" + lm_head.format_name()] += lm_head.weight_bytes();
   m["weights:norms"] = norms;
   size_t cap = 0;
-  std::set<const HessianSum*> seen;  // a shared Hessian counts once
+  std::set<const InputStats*> seen;  // shared statistics count once
   for (auto& L : layers)
     for (auto& l : L.lin)
-      if (l.capture) {
-        cap += l.capture->bytes();
-        if (l.capture->hs && seen.insert(l.capture->hs.get()).second) cap += l.capture->hs->H.capacity() * 8;
-      }
+      if (l.capture && seen.insert(l.capture->in.get()).second) cap += l.capture->in->bytes();
   if (cap) m["calibration"] = cap;
   return m;
 }

@@ -36,35 +36,38 @@ struct ModelConfig {
 //   Simulated: fake_quant_act_ref(bits) then the weight kernel (results are marked simulated).
 enum class ActMode : int { None = 0, A8 = 1, Simulated = 2 };
 
-// Σ xᵀx of one input [K, K] (upper triangle accumulated, mirrored on read) over its first `rows` rows. Linears that
-// read the same input in the same layer (q/k/v, gate/up) share one when their captures start together: the
-// first of them to see a new block of rows accumulates it, the others find it done (Capture::accumulate).
-struct HessianSum {
-  std::vector<double> H;
-  int64_t rows = 0;
-};
-
-// Calibration statistics of a linear's input X[M, K], accumulated over every prefill run with capture on.
-struct Capture {
+// Calibration statistics of one linear input X[M, K], accumulated over every prefill run with capture on. Linears
+// that read the same input in the same layer (q/k/v, gate/up) share one InputStats when their captures start
+// together (Model::capture_start): the first of them to see a new block of rows accumulates it, the others find it
+// done (Capture::accumulate), so the O(M·K²) Hessian and the O(M·K) statistics are computed once per input.
+struct InputStats {
   int64_t K = 0, rows = 0;
-  std::shared_ptr<HessianSum> hs;  // when hessian; possibly shared with the linears reading the same input
+  bool hessian = true;
+  std::vector<double> H;        // [K, K] Σ xᵀx, upper triangle accumulated (mirrored on read); when hessian
   std::vector<double> abs_sum;  // [K] sum |x|
   std::vector<float> abs_max;   // [K] max |x|
-  bool hessian = true;
   // Row sample (AWQ's searches score candidates on X [n, K] rather than on H): the rows whose global index (rows
   // counted over every captured call, in prefill order) is in sample_rows (strictly increasing) are copied into
   // samples [taken, K]. Memory is n·K·4 bytes whatever the calibration length.
   std::vector<int64_t> sample_rows;
   std::vector<float> samples;
   size_t taken = 0;
-  void accumulate(const float* X, int64_t M);
-  // Copies the sampled rows among X [M, K] (global rows [rows, rows + M)); called by accumulate before rows += M.
-  void take_samples(const float* X, int64_t M);
+  InputStats(int64_t K, bool hessian, std::vector<int64_t> sample_rows);
+  // Adds rows [rows, rows + M) of the input.
+  void add(const float* X, int64_t M);
   size_t bytes() const;
+};
+
+// A linear's view of its input's statistics: how many rows it has seen (its siblings may be ahead).
+struct Capture {
+  int64_t K = 0, rows = 0;
+  std::shared_ptr<InputStats> in;
+  void accumulate(const float* X, int64_t M);
 };
 
 struct Linear {
   std::string name;
+  int layer = -1, id = -1;  // decoder layer and LinearId; -1 for lm_head
   int64_t N = 0, K = 0;
   bool set = false;
   bool quantized = false;
@@ -132,6 +135,10 @@ class Model {
   // Linear by HF module name ("model.layers.3.self_attn.q_proj", "lm_head"); throws naming the name.
   Linear& linear(const std::string& name);
   std::vector<std::string> linear_names() const;
+  // Starts (or restarts) calibration capture on the named linears: every later prefill with capture on accumulates
+  // their inputs' statistics. Linears among `names` that read the same input of one layer (q/k/v; gate/up) share
+  // one InputStats. Every name is resolved before anything changes.
+  void capture_start(const std::vector<std::string>& names, bool hessian, const std::vector<int64_t>& sample_rows);
   // Sets a tensor by its HF name (".weight" / ".bias" suffix). data is [shape] of dtype (F32/F16/BF16).
   void set_tensor(const std::string& name, DType dtype, const std::vector<int64_t>& shape, const void* data,
                   bool keep_dtype);
