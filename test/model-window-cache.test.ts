@@ -1,0 +1,229 @@
+// Bounded KV cache of sliding-window layers (Session windowEvict, the default).
+//
+// Synthetic Mistral-style model (2 layers, 4 heads over 2 kv heads, head_dim 8, window W = 32, seeded random
+// weights) and a Qwen2-style one with mixed layers (max_window_layers = 2 of 4: layers 0-1 full, 2-3 windowed).
+// A session that drops the positions no query can see any more gives IDENTICAL logits (bit for bit: the kernels
+// read the same keys in the same order through KVView::pos0) to a session that keeps every position
+// (windowEvict: false), over 10x the window of decode, prefill in uneven pieces crossing the window (and one
+// prefill longer than the runtime's 512-token chunk), batched decode of sequences at different positions, every
+// KV type; its last row also equals a fresh whole prefill within 1e-5. The cache of a window layer stays bounded
+// (KV bytes of a 10W-token sequence < 2W tokens' worth) while full layers keep everything; truncation inside the
+// held range works and below it fails naming the layer.
+import { describe, expect, it } from "vitest";
+import { parseConfig, type ModelConfig } from "../lib/model/config.js";
+import { kvBytesPerToken, type KVSetting } from "../lib/model/kv.js";
+import { LlamaModel } from "../lib/model/model.js";
+import type { NativeSession } from "../lib/model/native-types.js";
+import { PRESETS } from "../lib/model/synthetic.js";
+
+const W = 32;
+const mistral: ModelConfig = parseConfig({ ...PRESETS["tiny-mistral-sw4"], sliding_window: W, max_position_embeddings: 1024 });
+const qwen: ModelConfig = parseConfig({
+  architectures: ["Qwen2ForCausalLM"], hidden_size: 32, intermediate_size: 48, num_hidden_layers: 4,
+  num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 64, max_position_embeddings: 1024, rms_norm_eps: 1e-6,
+  rope_theta: 10000, sliding_window: W, use_sliding_window: true, max_window_layers: 2, tie_word_embeddings: false,
+});
+
+function rng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const tokensOf = (n: number, seed: number) => {
+  const r = rng(seed);
+  return Array.from({ length: n }, () => 3 + Math.floor(r() * 60));
+};
+const kvBytes = (s: NativeSession) => Object.entries(s.memory()).filter(([k]) => k.startsWith("kv:")).reduce((a, [, b]) => a + b, 0);
+const maxAbs = (a: Float32Array, b: Float32Array) => {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+};
+
+/** Two sessions over one model: bounded (default) and keep-everything. */
+function pair(m: LlamaModel, kvType: KVSetting) {
+  return { ev: m.newSession({ kvType }), keep: m.newSession({ kvType, windowEvict: false }) };
+}
+
+describe("bounded sliding-window KV cache (W = 32)", () => {
+  let mm: LlamaModel, mq: LlamaModel;
+  const V = mistral.vocabSize;
+
+  it("setup: window layers as configured", async () => {
+    mm = await LlamaModel.synthetic(mistral, { seed: 11 });
+    mq = await LlamaModel.synthetic(qwen, { seed: 12 });
+    expect(mistral.layerWindows).toEqual([W, W]);
+    expect(qwen.layerWindows).toEqual([0, 0, W, W]);
+  });
+
+  for (const kvType of ["f32", "f16", "int8", "int4", "int3", { k: "int8", v: "int4" }] as KVSetting[]) {
+    const name = typeof kvType === "string" ? kvType : `k:${kvType.k}/v:${kvType.v}`;
+    it(`decode of 10W tokens (KV ${name}): identical logits to the unbounded cache, bounded memory`, async () => {
+      const { ev, keep } = pair(mm, kvType);
+      const toks = tokensOf(10 * W + 1, 21);
+      const a = ev.alloc(), b = keep.alloc();
+      const prompt = Int32Array.from(toks.slice(0, 5));
+      await ev.prefill(Int32Array.of(a), prompt, Int32Array.of(5), { rows: "last" });
+      await keep.prefill(Int32Array.of(b), prompt, Int32Array.of(5), { rows: "last" });
+      for (let p = 5; p < toks.length; p++) {
+        const x = await ev.decode(Int32Array.of(a), Int32Array.of(toks[p]));
+        const y = await keep.decode(Int32Array.of(b), Int32Array.of(toks[p]));
+        if (maxAbs(x, y) !== 0) expect.fail(`decode at position ${p}: max |diff| ${maxAbs(x, y)}`);
+      }
+      expect(ev.length(a)).toBe(10 * W + 1);
+      // Every layer dropped its dead prefix, but holds at least the window the next query needs.
+      for (const l of [0, 1]) {
+        expect(ev.firstHeld(a, l)).toBeGreaterThan(0);
+        expect(ev.firstHeld(a, l)).toBeLessThanOrEqual(10 * W + 1 - W + 1);
+        expect(keep.firstHeld(b, l)).toBe(0);
+      }
+      const per = kvBytesPerToken(mistral.numLayers, mistral.numKvHeads, mistral.headDim, kvType);
+      const bounded = kvBytes(ev), full = kvBytes(keep);
+      console.log(`KV ${name}, ${10 * W + 1} tokens, window ${W}: bounded ${bounded} B (${(bounded / per).toFixed(1)} tokens' worth), ` +
+        `unbounded ${full} B (${(full / per).toFixed(1)})`);
+      expect(bounded).toBeLessThan(2 * W * per);
+      expect(full).toBeGreaterThanOrEqual((10 * W + 1) * per);
+      ev.dispose();
+      keep.dispose();
+    });
+  }
+
+  it("prefill in uneven pieces crossing the window, then one longer than a 512-token chunk: identical rows", async () => {
+    const { ev, keep } = pair(mm, "int8");
+    const toks = tokensOf(900, 31);
+    const pieces = [3, 29, 1, 40, 7, 64, 33, 2, 100]; // 279 tokens, then 621 at once (chunks 512 + 109)
+    pieces.push(toks.length - pieces.reduce((x, y) => x + y, 0));
+    const a = ev.alloc(), b = keep.alloc();
+    let p = 0;
+    let last = new Float32Array(0);
+    for (const n of pieces) {
+      const t = Int32Array.from(toks.slice(p, p + n));
+      const x = await ev.prefill(Int32Array.of(a), t, Int32Array.of(n), { rows: "all" });
+      const y = await keep.prefill(Int32Array.of(b), t, Int32Array.of(n), { rows: "all" });
+      expect(maxAbs(x.logits!, y.logits!), `piece at ${p} (+${n})`).toBe(0);
+      last = x.logits!.slice((n - 1) * V);
+      // Held from at most the window start of the last 512-token chunk's first query.
+      const lastChunk = p + 512 * Math.floor((n - 1) / 512);
+      p += n;
+      for (const l of [0, 1]) expect(ev.firstHeld(a, l), `after piece ending at ${p}`).toBeLessThanOrEqual(Math.max(0, lastChunk - W + 1));
+    }
+    expect(ev.firstHeld(a, 0)).toBeGreaterThan(p - 512 - W);
+    // A fresh whole prefill of the same 900 tokens (other chunking, other GEMM shapes): last row within 1e-5, and
+    // so is the next decode step over both caches.
+    const f = ev.alloc();
+    const whole = await ev.prefill(Int32Array.of(f), Int32Array.from(toks), Int32Array.of(toks.length), { rows: "last" });
+    expect(maxAbs(last, whole.logits!)).toBeLessThanOrEqual(1e-5);
+    const next = await ev.decode(Int32Array.of(a, f), Int32Array.of(5, 5));
+    expect(maxAbs(next.subarray(0, V), next.subarray(V))).toBeLessThanOrEqual(1e-5);
+    ev.dispose();
+    keep.dispose();
+  });
+
+  it("batched decode of sequences at different positions equals the unbounded cache", async () => {
+    const { ev, keep } = pair(mm, "int4");
+    const lens = [2, 45, 130];
+    const prompts = lens.map((n, i) => tokensOf(n, 40 + i));
+    const run = async (s: NativeSession) => {
+      const ids = lens.map(() => s.alloc());
+      await s.prefill(Int32Array.from(ids), Int32Array.from(prompts.flat()), Int32Array.from(lens), { rows: "last" });
+      const out: Float32Array[] = [];
+      const r = rng(9);
+      for (let k = 0; k < 3 * W; k++) out.push(await s.decode(Int32Array.from(ids), Int32Array.from(ids, () => 3 + Math.floor(r() * 60))));
+      return { ids, out };
+    };
+    const x = await run(ev), y = await run(keep);
+    x.out.forEach((o, k) => expect(maxAbs(o, y.out[k]), `step ${k}`).toBe(0));
+    // Every sequence ends past 2W tokens: all dropped something, by their own positions.
+    x.ids.forEach((id, i) => expect(ev.firstHeld(id, 0), `seq ${i}`).toBeGreaterThan(0));
+    expect(kvBytes(ev)).toBeLessThan(kvBytes(keep));
+    ev.dispose();
+    keep.dispose();
+  });
+
+  it("mixed layers (Qwen2 max_window_layers): full layers keep everything, window layers are bounded", async () => {
+    const { ev, keep } = pair(mq, "f32");
+    const toks = tokensOf(10 * W, 51);
+    const a = ev.alloc(), b = keep.alloc();
+    await ev.prefill(Int32Array.of(a), Int32Array.from(toks.slice(0, 10)), Int32Array.of(10), { rows: "last" });
+    await keep.prefill(Int32Array.of(b), Int32Array.from(toks.slice(0, 10)), Int32Array.of(10), { rows: "last" });
+    for (let p = 10; p < toks.length; p++) {
+      const x = await ev.decode(Int32Array.of(a), Int32Array.of(toks[p]));
+      const y = await keep.decode(Int32Array.of(b), Int32Array.of(toks[p]));
+      if (maxAbs(x, y) !== 0) expect.fail(`decode at position ${p}`);
+    }
+    expect([0, 1, 2, 3].map((l) => ev.firstHeld(a, l) > 0)).toEqual([false, false, true, true]);
+    // The full layers grow alike in both sessions (half of the unbounded bytes); the window layers hold < 2W
+    // tokens each (per-layer bytes a token = per-token / numLayers).
+    const per = kvBytesPerToken(qwen.numLayers, qwen.numKvHeads, qwen.headDim, "f32") / qwen.numLayers;
+    const bounded = kvBytes(ev), full = kvBytes(keep);
+    console.log(`mixed layers, ${10 * W} tokens: bounded ${bounded} B, unbounded ${full} B`);
+    expect(full).toBeGreaterThanOrEqual(4 * 10 * W * per);
+    expect(bounded - full / 2).toBeLessThan(2 * 2 * W * per);
+    ev.dispose();
+    keep.dispose();
+  });
+
+  it("truncate inside the held range works; below it fails naming the layer; truncate(0) restarts", async () => {
+    const { ev, keep } = pair(mm, "f32");
+    const toks = tokensOf(6 * W, 61);
+    const a = ev.alloc(), b = keep.alloc();
+    // Two calls: the second drops the first's dead prefix (a single call holds all of its own tokens).
+    for (const [s, id] of [[ev, a], [keep, b]] as const) {
+      await s.prefill(Int32Array.of(id), Int32Array.from(toks.slice(0, 100)), Int32Array.of(100), { rows: "none" });
+      await s.prefill(Int32Array.of(id), Int32Array.from(toks.slice(100)), Int32Array.of(toks.length - 100), { rows: "none" });
+    }
+    const base = ev.firstHeld(a, 0);
+    expect(base).toBeGreaterThan(0);
+    // The next token at position len attends to [len - W + 1, len): fine down to base + W - 1.
+    const ok = base + W - 1;
+    expect(ev.canTruncate(a, ok)).toBe(true);
+    expect(ev.canTruncate(a, ok - 1)).toBe(false);
+    expect(() => ev.truncate(a, ok - 1)).toThrow(
+      new RegExp(`cannot truncate sequence ${a} to ${ok - 1} tokens: layer 0 \\(sliding window ${W}\\) holds positions \\[${base}, ${toks.length}\\)`));
+    expect(ev.length(a)).toBe(toks.length);  // unchanged by the failed call
+    ev.truncate(a, ok);
+    keep.truncate(b, ok);
+    for (let p = ok; p < ok + 40; p++) {
+      const x = await ev.decode(Int32Array.of(a), Int32Array.of(toks[p % toks.length]));
+      const y = await keep.decode(Int32Array.of(b), Int32Array.of(toks[p % toks.length]));
+      expect(maxAbs(x, y), `after truncate, position ${p}`).toBe(0);
+    }
+    // To 0: the sequence starts over (and equals a fresh one).
+    ev.truncate(a, 0);
+    expect(ev.firstHeld(a, 0)).toBe(0);
+    const c = ev.alloc();
+    const r1 = await ev.prefill(Int32Array.of(a), Int32Array.from(toks.slice(0, 70)), Int32Array.of(70), { rows: "last" });
+    const r2 = await ev.prefill(Int32Array.of(c), Int32Array.from(toks.slice(0, 70)), Int32Array.of(70), { rows: "last" });
+    expect(maxAbs(r1.logits!, r2.logits!)).toBe(0);
+    ev.dispose();
+    keep.dispose();
+  });
+
+  it("QUANTEVAL_WINDOW_EVICT=0 turns eviction off for sessions that do not say", () => {
+    process.env.QUANTEVAL_WINDOW_EVICT = "0";
+    try {
+      const s = mm.newSession({ kvType: "f32" });
+      const id = s.alloc();
+      s.fillZeros(id, 10 * W);
+      s.fillZeros(id, 10 * W + 1);
+      expect(s.firstHeld(id, 0)).toBe(0);
+      s.dispose();
+      const t = mm.newSession({ kvType: "f32", windowEvict: true });
+      const j = t.alloc();
+      t.fillZeros(j, 10 * W);
+      t.fillZeros(j, 10 * W + 1);
+      expect(t.firstHeld(j, 0)).toBeGreaterThan(0);
+      t.dispose();
+    } finally {
+      delete process.env.QUANTEVAL_WINDOW_EVICT;
+    }
+    expect(() => mm.newSession({ windowEvict: "yes" as unknown as boolean })).toThrow(/options.windowEvict: expected a boolean/);
+    mm.dispose();
+    mq.dispose();
+  });
+});
