@@ -11,10 +11,12 @@
 // held range works and below it fails naming the layer.
 import { describe, expect, it } from "vitest";
 import { parseConfig, type ModelConfig } from "../lib/model/config.js";
-import { kvBytesPerToken, type KVSetting } from "../lib/model/kv.js";
+import { NativeEvalModel } from "../lib/eval/native_model.js";
+import { kvBytesPerToken, kvCacheBytes, kvHeldTokens, type KVSetting } from "../lib/model/kv.js";
 import { LlamaModel } from "../lib/model/model.js";
 import type { NativeSession } from "../lib/model/native-types.js";
 import { PRESETS } from "../lib/model/synthetic.js";
+import { allocKVCache, attentionDecode, attentionPrefill, kvAppend, type KVCache } from "../lib/ops.js";
 
 const W = 32;
 const mistral: ModelConfig = parseConfig({ ...PRESETS["tiny-mistral-sw4"], sliding_window: W, max_position_embeddings: 1024 });
@@ -81,6 +83,8 @@ describe("bounded sliding-window KV cache (W = 32)", () => {
         expect(ev.firstHeld(a, l)).toBeGreaterThan(0);
         expect(ev.firstHeld(a, l)).toBeLessThanOrEqual(10 * W + 1 - W + 1);
         expect(keep.firstHeld(b, l)).toBe(0);
+        // What lib/model/kv.ts reports (eval's efficiency probe) bounds what the layer holds.
+        expect(ev.length(a) - ev.firstHeld(a, l)).toBeLessThanOrEqual(kvHeldTokens(W, ev.length(a)));
       }
       const per = kvBytesPerToken(mistral.numLayers, mistral.numKvHeads, mistral.headDim, kvType);
       const bounded = kvBytes(ev), full = kvBytes(keep);
@@ -225,5 +229,53 @@ describe("bounded sliding-window KV cache (W = 32)", () => {
     expect(() => mm.newSession({ windowEvict: "yes" as unknown as boolean })).toThrow(/options.windowEvict: expected a boolean/);
     mm.dispose();
     mq.dispose();
+  });
+});
+
+describe("KV cache views with pos0 (ops bindings)", () => {
+  it("attention over the tail of a cache (kv.pos0) equals attention over the whole cache; below pos0 is rejected", async () => {
+    const H = 2, D = 16, nHeads = 6, T = 300, win = 40;
+    const r = rng(77);
+    const randn = (n: number) => Float32Array.from({ length: n }, () => r() * 2 - 1 + 0.2);
+    for (const type of [{ k: "i8", v: "i4" }, "f16", "i3"] as const) {
+      const full = allocKVCache(type, T, H, D);
+      await kvAppend(full, randn(T * H * D), randn(T * H * D), 0);
+      // The tail [pos0, T) as its own arrays (subarray views of the whole cache's rows).
+      const pos0 = T - win;
+      const rows = (a: Float32Array | Uint16Array | Uint8Array | undefined) => a && a.slice((a.length / T) * pos0);
+      const tail = { ...full, k: rows(full.k)!, v: rows(full.v)!, kScale: rows(full.kScale) as Float32Array | undefined,
+        kZero: rows(full.kZero) as Float32Array | undefined, vScale: rows(full.vScale) as Float32Array | undefined,
+        vZero: rows(full.vZero) as Float32Array | undefined, pos0 } as KVCache;
+      const q = randn(2 * nHeads * D);
+      // Sequence 0 at length T sees [260, 300) = exactly the tail; sequence 1 a shorter window inside it.
+      const a = await attentionDecode({ q, nHeads, kv: [full, full], lens: [T, T], window: win });
+      const b = await attentionDecode({ q, nHeads, kv: [tail, { ...tail }], lens: [T, T], window: win });
+      expect(Array.from(b)).toEqual(Array.from(a));
+      // Length T - 1: the query at 298 needs position 259 < pos0 = 260.
+      await expect(attentionDecode({ q: q.subarray(0, nHeads * D), nHeads, kv: [tail], lens: [T - 1], window: win })).rejects.toThrow(
+        /attention_decode: the query of sequence 0 at position 298 needs cached positions from 259 \(window 40\), but the cache starts at pos0 = 260/);
+      // lens beyond pos0 + rows is a range error of the binding (thrown before any work starts).
+      expect(() => attentionDecode({ q: q.subarray(0, nHeads * D), nHeads, kv: [tail], lens: [T + 1], window: win })).toThrow(/lens\[0\]: expected an integer in \[1, 300\]/);
+      const qp = randn(10 * nHeads * D);
+      const pa = await attentionPrefill({ q: qp, nHeads, kv: full, pos0: T - 10, window: 30 });
+      const pb = await attentionPrefill({ q: qp, nHeads, kv: tail, pos0: T - 10, window: 30 });
+      expect(Array.from(pb)).toEqual(Array.from(pa));
+      await expect(attentionPrefill({ q: qp, nHeads, kv: tail, pos0: T - 10, window: 32 })).rejects.toThrow(
+        /attention_prefill: query 0 at position 290 needs cached positions from 259 \(window 32\), but the cache starts at pos0 = 260/);
+    }
+  });
+});
+
+describe("eval scoring over a bounded window cache", () => {
+  it("shared-prefix scoring re-runs the context when a long continuation moved the window on", async () => {
+    const lm = await LlamaModel.synthetic(mistral, { seed: 13, maxContext: 1024 });
+    const m = new NativeEvalModel(lm, { name: "sw", kvType: "f32" });
+    const context = tokensOf(40, 71);
+    const conts = [tokensOf(600, 72), tokensOf(5, 73), tokensOf(650, 74)];  // 599 / 649 inputs: 2 prefill chunks
+    const grouped = (await m.loglikelihoodGroups([{ context, continuations: conts }]))[0];
+    const plain = await m.loglikelihood(conts.map((c) => ({ context, continuation: c })));
+    grouped.forEach((g, i) => expect(Math.abs(g.logprob - plain[i].logprob), `continuation ${i}`).toBeLessThanOrEqual(1e-4 * Math.abs(plain[i].logprob)));
+    expect(kvCacheBytes(mistral, "f32", 4096)).toBe(kvBytesPerToken(2, 2, 8, "f32") * (W - 1 + 16));
+    lm.dispose();
   });
 });

@@ -10,7 +10,7 @@
  * tokenizer has one.
  */
 import type { LlamaModel } from "../model/model.js";
-import { kvBytesPerToken, type KVSetting } from "../model/kv.js";
+import { kvBytesPerToken, kvCacheBytes, type KVSetting } from "../model/kv.js";
 import type { NativeSession } from "../model/native-types.js";
 import type { Tokenizer as HfTokenizer } from "../model/tokenizer.js";
 import type { EfficiencyProbe, LatencyRequest, LatencyResult } from "./efficiency.js";
@@ -138,7 +138,15 @@ export class NativeEvalModel implements EvalModel, PrefixScorer {
             res.logprob += r.logprobs![o];
             if (r.argmax[o] !== x.c[t]) res.isGreedy = false;
           }
-          s.truncate(seqs[x.gi], x.g.context.length);
+          const id = seqs[x.gi], n = x.g.context.length;
+          if (s.canTruncate(id, n)) {
+            s.truncate(id, n);
+          } else {
+            // A sliding-window layer dropped positions the context's end attends to (a continuation longer than one
+            // prefill chunk moved its bounded cache on): run the context again.
+            s.truncate(id, 0);
+            await s.prefill(Int32Array.of(id), Int32Array.from(x.g.context), Int32Array.of(n), { rows: "none" });
+          }
         }
       }
       return out;
@@ -153,7 +161,8 @@ export class NativeEvalModel implements EvalModel, PrefixScorer {
     const kvType = this.opts.kvType;
     return {
       weightBytes: () => Object.entries(model.native.memory()).filter(([k]) => k.startsWith("weights")).reduce((a, [, v]) => a + v, 0),
-      kvCacheBytes: (ctx, batch) => kvBytesPerToken(cfg.numLayers, cfg.numKvHeads, cfg.headDim, kvType) * ctx * batch,
+      // Sliding-window layers hold a bounded number of positions (kvHeldTokens), full layers all ctx of them.
+      kvCacheBytes: (ctx, batch) => kvCacheBytes(cfg, kvType, ctx) * batch,
       // Peak resident memory of the process so far (weights are in native memory, counted by RSS); on a GPU backend
       // the runtime's own device accounting would belong here.
       peakMemoryBytes: () => process.resourceUsage().maxRSS * 1024,
