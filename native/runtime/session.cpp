@@ -220,20 +220,22 @@ void Session::make_room(SeqCache& c, int64_t T) {
   for (int l = 0; l < L; l++) {
     const int64_t W = window_evict ? cfg.layer_window(l) : 0;
     int64_t keep = c.base[l];  // first position held after this call
+    const bool realloc = end - c.base[l] > c.cap[l];  // no room for the new tokens: copy into larger arrays
     // Full attention: positions = rows, doubling up to max_len.
     int64_t cap = std::min(max_len, std::max<int64_t>({end, 2 * c.cap[l], 64}));
     if (W > 0) {
       // The first new query (position p) sees [p - W + 1, p]; later ones see less of the past. Drop the dead prefix
-      // once it reaches the slack, or whenever the arrays are copied anyway to grow.
+      // once it reaches the slack (in place), or whenever the arrays are copied anyway to grow. Short of room with
+      // less dead than the slack, grow rather than compact, or a cache just under its bound would move W rows on
+      // every step.
       const int64_t from = std::max<int64_t>(c.base[l], p - W + 1), slack = window_slack(W);
-      if (from - c.base[l] >= slack || (end - c.base[l] > c.cap[l] && from > c.base[l])) keep = from;
-      // Bounded: at most W - 1 + (slack - 1) held positions before this step's T, so W - 1 + slack + T rows never
-      // run out (growth is geometric up to there).
+      if (realloc || from - c.base[l] >= slack) keep = from;
+      // Bounded: before this step at most W - 1 + (slack - 1) positions are held, so W - 1 + slack + T rows never
+      // run out (growth is geometric up to there, then only in-place compaction).
       const int64_t bound = std::min(max_len, W - 1 + slack + T);
       cap = std::min(max_len, std::max(end - keep, std::min(bound, std::max<int64_t>(2 * c.cap[l], 64))));
     }
     const int64_t off = keep - c.base[l], live = p - keep;
-    const bool realloc = end - keep > c.cap[l];
     if (!realloc && off == 0) continue;
     move_rows(c.k[l], kbpt, off, live, realloc, cap);
     move_rows(c.v[l], vbpt, off, live, realloc, cap);
