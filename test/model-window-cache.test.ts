@@ -104,6 +104,23 @@ describe("bounded sliding-window KV cache (W = 32)", () => {
     });
   }
 
+  it("compaction stays amortized when the arrays' size lands just above the window (W = 64: 64 rows after growth)", async () => {
+    const m64 = await LlamaModel.synthetic({ ...mistral, layerWindows: [64, 64] }, { seed: 3 });
+    const s = m64.newSession({ kvType: "int8" });
+    const id = s.alloc();
+    await s.prefill(Int32Array.of(id), Int32Array.of(5), Int32Array.of(1), { rows: "none" });
+    let moves = 0, prev = 0;
+    const steps = 6 * 64;
+    for (let i = 0; i < steps; i++) {
+      await s.decode(Int32Array.of(id), Int32Array.of(3 + (i % 50)));
+      if (s.firstHeld(id, 1) !== prev) moves++;
+      prev = s.firstHeld(id, 1);
+    }
+    expect(moves).toBeGreaterThan(5);
+    expect(moves).toBeLessThanOrEqual(Math.ceil(steps / 16) + 4);
+    m64.dispose();
+  });
+
   it("prefill in uneven pieces crossing the window, then one longer than a 512-token chunk: identical rows", async () => {
     const { ev, keep } = pair(mm, "int8");
     const toks = tokensOf(900, 31);
