@@ -274,8 +274,8 @@ Napi::Value AttentionPrefill(const Napi::CallbackInfo& info) {
   const int64_t Tq = (int64_t)(qn / ((size_t)n_heads * D));
   const int64_t pos0 = o.integer("pos0", 0, 1LL << 40, 0);
   if (pos0 + Tq > a.view.pos0 + a.capacity)
-    o.range("kv: holds positions [" + std::to_string(a.view.pos0) + ", " + std::to_string(a.view.pos0 + a.capacity) +
-            "), the queries need up to pos0 + Tq = " + std::to_string(pos0 + Tq));
+    o.range("kv: holds " + std::to_string(a.capacity) + " tokens (positions [" + std::to_string(a.view.pos0) + ", " +
+            std::to_string(a.view.pos0 + a.capacity) + ")), the queries need pos0 + Tq = " + std::to_string(pos0 + Tq));
   const float scale = (float)o.number("scale", 1.0 / std::sqrt((double)D));
   const int64_t repeat = o.integer("repeat", 1, 1000000, 1);
   auto out = new_f32(o.env, qn);
