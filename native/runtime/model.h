@@ -244,6 +244,7 @@ class Session {
 
  private:
   SeqCache& seq(int id);
+  const SeqCache& seq(int id) const;
   // Before appending T tokens at position c.len: room for them in every layer, after dropping (window layers) the
   // positions the first new query can no longer see once enough of them piled up (window_slack).
   void make_room(SeqCache& c, int64_t T);

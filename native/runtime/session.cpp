@@ -103,11 +103,12 @@ int Session::alloc_seq() {
   return best;
 }
 
-SeqCache& Session::seq(int id) {
+const SeqCache& Session::seq(int id) const {
   if (id < 0 || id >= (int)seqs_.size() || !seqs_[id].in_use)
     throw std::out_of_range("session: no live sequence with id " + std::to_string(id));
   return seqs_[id];
 }
+SeqCache& Session::seq(int id) { return const_cast<SeqCache&>(static_cast<const Session*>(this)->seq(id)); }
 
 void Session::free_seq(int id) {
   SeqCache& c = seq(id);
@@ -116,11 +117,7 @@ void Session::free_seq(int id) {
   std::fill(c.base.begin(), c.base.end(), 0);
 }
 
-int64_t Session::seq_len(int id) const {
-  if (id < 0 || id >= (int)seqs_.size() || !seqs_[id].in_use)
-    throw std::out_of_range("session: no live sequence with id " + std::to_string(id));
-  return seqs_[id].len;
-}
+int64_t Session::seq_len(int id) const { return seq(id).len; }
 
 int Session::blocking_layer(const SeqCache& c, int64_t len) const {
   if (len == 0) return -1;  // an empty sequence needs nothing
@@ -134,12 +131,12 @@ int Session::blocking_layer(const SeqCache& c, int64_t len) const {
 }
 
 bool Session::can_truncate(int id, int64_t len) const {
-  const SeqCache& c = const_cast<Session*>(this)->seq(id);
+  const SeqCache& c = seq(id);
   return len >= 0 && len <= c.len && blocking_layer(c, len) < 0;
 }
 
 int64_t Session::first_held(int id, int layer) const {
-  const SeqCache& c = const_cast<Session*>(this)->seq(id);
+  const SeqCache& c = seq(id);
   if (layer < 0 || layer >= model->cfg.n_layers)
     throw std::out_of_range("session: layer must be in [0, " + std::to_string(model->cfg.n_layers) + "), got " +
                             std::to_string(layer));
