@@ -34,6 +34,9 @@ export interface KVCache {
   kZero?: Float32Array;
   vScale?: Float32Array;
   vZero?: Float32Array;
+  /** First position the arrays hold (default 0): row r is position pos0 + r. A sliding-window cache that dropped
+   * the positions no query sees any more; a query whose window reaches below pos0 is rejected (TypeError). */
+  pos0?: number;
 }
 
 /** Bytes of one [token, kv head] row of a cache. */
@@ -96,7 +99,8 @@ export async function kvAppend(cache: KVCache, k: Float32Array, v: Float32Array,
 
 /**
  * Decode attention: q [B, nHeads, headDim], one query per sequence at position lens[b] - 1 (it sees tokens
- * [0, lens[b]) of kv[b]); grouped-query when nHeads > nKvHeads. Returns out [B, nHeads, headDim].
+ * [0, lens[b]) of kv[b], which holds positions [kv[b].pos0, lens[b])); grouped-query when nHeads > nKvHeads.
+ * Returns out [B, nHeads, headDim].
  * `scale` multiplies q·k (default 1/sqrt(headDim)). `window` (default 0 = none) is a sliding attention window: the
  * query at position p sees key j iff p - window < j <= p (transformers' sliding_window semantics).
  */

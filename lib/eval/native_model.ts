@@ -10,7 +10,7 @@
  * tokenizer has one.
  */
 import type { LlamaModel } from "../model/model.js";
-import { kvBytesPerToken, type KVSetting } from "../model/kv.js";
+import { kvBytesPerToken, kvCacheBytes, type KVSetting } from "../model/kv.js";
 import type { NativeSession } from "../model/native-types.js";
 import type { Tokenizer as HfTokenizer } from "../model/tokenizer.js";
 import type { EfficiencyProbe, LatencyRequest, LatencyResult } from "./efficiency.js";
@@ -107,7 +107,8 @@ export class NativeEvalModel implements EvalModel, PrefixScorer {
     const kvType = this.opts.kvType;
     return {
       weightBytes: () => Object.entries(model.native.memory()).filter(([k]) => k.startsWith("weights")).reduce((a, [, v]) => a + v, 0),
-      kvCacheBytes: (ctx, batch) => kvBytesPerToken(cfg.numLayers, cfg.numKvHeads, cfg.headDim, kvType) * ctx * batch,
+      // Sliding-window layers hold a bounded number of positions (kvHeldTokens), full layers all ctx of them.
+      kvCacheBytes: (ctx, batch) => kvCacheBytes(cfg, kvType, ctx) * batch,
       // Peak resident memory of the process so far (weights are in native memory, counted by RSS); on a GPU backend
       // the runtime's own device accounting would belong here.
       peakMemoryBytes: () => process.resourceUsage().maxRSS * 1024,

@@ -70,3 +70,31 @@ export function kvBytesPerToken(layers: number, kvHeads: number, headDim: number
   const side = (t: KVType) => rowBytes(t, headDim) + metaBytes(t);
   return layers * kvHeads * (side(k) + side(v));
 }
+
+/** Dead positions a sliding-window layer lets pile up before compacting its cache: max(16, floor(W / 4))
+ * (native Session::window_slack). */
+export function windowSlack(window: number): number {
+  return Math.max(16, Math.floor(window / 4));
+}
+
+/**
+ * Positions a layer's cache holds (at most) after a decode step of a sequence of ctx tokens: all ctx for full
+ * attention (window 0); for a sliding window W with the bounded cache (the sessions' default), the W - 1 positions
+ * the next query needs plus at most `slack` dead ones not yet compacted away. After a prefill chunk of T tokens it
+ * is up to T - 1 more; the allocation is W - 1 + slack + (the largest step's tokens) rows.
+ */
+export function kvHeldTokens(window: number, ctx: number): number {
+  return window > 0 ? Math.min(ctx, window - 1 + windowSlack(window)) : ctx;
+}
+
+/** KV bytes of one sequence of ctx tokens over every layer, counting the bounded caches of sliding-window layers. */
+export function kvCacheBytes(
+  cfg: { numLayers: number; numKvHeads: number; headDim: number; layerWindows?: readonly number[] },
+  kv: KVSetting,
+  ctx: number,
+): number {
+  const perLayerToken = kvBytesPerToken(1, cfg.numKvHeads, cfg.headDim, kv);
+  let tokens = 0;
+  for (let l = 0; l < cfg.numLayers; l++) tokens += kvHeldTokens(cfg.layerWindows?.[l] ?? 0, ctx);
+  return perLayerToken * tokens;
+}

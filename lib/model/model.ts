@@ -146,9 +146,11 @@ export class LlamaModel implements EvalModel {
   }
 
   /** A new session over the same weights (its own KV caches). */
-  newSession(opts: { kvType?: KVSetting; maxLen?: number } = {}): NativeSession {
+  /** windowEvict: see RuntimeAddon.Session (default: bounded sliding-window caches unless QUANTEVAL_WINDOW_EVICT=0). */
+  newSession(opts: { kvType?: KVSetting; maxLen?: number; windowEvict?: boolean } = {}): NativeSession {
     return new (LlamaModel.addon().Session)(this.native, {
       ...sessionKvOptions(opts.kvType ?? "f32"), maxLen: opts.maxLen ?? this.maxContext,
+      ...(opts.windowEvict === undefined ? {} : { windowEvict: opts.windowEvict }),
     });
   }
 

@@ -130,10 +130,16 @@ export interface NativeSession {
   alloc(): number;
   free(seq: number): void;
   length(seq: number): number;
+  /** Keeps the first `length` tokens. Throws (RangeError) when a sliding-window layer already dropped positions
+   * the token at `length` would attend to; canTruncate tells beforehand (truncate to 0 always works). */
   truncate(seq: number, length: number): void;
   /** `count` (default 1) new sequences, each holding a copy of `seq`'s cache: a shared prefix runs once. A bad
    * `seq` or `count` throws at once (RangeError). */
   fork(seq: number, count?: number): Promise<Int32Array>;
+  canTruncate(seq: number, length: number): boolean;
+  /** First position a layer's cache of the sequence still holds (> 0 once a sliding-window layer dropped its
+   * dead prefix). */
+  firstHeld(seq: number, layer: number): number;
   /** Decode-step wall time by category since the last reset (ms); `enable` resets and switches profiling. */
   profile(enable?: boolean): { steps: number; totalMs: number; linearMs: number; attentionMs: number; kvStoreMs: number; otherMs: number };
   /** Benchmarks only: grows the sequence to `length` cached tokens of zero K/V without running them. */
@@ -152,5 +158,7 @@ export interface NativeSession {
 export interface RuntimeAddon {
   Model: new (config: NativeModelConfig) => NativeModel;
   /** kvType: K and V element type (default f32); kType / vType override it for one side. */
-  Session: new (model: NativeModel, opts?: { kvType?: KVType; kType?: KVType; vType?: KVType; maxLen?: number }) => NativeSession;
+  /** windowEvict (default true, or false with QUANTEVAL_WINDOW_EVICT=0): sliding-window layers keep only the
+   * positions a later query can see, so their cache is bounded by ~window tokens whatever the sequence length. */
+  Session: new (model: NativeModel, opts?: { kvType?: KVType; kType?: KVType; vType?: KVType; maxLen?: number; windowEvict?: boolean }) => NativeSession;
 }

@@ -106,10 +106,12 @@ void attention_decode(const float* q, int64_t B, int n_heads, const KVView* kv, 
     if (lens[b] < 1)
       throw std::out_of_range("attention_decode: lens[" + std::to_string(b) + "] must be >= 1, got " +
                               std::to_string(lens[b]));
+    detail::check_kv_reach(kv[b], lens[b] - 1, "attention_decode", "the query of sequence " + std::to_string(b));
   }
   // Work items: (sequence b, token split, kv-head group). Every sequence gets enough items for ~4 per thread: first by
   // splitting its tokens (ranges of >= kMinSplit, merged afterwards), then by splitting its kv heads. With a sliding
-  // window a sequence's tokens are [lo, lens[b]), lo = kv_window_start(kv[b], lens[b] - 1).
+  // window a sequence's tokens are [lo, lens[b]), lo = kv_window_start(kv[b], lens[b] - 1). The tasks index cache
+  // rows: position t is row t - kv[b].pos0 (the check above guarantees lo >= pos0).
   const int64_t want = 4 * (int64_t)num_threads();
   const int64_t per_seq = (want + B - 1) / B;
   struct Item { int64_t b; int h0, h1; int64_t t0, t1; int64_t state; };
@@ -118,7 +120,7 @@ void attention_decode(const float* q, int64_t B, int n_heads, const KVView* kv, 
   int64_t n_states = 0;  // one state per (b, split, query head)
   for (int64_t b = 0; b < B; b++) {
     const int H = kv[b].n_kv_heads, G = n_heads / H;
-    const int64_t lo = kv_window_start(kv[b], lens[b] - 1), n = lens[b] - lo;
+    const int64_t lo = kv_window_start(kv[b], lens[b] - 1) - kv[b].pos0, n = lens[b] - kv[b].pos0 - lo;
     const int64_t splits = std::max<int64_t>(1, std::min(per_seq, n / detail::kMinSplit));
     const int64_t hsplits = std::min<int64_t>(H, (per_seq + splits - 1) / splits);
     seq_state[b] = n_states;
@@ -163,6 +165,13 @@ void attention_prefill(const float* q, int64_t Tq, int n_heads, const KVView& kv
   const int D = kv.head_dim;
   detail::check_kv_view(kv, n_heads, D, "attention_prefill");
   if (Tq == 0) return;
+  detail::check_kv_reach(kv, pos0, "attention_prefill", "query 0");  // window starts grow with the position
+  // The tasks see positions relative to the first held one: the view `rel` starts at position 0 = kv.pos0 and the
+  // queries sit at qpos = pos0 - kv.pos0. Every query's window start is >= kv.pos0 (checked), so
+  // kv_window_start(rel, p - kv.pos0) = kv_window_start(kv, p) - kv.pos0: the same keys, rows and block splits.
+  KVView rel = kv;
+  rel.pos0 = 0;
+  const int64_t qpos = pos0 - kv.pos0;
   const int H = kv.n_kv_heads, G = n_heads / H;
   if (!detail::use_avx2()) {
     // Scalar: one decode-style task per (query position, kv head).
@@ -170,8 +179,8 @@ void attention_prefill(const float* q, int64_t Tq, int n_heads, const KVView& kv
       const int64_t qi = Tq - 1 - i / H;
       const int h = (int)(i % H);
       std::vector<float> ml(2 * G), acc((size_t)G * D);
-      detail::DecodeTask t{q + (qi * n_heads + (int64_t)h * G) * D, G, D, &kv, h, h + 1,
-                           kv_window_start(kv, pos0 + qi), pos0 + qi + 1, scale,
+      detail::DecodeTask t{q + (qi * n_heads + (int64_t)h * G) * D, G, D, &rel, h, h + 1,
+                           kv_window_start(rel, qpos + qi), qpos + qi + 1, scale,
                            ml.data(), ml.data() + G, acc.data()};
       detail::decode_task_scalar(t);
       for (int g = 0; g < G; g++) {
@@ -186,7 +195,8 @@ void attention_prefill(const float* q, int64_t Tq, int n_heads, const KVView& kv
   const int64_t n_tiles = (Tq + qt - 1) / qt;
   detail::run_dynamic(n_tiles * H, [&](int64_t i) {
     const int64_t tile = n_tiles - 1 - i / H;  // latest positions first: they are the longest
-    detail::PrefillTask t{q, n_heads, G, D, &kv, (int)(i % H), tile * qt, std::min(Tq, (tile + 1) * qt), pos0, scale, out};
+    detail::PrefillTask t{q, n_heads, G, D, &rel, (int)(i % H), tile * qt, std::min(Tq, (tile + 1) * qt), qpos, scale,
+                          out};
     detail::prefill_task_avx2(t);
   });
 }

@@ -25,6 +25,7 @@ inline void merge_state(SoftmaxState& a, const SoftmaxState& b, int D) {
 
 // One unit of decode work: kv heads [h0, h1) of one sequence (with their G query heads each) over tokens
 // [t0, t1). Writes the unnormalized states of the (h1 - h0) · G query heads: m[n], l[n], acc[n, D].
+// t0 / t1 are cache rows (position - kv->pos0): the drivers translate positions.
 struct DecodeTask {
   const float* q;  // [(h1 - h0) · G, D] (unscaled)
   int G, D;
@@ -40,6 +41,7 @@ void decode_task_scalar(const DecodeTask& t);
 void decode_task_avx2(const DecodeTask& t);
 
 // One unit of prefill work: query positions [i0, i1) of all G heads of kv head `kvh`; writes normalized outputs.
+// The driver hands a view with kv->pos0 == 0 and positions relative to the first held one (pos0 here likewise).
 struct PrefillTask {
   const float* q;  // [Tq, n_heads, D]
   int n_heads, G, D;

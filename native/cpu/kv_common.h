@@ -53,6 +53,9 @@ inline void check_kv_view(const KVView& kv, int n_heads, int head_dim, const cha
   check_head_dim(kv.head_dim, kv.v_type, who);
   if (kv.window < 0)
     throw std::out_of_range(std::string(who) + ": KV window must be >= 0 (0 = none), got " + std::to_string(kv.window));
+  if (kv.pos0 < 0)
+    throw std::out_of_range(std::string(who) + ": KV pos0 (first held position) must be >= 0, got " +
+                            std::to_string(kv.pos0));
   if (!kv.k || !kv.v) throw std::invalid_argument(std::string(who) + ": KV k/v pointers are null");
   if (kv_quantized(kv.k_type) && (!kv.k_scale || !kv.k_zero))
     throw std::invalid_argument(std::string(who) + ": quantized K (" + kv_type_name(kv.k_type) +
@@ -60,6 +63,17 @@ inline void check_kv_view(const KVView& kv, int n_heads, int head_dim, const cha
   if (kv_quantized(kv.v_type) && (!kv.v_scale || !kv.v_zero))
     throw std::invalid_argument(std::string(who) + ": quantized V (" + kv_type_name(kv.v_type) +
                                 ") needs v_scale and v_zero");
+}
+
+// The query at position p reads positions [kv_window_start(kv, p), p]: all of them must be held, i.e. at or above
+// the cache's first held position kv.pos0. `what` names the query ("sequence 2", "query 5").
+inline void check_kv_reach(const KVView& kv, int64_t p, const char* who, const std::string& what) {
+  const int64_t need = kv_window_start(kv, p);
+  if (need < kv.pos0)
+    throw std::invalid_argument(std::string(who) + ": " + what + " at position " + std::to_string(p) +
+                                " needs cached positions from " + std::to_string(need) + " (window " +
+                                (kv.window > 0 ? std::to_string(kv.window) : std::string("none")) +
+                                "), but the cache starts at pos0 = " + std::to_string(kv.pos0));
 }
 
 // Code d of an int3 / int2 row of head_dim D (formats.h layout: 2-bit plane, then for int3 the high-bit plane at

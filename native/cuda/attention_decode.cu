@@ -44,9 +44,11 @@ __global__ void decode_partial(const float* __restrict__ q, int n_heads, int n_k
   const int64_t len = lens[b];
   const KVView v = kv[b];
   // Sliding window: the query at len - 1 sees tokens [len - window, len); splits below that are empty (m = -inf).
+  // The view holds positions [pos0, len) (row t - pos0); a window reaching below pos0 is a caller bug that the
+  // device cannot throw for: decode_merge writes NaN for that sequence, and nothing below pos0 is read.
   const int64_t lo = v.window > 0 && len - v.window > 0 ? len - v.window : 0;
   const int64_t s0 = (int64_t)split * kSplitTokens;
-  const int64_t t0 = max(lo, s0), t1 = min(len, s0 + kSplitTokens);
+  const int64_t t0 = max(max(lo, v.pos0), s0), t1 = min(len, s0 + kSplitTokens);
   const bool kq = k_type == KVType::I8 || k_type == KVType::I4;
   const bool vq = v_type == KVType::I8 || v_type == KVType::I4;
 
@@ -59,7 +61,7 @@ __global__ void decode_partial(const float* __restrict__ q, int n_heads, int n_k
   }
   float m = -INFINITY, l = 0.f;
   for (int64_t t = t0 + warp; t < t1; t += kWarps) {
-    const int64_t row = t * n_kv_heads + hk;
+    const int64_t row = (t - v.pos0) * n_kv_heads + hk;
     float ks = 1.f, kz = 0.f, vs = 1.f, vz = 0.f;
     if (kq) { ks = v.k_scale[row]; kz = v.k_zero[row]; }
     if (vq) { vs = v.v_scale[row]; vz = v.v_zero[row]; }
@@ -103,10 +105,16 @@ __global__ void decode_partial(const float* __restrict__ q, int n_heads, int n_k
   }
 }
 
-__global__ void decode_merge(int head_dim, int n_splits, const int64_t* __restrict__ lens, int n_heads,
-                             const float* __restrict__ ws, float* __restrict__ out) {
+__global__ void decode_merge(int head_dim, int n_splits, const KVView* __restrict__ kv, const int64_t* __restrict__ lens,
+                             int n_heads, const float* __restrict__ ws, float* __restrict__ out) {
   const int bh = blockIdx.x;
   const int64_t len = lens[bh / n_heads];
+  const KVView v = kv[bh / n_heads];
+  const int64_t lo = v.window > 0 && len - v.window > 0 ? len - v.window : 0;
+  if (lo < v.pos0) {  // the window needs positions the view no longer holds
+    for (int d = threadIdx.x; d < head_dim; d += blockDim.x) out[(int64_t)bh * head_dim + d] = __int_as_float(0x7fc00000);
+    return;
+  }
   const int64_t need = (len + kSplitTokens - 1) / kSplitTokens;
   const int used = need < n_splits ? (int)need : n_splits;
   const float* p = ws + (int64_t)bh * n_splits * (head_dim + 2);
@@ -153,7 +161,7 @@ void attention_decode(const float* q, int64_t B, int n_heads, int n_kv_heads, in
   decode_partial<<<grid, 32 * kWarps, 0, stream>>>(q, n_heads, n_kv_heads, head_dim, k_type, v_type, kv, lens, scale, splits,
                                                    workspace);
   QE_CUDA_LAUNCH_CHECK();
-  decode_merge<<<(unsigned)(B * n_heads), 128, 0, stream>>>(head_dim, splits, lens, n_heads, workspace, out);
+  decode_merge<<<(unsigned)(B * n_heads), 128, 0, stream>>>(head_dim, splits, kv, lens, n_heads, workspace, out);
   QE_CUDA_LAUNCH_CHECK();
 }
 

@@ -121,6 +121,8 @@ KVArg read_kv(const Opts& o, const Napi::Value& val, const std::string& field) {
     o.range(field + ".k: expected a multiple of " + std::to_string(krow) +
             " bytes (nKvHeads × K bytes per head), got " + std::to_string(kb));
   a.capacity = (int64_t)(kb / krow);
+  // pos0: the first position the arrays hold (row 0 is position pos0; a bounded sliding-window cache).
+  if (has("pos0")) w.pos0 = integer(o.env, obj.Get("pos0"), o.name(field + ".pos0"), 0, 1LL << 40);
   w.v = bytes_of(o.env, v, o.name(field + ".v"), (size_t)a.capacity * vrow);
   a.keep = {k, v};
   const size_t n = (size_t)a.capacity * w.n_kv_heads;
@@ -202,7 +204,8 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
   const int64_t B = n_kv / layers;
   auto views = std::make_shared<std::vector<KVView>>();
   std::vector<Napi::Value> keep = {o.get("q")};
-  std::vector<int64_t> caps(B, std::numeric_limits<int64_t>::max());  // per sequence, the smallest over layers
+  // Per sequence, the smallest over layers of the last position + 1 a cache holds (pos0 + rows).
+  std::vector<int64_t> caps(B, std::numeric_limits<int64_t>::max());
   for (int64_t i = 0; i < n_kv; i++) {
     const int64_t b = i;  // index into kv (layer i / B, sequence i % B)
     auto a = read_kv(o, arr.Get((uint32_t)b), "kv[" + std::to_string(b) + "]");
@@ -214,7 +217,7 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
               std::to_string(a.view.n_kv_heads) + ", got " + std::to_string(n_heads));
     views->push_back(a.view);
     views->back().window = window;
-    caps[i % B] = std::min(caps[i % B], a.capacity);
+    caps[i % B] = std::min(caps[i % B], a.view.pos0 + a.capacity);
     keep.insert(keep.end(), a.keep.begin(), a.keep.end());
   }
   const int D = (*views)[0].head_dim;
@@ -231,7 +234,7 @@ Napi::Value AttentionDecode(const Napi::CallbackInfo& info) {
     for (int64_t b = 0; b < B; b++)
       if (l[b] < 1 || l[b] > caps[b])
         o.range("lens[" + std::to_string(b) + "]: expected an integer in [1, " + std::to_string(caps[b]) +
-                "] (the cache capacity), got " + std::to_string(l[b]));
+                "] (the cache's pos0 + capacity), got " + std::to_string(l[b]));
       else (*lens)[b] = l[b];
   }
   const float scale = (float)o.number("scale", 1.0 / std::sqrt((double)D));
@@ -270,9 +273,9 @@ Napi::Value AttentionPrefill(const Napi::CallbackInfo& info) {
             std::to_string(qn));
   const int64_t Tq = (int64_t)(qn / ((size_t)n_heads * D));
   const int64_t pos0 = o.integer("pos0", 0, 1LL << 40, 0);
-  if (pos0 + Tq > a.capacity)
-    o.range("kv: holds " + std::to_string(a.capacity) + " tokens, the queries need pos0 + Tq = " +
-            std::to_string(pos0 + Tq));
+  if (pos0 + Tq > a.view.pos0 + a.capacity)
+    o.range("kv: holds " + std::to_string(a.capacity) + " tokens (positions [" + std::to_string(a.view.pos0) + ", " +
+            std::to_string(a.view.pos0 + a.capacity) + ")), the queries need pos0 + Tq = " + std::to_string(pos0 + Tq));
   const float scale = (float)o.number("scale", 1.0 / std::sqrt((double)D));
   const int64_t repeat = o.integer("repeat", 1, 1000000, 1);
   auto out = new_f32(o.env, qn);

@@ -510,6 +510,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
                           InstanceMethod("length", &SessionWrap::Length),
                           InstanceMethod("truncate", &SessionWrap::Truncate),
                           InstanceMethod("fork", &SessionWrap::Fork),
+                          InstanceMethod("canTruncate", &SessionWrap::CanTruncate),
+                          InstanceMethod("firstHeld", &SessionWrap::FirstHeld),
                           InstanceMethod("fillZeros", &SessionWrap::FillZeros),
                           InstanceMethod("profile", &SessionWrap::Profile),
                           InstanceMethod("prefill", &SessionWrap::Prefill),
@@ -522,6 +524,8 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
 
   // new Session(model, { kvType: 'f32'|'f16'|'int8'|'int4'|'int3'|'int2' = 'f32', kType?, vType?, maxLen }): kvType is the
   // element type of K and V; kType / vType override it for one side (e.g. { kType: 'int8', vType: 'int4' }).
+  // windowEvict (default: true unless QUANTEVAL_WINDOW_EVICT=0): sliding-window layers keep only the positions a
+  // later query can see (bounded cache); false keeps every position.
   explicit SessionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SessionWrap>(info) {
     auto env = info.Env();
     auto mv = arg(info, 0, "model");
@@ -544,7 +548,11 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
     const KVType t = kv_type("kvType", KVType::F32);
     const KVType kt = kv_type("kType", t), vt = kv_type("vType", t);
     int64_t ml = int_field(env, o, "maxLen", "options", mw->m->cfg.max_context, false, 1, mw->m->cfg.max_context);
-    guarded(env, [&] { s = std::make_shared<rt::Session>(mw->m, kt, vt, ml); });
+    const Napi::Value ev = o.Get("windowEvict");
+    const bool has_ev = !ev.IsUndefined(), evict = has_ev && boolean(env, ev, "options.windowEvict");
+    guarded(env, [&] {
+      s = has_ev ? std::make_shared<rt::Session>(mw->m, kt, vt, ml, evict) : std::make_shared<rt::Session>(mw->m, kt, vt, ml);
+    });
   }
 
   Napi::Value Alloc(const Napi::CallbackInfo& info) {
@@ -592,6 +600,30 @@ class SessionWrap : public Napi::ObjectWrap<SessionWrap> {
           ss->fork_seq(id, count, ids->data());
         },
         [ids](Napi::Env e) -> Napi::Value { return to_js(e, *ids); }, {info.This()});
+  }
+
+  // canTruncate(seq, length): whether truncate(seq, length) would succeed (a sliding-window layer may have dropped
+  // positions the token at `length` would attend to).
+  Napi::Value CanTruncate(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    int id = (int)integer(env, arg(info, 0, "seq"), "seq", 0, INT32_MAX);
+    int64_t len = integer(env, arg(info, 1, "length"), "length", 0, INT32_MAX);
+    std::lock_guard<std::mutex> g(s->model->mu);
+    bool r = false;
+    guarded(env, [&] { r = s->can_truncate(id, len); });
+    return Napi::Boolean::New(env, r);
+  }
+
+  // firstHeld(seq, layer): the first position the layer's cache of the sequence still holds (0 unless a
+  // sliding-window layer dropped its dead prefix).
+  Napi::Value FirstHeld(const Napi::CallbackInfo& info) {
+    auto env = info.Env();
+    int id = (int)integer(env, arg(info, 0, "seq"), "seq", 0, INT32_MAX);
+    int layer = (int)integer(env, arg(info, 1, "layer"), "layer", 0, INT32_MAX);
+    std::lock_guard<std::mutex> g(s->model->mu);
+    int64_t r = 0;
+    guarded(env, [&] { r = s->first_held(id, layer); });
+    return Napi::Number::New(env, (double)r);
   }
 
   // profile(enable?: boolean): returns the decode-step profile so far { steps, totalMs, linearMs, attentionMs,

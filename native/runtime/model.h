@@ -5,6 +5,7 @@
 // Shapes: D = hidden, Hq = n_heads * head_dim, Hkv = n_kv_heads * head_dim, I = intermediate, V = vocab.
 // Linear weights are W[N, K] as nn.Linear stores them; Y[M, N] = X[M, K] · W^T + b.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -167,11 +168,15 @@ class Model {
   std::vector<float>* norm(const std::string& name, bool** flag);
 };
 
-// One sequence's KV cache, per layer: k [cap, n_kv, bytes_per_head(k_type)], v [cap, n_kv, bytes_per_head(v_type)],
-// scales/zeros [cap, n_kv] (ks/kz when K is quantized, vs/vz when V is).
+// One sequence's KV cache, per layer l: k[l] [cap[l], n_kv, bytes_per_head(k_type)], v[l] [cap[l], n_kv,
+// bytes_per_head(v_type)], scales/zeros [cap[l], n_kv] (ks/kz when K is quantized, vs/vz when V is). Row r of layer
+// l holds position base[l] + r; rows [0, len - base[l]) are live. Full-attention layers keep base 0 and grow with
+// the sequence; sliding-window layers drop the positions no later query can see (Session::make_room), so they hold
+// at most window - 1 + slack + (tokens of one step) rows whatever the sequence length.
 struct SeqCache {
   bool in_use = false;
-  int64_t len = 0, cap = 0;
+  int64_t len = 0;
+  std::vector<int64_t> base, cap;  // [n_layers]
   std::vector<std::vector<uint8_t>> k, v;
   std::vector<std::vector<float>> ks, kz, vs, vz;
   size_t bytes() const { return k_bytes() + v_bytes(); }
@@ -204,6 +209,10 @@ class Session {
  public:
   DecodeProfile profile;
   // K and V caches with their own element types (e.g. K int8, V int4); the 3-argument form uses one type for both.
+  // window_evict: sliding-window layers drop the positions no later query can see (bounded cache); false keeps every
+  // position (the cache grows with the sequence, as full-attention layers do). The 4-argument forms read the
+  // environment: QUANTEVAL_WINDOW_EVICT=0 turns eviction off, anything else (or unset) leaves it on.
+  Session(std::shared_ptr<Model> model, KVType k_type, KVType v_type, int64_t max_len, bool window_evict);
   Session(std::shared_ptr<Model> model, KVType k_type, KVType v_type, int64_t max_len);
   Session(std::shared_ptr<Model> model, KVType kv_type, int64_t max_len)
       : Session(std::move(model), kv_type, kv_type, max_len) {}
@@ -211,15 +220,25 @@ class Session {
   std::shared_ptr<Model> model;
   const KVType k_type, v_type;
   const int64_t max_len;
+  const bool window_evict;
+  // Dead positions a window layer lets accumulate before compacting its cache: max(16, window / 4). Compaction
+  // moves window - 1 rows, so its amortized cost is <= 4 (window >= 64) row copies a token per layer, against the
+  // window rows every decode step reads.
+  static int64_t window_slack(int64_t window) { return std::max<int64_t>(16, window / 4); }
 
   int alloc_seq();
   void free_seq(int id);
   int64_t seq_len(int id) const;
-  // Drops the tail of a sequence (keeps the first `len` tokens).
+  // Drops the tail of a sequence (keeps the first `len` tokens). A sliding-window layer that already dropped
+  // positions the token at position `len` would attend to ([len - window + 1, len)) cannot go back there: that
+  // throws std::out_of_range naming the layer (truncate to 0 and prefill again). can_truncate tells beforehand.
   void truncate(int id, int64_t len);
   // Allocates `count` sequences, each holding a copy of sequence src's cache (prefix caching: a shared context is
   // run once, then each copy continues on its own). out[count] receives the new ids.
   void fork_seq(int src, int count, int32_t* out);
+  bool can_truncate(int id, int64_t len) const;
+  // Positions [first, len) a layer of a sequence holds (first > 0 once a window layer dropped its dead prefix).
+  int64_t first_held(int id, int layer) const;
   // Benchmarks only: grows a sequence to `len` tokens of zero K/V without computing them (decode cost depends on
   // the cache length, not its content).
   void fill_zeros(int id, int64_t len);
@@ -235,7 +254,12 @@ class Session {
 
  private:
   SeqCache& seq(int id);
-  void reserve(SeqCache& c, int64_t need);
+  const SeqCache& seq(int id) const;
+  // Before appending T tokens at position c.len: room for them in every layer, after dropping (window layers) the
+  // positions the first new query can no longer see once enough of them piled up (window_slack).
+  void make_room(SeqCache& c, int64_t T);
+  // The first layer that cannot serve a query at position len (it dropped positions that query needs), or -1.
+  int blocking_layer(const SeqCache& c, int64_t len) const;
   KVView view(const SeqCache& c, int layer) const;
   // Runs T tokens of one sequence from its current length; leaves final-normed hidden rows in ws.h [T, D].
   void forward_one(Workspace& ws, SeqCache& c, const int32_t* tokens, int64_t T, bool capture);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
@@ -62,8 +63,19 @@ int32_t argmax_row(const float* x, int64_t V) {
 }
 }  // namespace
 
+namespace {
+// QUANTEVAL_WINDOW_EVICT=0 keeps every position of sliding-window layers (tests compare against it).
+bool window_evict_env() {
+  const char* e = std::getenv("QUANTEVAL_WINDOW_EVICT");
+  return !(e && std::string(e) == "0");
+}
+}  // namespace
+
 Session::Session(std::shared_ptr<Model> m, KVType kt, KVType vt, int64_t ml)
-    : model(std::move(m)), k_type(kt), v_type(vt), max_len(ml) {
+    : Session(std::move(m), kt, vt, ml, window_evict_env()) {}
+
+Session::Session(std::shared_ptr<Model> m, KVType kt, KVType vt, int64_t ml, bool evict)
+    : model(std::move(m)), k_type(kt), v_type(vt), max_len(ml), window_evict(evict) {
   if (ml <= 0) throw std::out_of_range("session: max_len must be > 0");
   if ((kt == KVType::I4 || vt == KVType::I4) && model->cfg.head_dim % 2)
     throw std::invalid_argument(std::string("session: an int4 ") + (kt == KVType::I4 ? "K" : "V") +
@@ -79,39 +91,73 @@ Workspace& Session::lane(size_t i) {
 int Session::alloc_seq() {
   int best = -1;
   for (size_t i = 0; i < seqs_.size(); i++)
-    if (!seqs_[i].in_use && (best < 0 || seqs_[i].cap > seqs_[best].cap)) best = (int)i;
+    if (!seqs_[i].in_use && (best < 0 || seqs_[i].bytes() > seqs_[best].bytes())) best = (int)i;
   if (best < 0) {
     seqs_.emplace_back();
     best = (int)seqs_.size() - 1;
   }
-  seqs_[best].in_use = true;
-  seqs_[best].len = 0;
+  SeqCache& c = seqs_[best];
+  c.in_use = true;
+  c.len = 0;
+  std::fill(c.base.begin(), c.base.end(), 0);
   return best;
 }
 
-SeqCache& Session::seq(int id) {
+const SeqCache& Session::seq(int id) const {
   if (id < 0 || id >= (int)seqs_.size() || !seqs_[id].in_use)
     throw std::out_of_range("session: no live sequence with id " + std::to_string(id));
   return seqs_[id];
 }
+SeqCache& Session::seq(int id) { return const_cast<SeqCache&>(static_cast<const Session*>(this)->seq(id)); }
 
 void Session::free_seq(int id) {
   SeqCache& c = seq(id);
   c.in_use = false;
   c.len = 0;
+  std::fill(c.base.begin(), c.base.end(), 0);
 }
 
-int64_t Session::seq_len(int id) const {
-  if (id < 0 || id >= (int)seqs_.size() || !seqs_[id].in_use)
-    throw std::out_of_range("session: no live sequence with id " + std::to_string(id));
-  return seqs_[id].len;
+int64_t Session::seq_len(int id) const { return seq(id).len; }
+
+int Session::blocking_layer(const SeqCache& c, int64_t len) const {
+  if (len == 0) return -1;  // an empty sequence needs nothing
+  for (size_t l = 0; l < c.base.size(); l++) {
+    if (c.base[l] == 0) continue;
+    const int64_t W = model->cfg.layer_window((int)l);
+    const int64_t need = W > 0 ? std::max<int64_t>(0, len - W + 1) : 0;  // first position the query at len sees
+    if (need < c.base[l]) return (int)l;
+  }
+  return -1;
+}
+
+bool Session::can_truncate(int id, int64_t len) const {
+  const SeqCache& c = seq(id);
+  return len >= 0 && len <= c.len && blocking_layer(c, len) < 0;
+}
+
+int64_t Session::first_held(int id, int layer) const {
+  const SeqCache& c = seq(id);
+  if (layer < 0 || layer >= model->cfg.n_layers)
+    throw std::out_of_range("session: layer must be in [0, " + std::to_string(model->cfg.n_layers) + "), got " +
+                            std::to_string(layer));
+  return (size_t)layer < c.base.size() ? c.base[layer] : 0;
 }
 
 void Session::truncate(int id, int64_t len) {
   SeqCache& c = seq(id);
   if (len < 0 || len > c.len)
     throw std::out_of_range("session: truncate length must be in [0, " + std::to_string(c.len) + "], got " + std::to_string(len));
+  const int l = blocking_layer(c, len);
+  if (l >= 0)
+    throw std::out_of_range("session: cannot truncate sequence " + std::to_string(id) + " to " + std::to_string(len) +
+                            " tokens: layer " + std::to_string(l) + " (sliding window " +
+                            std::to_string(model->cfg.layer_window(l)) + ") holds positions [" +
+                            std::to_string(c.base[l]) + ", " + std::to_string(c.len) +
+                            ") and dropped earlier ones that the token at position " + std::to_string(len) +
+                            " would attend to; truncate to 0 and prefill again (or to >= " +
+                            std::to_string(c.base[l] + model->cfg.layer_window(l) - 1) + ")");
   c.len = len;
+  if (len == 0) std::fill(c.base.begin(), c.base.end(), 0);
 }
 
 void Session::fork_seq(int src, int count, int32_t* out) {
@@ -128,43 +174,84 @@ void Session::fork_seq(int src, int count, int32_t* out) {
 void Session::fill_zeros(int id, int64_t len) {
   SeqCache& c = seq(id);
   if (len < c.len) throw std::out_of_range("session: fill length " + std::to_string(len) + " is below the sequence length " + std::to_string(c.len));
-  reserve(c, len);
+  if (len > max_len)
+    throw std::out_of_range("session: sequence of " + std::to_string(len) + " tokens exceeds max_len " +
+                            std::to_string(max_len));
+  if (len == c.len) return;
+  make_room(c, len - c.len);
   const int64_t H = model->cfg.n_kv_heads;
   const size_t kbpt = (size_t)H * kv_bytes_per_head(k_type, model->cfg.head_dim);
   const size_t vbpt = (size_t)H * kv_bytes_per_head(v_type, model->cfg.head_dim);
   for (int l = 0; l < model->cfg.n_layers; l++) {
-    std::memset(c.k[l].data() + c.len * kbpt, 0, (len - c.len) * kbpt);
-    std::memset(c.v[l].data() + c.len * vbpt, 0, (len - c.len) * vbpt);
+    const int64_t r0 = c.len - c.base[l], r1 = len - c.base[l];  // rows of positions [c.len, len)
+    std::memset(c.k[l].data() + r0 * kbpt, 0, (r1 - r0) * kbpt);
+    std::memset(c.v[l].data() + r0 * vbpt, 0, (r1 - r0) * vbpt);
     if (kv_quantized(k_type))
-      for (auto* vv : {&c.ks, &c.kz}) std::fill((*vv)[l].begin() + c.len * H, (*vv)[l].begin() + len * H, 0.f);
+      for (auto* vv : {&c.ks, &c.kz}) std::fill((*vv)[l].begin() + r0 * H, (*vv)[l].begin() + r1 * H, 0.f);
     if (kv_quantized(v_type))
-      for (auto* vv : {&c.vs, &c.vz}) std::fill((*vv)[l].begin() + c.len * H, (*vv)[l].begin() + len * H, 0.f);
+      for (auto* vv : {&c.vs, &c.vz}) std::fill((*vv)[l].begin() + r0 * H, (*vv)[l].begin() + r1 * H, 0.f);
   }
   c.len = len;
 }
 
-void Session::reserve(SeqCache& c, int64_t need) {
-  if (need > max_len)
-    throw std::out_of_range("session: sequence of " + std::to_string(need) + " tokens exceeds max_len " +
-                            std::to_string(max_len));
-  if (need <= c.cap) return;
-  const auto& cfg = model->cfg;
-  int64_t cap = std::min(max_len, std::max<int64_t>({need, c.cap * 2, 64}));
-  const size_t kbpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(k_type, cfg.head_dim);
-  const size_t vbpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(v_type, cfg.head_dim);
-  const int L = cfg.n_layers;
-  c.k.resize(L); c.v.resize(L);
-  for (int l = 0; l < L; l++) {
-    c.k[l].resize(cap * kbpt);
-    c.v[l].resize(cap * vbpt);
+namespace {
+// Rows [off, off + live) of a per-layer array (per_tok elements a token) become rows [0, live): into a fresh array
+// of `cap` tokens when `realloc` (exactly that size: the memory accounting counts capacities), else in place.
+template <typename E>
+void move_rows(std::vector<E>& a, size_t per_tok, int64_t off, int64_t live, bool realloc, int64_t cap) {
+  if (realloc) {
+    std::vector<E> n((size_t)cap * per_tok);
+    if (live > 0) std::memcpy(n.data(), a.data() + off * per_tok, (size_t)live * per_tok * sizeof(E));
+    a.swap(n);
+  } else if (off > 0 && live > 0) {
+    std::memmove(a.data(), a.data() + off * per_tok, (size_t)live * per_tok * sizeof(E));
   }
-  auto grow = [&](std::vector<std::vector<float>>* vv) {
-    vv->resize(L);
-    for (auto& a : *vv) a.resize(cap * cfg.n_kv_heads);
-  };
-  if (kv_quantized(k_type)) { grow(&c.ks); grow(&c.kz); }
-  if (kv_quantized(v_type)) { grow(&c.vs); grow(&c.vz); }
-  c.cap = cap;
+}
+}  // namespace
+
+void Session::make_room(SeqCache& c, int64_t T) {
+  const int64_t p = c.len, end = p + T;
+  if (end > max_len)
+    throw std::out_of_range("session: sequence of " + std::to_string(end) + " tokens exceeds max_len " +
+                            std::to_string(max_len));
+  const auto& cfg = model->cfg;
+  const int L = cfg.n_layers;
+  const size_t H = (size_t)cfg.n_kv_heads;
+  const size_t kbpt = H * kv_bytes_per_head(k_type, cfg.head_dim), vbpt = H * kv_bytes_per_head(v_type, cfg.head_dim);
+  const bool kq = kv_quantized(k_type), vq = kv_quantized(v_type);
+  if ((int)c.k.size() != L) {
+    c.k.resize(L); c.v.resize(L);
+    c.base.assign(L, 0); c.cap.assign(L, 0);
+    if (kq) { c.ks.resize(L); c.kz.resize(L); }
+    if (vq) { c.vs.resize(L); c.vz.resize(L); }
+  }
+  for (int l = 0; l < L; l++) {
+    const int64_t W = window_evict ? cfg.layer_window(l) : 0;
+    int64_t keep = c.base[l];  // first position held after this call
+    const bool realloc = end - c.base[l] > c.cap[l];  // no room for the new tokens: copy into larger arrays
+    // Full attention: positions = rows, doubling up to max_len.
+    int64_t cap = std::min(max_len, std::max<int64_t>({end, 2 * c.cap[l], 64}));
+    if (W > 0) {
+      // The first new query (position p) sees [p - W + 1, p]; later ones see less of the past. Drop the dead prefix
+      // once it reaches the slack (in place), or whenever the arrays are copied anyway to grow. Short of room with
+      // less dead than the slack, grow rather than compact, or a cache just under its bound would move W rows on
+      // every step.
+      const int64_t from = std::max<int64_t>(c.base[l], p - W + 1), slack = window_slack(W);
+      if (realloc || from - c.base[l] >= slack) keep = from;
+      // Bounded: before this step at most W - 1 + (slack - 1) positions are held, so W - 1 + slack + T rows never
+      // run out (growth is geometric up to there, then only in-place compaction).
+      const int64_t bound = std::min(max_len, W - 1 + slack + T);
+      cap = std::min(max_len, std::max(end - keep, std::min(bound, std::max<int64_t>(2 * c.cap[l], 64))));
+    }
+    const int64_t off = keep - c.base[l], live = p - keep;
+    if (!realloc && off == 0) continue;
+    move_rows(c.k[l], kbpt, off, live, realloc, cap);
+    move_rows(c.v[l], vbpt, off, live, realloc, cap);
+    if (kq) { move_rows(c.ks[l], H, off, live, realloc, cap); move_rows(c.kz[l], H, off, live, realloc, cap); }
+    if (vq) { move_rows(c.vs[l], H, off, live, realloc, cap); move_rows(c.vz[l], H, off, live, realloc, cap); }
+    if (realloc) c.cap[l] = cap;
+    c.base[l] = keep;
+  }
 }
 
 KVView Session::view(const SeqCache& c, int l) const {
@@ -174,6 +261,7 @@ KVView Session::view(const SeqCache& c, int l) const {
   v.n_kv_heads = model->cfg.n_kv_heads;
   v.head_dim = model->cfg.head_dim;
   v.window = model->cfg.layer_window(l);
+  v.pos0 = c.base[l];  // row 0 holds position base[l]
   v.k = c.k[l].data();
   v.v = c.v[l].data();
   if (kv_quantized(k_type)) { v.k_scale = c.ks[l].data(); v.k_zero = c.kz[l].data(); }
@@ -187,7 +275,7 @@ void Session::forward_one(Workspace& ws, SeqCache& c, const int32_t* tokens, int
   const int64_t D = cfg.hidden, Hq = (int64_t)cfg.n_heads * cfg.head_dim, Hkv = (int64_t)cfg.n_kv_heads * cfg.head_dim,
                 I = cfg.intermediate;
   const int64_t pos0 = c.len;
-  reserve(c, pos0 + T);
+  make_room(c, T);
   ws.x.resize(T * D); ws.h.resize(T * D); ws.q.resize(T * Hq); ws.att.resize(T * Hq);
   ws.k.resize(T * Hkv); ws.v.resize(T * Hkv); ws.g.resize(T * I); ws.u.resize(T * I); ws.pos.resize(T);
   for (int64_t t = 0; t < T; t++) ws.pos[t] = (int32_t)(pos0 + t);
@@ -204,10 +292,10 @@ void Session::forward_one(Workspace& ws, SeqCache& c, const int32_t* tokens, int
     L.lin[kV].forward(ws.h.data(), T, ws.v.data(), ws.aq, capture);
     rope_apply(ws.q.data(), T, cfg.n_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
     rope_apply(ws.k.data(), T, cfg.n_kv_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
-    const int64_t so = pos0 * cfg.n_kv_heads;
-    kv_store(ws.k.data(), T, cfg.n_kv_heads, cfg.head_dim, k_type, c.k[l].data() + pos0 * kbpt,
+    const int64_t row = pos0 - c.base[l], so = row * cfg.n_kv_heads;  // position pos0 is row pos0 - base
+    kv_store(ws.k.data(), T, cfg.n_kv_heads, cfg.head_dim, k_type, c.k[l].data() + row * kbpt,
              kq ? c.ks[l].data() + so : nullptr, kq ? c.kz[l].data() + so : nullptr);
-    kv_store(ws.v.data(), T, cfg.n_kv_heads, cfg.head_dim, v_type, c.v[l].data() + pos0 * vbpt,
+    kv_store(ws.v.data(), T, cfg.n_kv_heads, cfg.head_dim, v_type, c.v[l].data() + row * vbpt,
              vq ? c.vs[l].data() + so : nullptr, vq ? c.vz[l].data() + so : nullptr);
     attention_prefill(ws.q.data(), T, cfg.n_heads, view(c, l), pos0, scale, ws.att.data());
     L.lin[kO].forward(ws.att.data(), T, ws.h.data(), ws.aq, capture);
@@ -342,7 +430,7 @@ void Session::decode(const int32_t* seq_ids, int64_t B, const int32_t* tokens, f
   Marker mk(P.on);
   const double t_start = P.on ? now_s() : 0;
   for (int64_t b = 0; b < B; b++) {
-    reserve(*cs[b], cs[b]->len + 1);
+    make_room(*cs[b], 1);
     ws.pos[b] = (int32_t)cs[b]->len;
     lens[b] = cs[b]->len + 1;
   }
@@ -366,10 +454,10 @@ void Session::decode(const int32_t* seq_ids, int64_t B, const int32_t* tokens, f
     mk.to(P.other);
     for (int64_t b = 0; b < B; b++) {
       SeqCache& c = *cs[b];
-      const int64_t p = c.len, so = p * cfg.n_kv_heads;
-      kv_store(ws.k.data() + b * Hkv, 1, cfg.n_kv_heads, cfg.head_dim, k_type, c.k[l].data() + p * kbpt,
+      const int64_t row = c.len - c.base[l], so = row * cfg.n_kv_heads;  // the new position's row
+      kv_store(ws.k.data() + b * Hkv, 1, cfg.n_kv_heads, cfg.head_dim, k_type, c.k[l].data() + row * kbpt,
                kq ? c.ks[l].data() + so : nullptr, kq ? c.kz[l].data() + so : nullptr);
-      kv_store(ws.v.data() + b * Hkv, 1, cfg.n_kv_heads, cfg.head_dim, v_type, c.v[l].data() + p * vbpt,
+      kv_store(ws.v.data() + b * Hkv, 1, cfg.n_kv_heads, cfg.head_dim, v_type, c.v[l].data() + row * vbpt,
                vq ? c.vs[l].data() + so : nullptr, vq ? c.vz[l].data() + so : nullptr);
       views[b] = view(c, l);
     }

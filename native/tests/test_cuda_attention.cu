@@ -1,7 +1,8 @@
 // CUDA split-K decode attention against attention_decode_ref (CPU) on the same fp32/fp16/int8/int4 caches written
 // by kv_store_ref: batches of sequences with different lengths (1, 17, 300, 1000 — crossing split boundaries), GQA
 // (8 heads over 2 kv heads), head_dim 8/64/128, equal and mixed K/V types (k8v4, k4v8, k16v4) and a sliding window
-// of 37 tokens (so only the last split of a 1000-token sequence is live). fp32 math, different summation order and __expf: relative L2
+// of 37 tokens (so only the last split of a 1000-token sequence is live), whose device views hold only the last 37
+// positions (KVView::pos0 > 0). fp32 math, different summation order and __expf: relative L2
 // error ≤ 1e-4. Exits 77 (skip) when no CUDA device is usable.
 #include <cuda_runtime.h>
 
@@ -64,13 +65,18 @@ int main() {
         hv.k = kb[b].data(); hv.v = vb[b].data();
         hv.k_scale = kq ? ksc[b].data() : nullptr; hv.k_zero = kq ? kz[b].data() : nullptr;
         hv.v_scale = vq ? vsc[b].data() : nullptr; hv.v_zero = vq ? vz[b].data() : nullptr;
+        // With a window the device view holds only the positions the query sees, [p0, T) (KVView::pos0): a bounded
+        // sliding-window cache, against the CPU reference over the whole cache.
+        const int64_t p0 = window > 0 && T > window ? T - window : 0, n = T - p0;
+        const size_t kpt = kbytes / T, vpt = vbytes / T;
         KVView& dv = dev[b];
         dv = hv;
-        dv.k = up(kb[b].data(), kbytes); dv.v = up(vb[b].data(), vbytes);
-        dv.k_scale = kq ? (const float*)up(ksc[b].data(), T * HK * 4) : nullptr;
-        dv.k_zero = kq ? (const float*)up(kz[b].data(), T * HK * 4) : nullptr;
-        dv.v_scale = vq ? (const float*)up(vsc[b].data(), T * HK * 4) : nullptr;
-        dv.v_zero = vq ? (const float*)up(vz[b].data(), T * HK * 4) : nullptr;
+        dv.pos0 = p0;
+        dv.k = up(kb[b].data() + p0 * kpt, n * kpt); dv.v = up(vb[b].data() + p0 * vpt, n * vpt);
+        dv.k_scale = kq ? (const float*)up(ksc[b].data() + p0 * HK, n * HK * 4) : nullptr;
+        dv.k_zero = kq ? (const float*)up(kz[b].data() + p0 * HK, n * HK * 4) : nullptr;
+        dv.v_scale = vq ? (const float*)up(vsc[b].data() + p0 * HK, n * HK * 4) : nullptr;
+        dv.v_zero = vq ? (const float*)up(vz[b].data() + p0 * HK, n * HK * 4) : nullptr;
       }
       std::vector<float> q(B * H * head_dim), ref(q.size()), out(q.size(), NAN);
       for (auto& x : q) x = nd(rng);

@@ -21,7 +21,7 @@ void attend_one_ref(const float* q, const KVView& kv, int kvh, int64_t len, floa
   std::vector<float> acc(D, 0.f);
   float m = -std::numeric_limits<float>::infinity(), l = 0.f;
   for (int64_t t = kv_window_start(kv, len - 1); t < len; t++) {
-    const int64_t r = t * H + kvh;
+    const int64_t r = (t - kv.pos0) * H + kvh;  // position t is row t - pos0 (callers checked t >= pos0)
     const void* krow = static_cast<const uint8_t*>(kv.k) + r * krb;
     const void* vrow = static_cast<const uint8_t*>(kv.v) + r * vrb;
     const float ks = kq ? kv.k_scale[r] : 1.f, kz = kq ? kv.k_zero[r] : 0.f;
@@ -51,6 +51,7 @@ void attention_decode_ref(const float* q, int64_t B, int n_heads, const KVView* 
     if (lens[b] < 1)
       throw std::out_of_range("attention_decode: lens[" + std::to_string(b) + "] must be >= 1, got " +
                               std::to_string(lens[b]));
+    detail::check_kv_reach(kv[b], lens[b] - 1, "attention_decode", "the query of sequence " + std::to_string(b));
   }
   for (int64_t b = 0; b < B; b++) {
     const int group = n_heads / kv[b].n_kv_heads;
@@ -67,6 +68,8 @@ void attention_prefill_ref(const float* q, int64_t Tq, int n_heads, const KVView
   if (pos0 < 0) throw std::out_of_range("attention_prefill: pos0 must be >= 0, got " + std::to_string(pos0));
   const int D = kv.head_dim;
   detail::check_kv_view(kv, n_heads, D, "attention_prefill");
+  // Window starts grow with the position: the first query needs the lowest one.
+  if (Tq > 0) detail::check_kv_reach(kv, pos0, "attention_prefill", "query 0");
   const int group = n_heads / kv.n_kv_heads;
   for (int64_t i = 0; i < Tq; i++)
     for (int h = 0; h < n_heads; h++) {

@@ -24,7 +24,8 @@ namespace quanteval::cuda {
 // q [B, n_heads, head_dim] fp32 (device), kv: device array of B views whose pointers are device pointers, lens:
 // device array of B lengths, max_len: host-side bound on lens (sizes the grid). out [B, n_heads, head_dim] fp32.
 // k_type / v_type: the element types of every view's K and V (passed on the host side: the views live on the
-// device); each view's `window` (sliding window, 0 = none) is read on the device.
+// device); each view's `window` (sliding window, 0 = none) and `pos0` (first held position) are read on the device.
+// A view whose window needs a position below its pos0 gets NaN outputs (the device cannot throw; the CPU kernels do).
 // workspace: device floats, at least attention_decode_workspace(B, n_heads, head_dim, max_len) of them.
 size_t attention_decode_workspace(int64_t B, int n_heads, int head_dim, int64_t max_len);
 void attention_decode(const float* q, int64_t B, int n_heads, int n_kv_heads, int head_dim, KVType k_type,

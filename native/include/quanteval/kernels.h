@@ -71,6 +71,10 @@ struct KVView {
   KVType k_type = KVType::F32, v_type = KVType::F32;
   int n_kv_heads = 0, head_dim = 0;
   int64_t window = 0;              // 0 = full causal attention; else > 0
+  // The cache holds positions [pos0, len): k / v / the scales point at the token of position pos0, so position t is
+  // row t - pos0 (a sliding-window cache drops positions no query can see any more). A query that needs a position
+  // below pos0 (kv_window_start(kv, p) < pos0) is a caller bug: the kernels throw std::invalid_argument.
+  int64_t pos0 = 0;
   const void* k = nullptr;         // [T_cap, n_kv_heads, kv_bytes_per_head(k_type)]
   const void* v = nullptr;         // [T_cap, n_kv_heads, kv_bytes_per_head(v_type)]
   const float* k_scale = nullptr;  // [T_cap, n_kv_heads]  (quantized k_type only)
@@ -98,7 +102,7 @@ void attention_decode_ref(const float* q, int64_t B, int n_heads, const KVView* 
 void attention_decode(const float* q, int64_t B, int n_heads, const KVView* kv, const int64_t* lens, float scale,
                       float* out);
 // Causal prefill for one sequence: q [Tq, n_heads, head_dim] are the queries at positions pos0 .. pos0+Tq-1 and
-// the cache already holds tokens [0, pos0+Tq). Query i sees tokens [kv_window_start(kv, pos0 + i), pos0 + i].
+// the cache already holds tokens [kv.pos0, pos0+Tq). Query i sees tokens [kv_window_start(kv, pos0 + i), pos0 + i].
 // out [Tq, n_heads, head_dim].
 void attention_prefill_ref(const float* q, int64_t Tq, int n_heads, const KVView& kv, int64_t pos0, float scale,
                            float* out);
