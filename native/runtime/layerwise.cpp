@@ -1,9 +1,9 @@
 // Layer-wise execution for sequential quantization (model.h, "Layer-wise execution"): the calibration hidden
 // states advance one decoder layer per call, so quantizing L layers costs 2L layer passes instead of L²/2.
 //
-// The layer body is Session::forward_one's, for an fp32 KV cache that lives only for the call: each sequence runs
-// from position 0 in chunks of kChunk (= session.cpp's kPrefillChunk) tokens, so the linears receive the same rows
-// in the same order as a capture through Session::prefill, and the statistics are bit-identical (tested in
+// The layer is decoder_layer (model.h), Session::prefill's own body, over an fp32 KV cache that lives only for the
+// call: each sequence runs from position 0 in chunks of kPrefillChunk tokens, so the linears receive the same rows in
+// the same order as a capture through Session::prefill, and the statistics are bit-identical (tested in
 // test/quant-layerwise.test.ts).
 #include <algorithm>
 #include <cmath>
@@ -13,10 +13,6 @@
 #include "model.h"
 
 namespace quanteval::rt {
-
-namespace {
-constexpr int64_t kChunk = 512;  // must equal kPrefillChunk in session.cpp for bit-identical captures
-}
 
 void embed_rows(const Model& m, const int32_t* tokens, int64_t n, float* out) {
   if (!m.embed_set) throw std::invalid_argument("model: tensor 'model.embed_tokens.weight' was never set");
@@ -46,7 +42,7 @@ void layer_forward(Model& m, int layer, float* X, const int32_t* counts, int64_t
   }
   const int64_t D = cfg.hidden, Hq = (int64_t)cfg.n_heads * cfg.head_dim, Hkv = (int64_t)cfg.n_kv_heads * cfg.head_dim,
                 I = cfg.intermediate;
-  const int64_t C = std::min(kChunk, Tmax);
+  const int64_t C = std::min(kPrefillChunk, Tmax);
   Workspace ws;
   ws.h.resize(C * D); ws.q.resize(C * Hq); ws.att.resize(C * Hq);
   ws.k.resize(C * Hkv); ws.v.resize(C * Hkv); ws.g.resize(C * I); ws.u.resize(C * I); ws.pos.resize(C);
@@ -60,30 +56,18 @@ void layer_forward(Model& m, int layer, float* X, const int32_t* counts, int64_t
   view.head_dim = cfg.head_dim;
   view.k = kc.data();
   view.v = vc.data();
-  const float scale = 1.0f / std::sqrt((float)cfg.head_dim);
   float* x = X;
   for (int64_t s = 0; s < S; s++) {
     const int64_t T = counts[s];
-    for (int64_t pos0 = 0; pos0 < T; pos0 += kChunk) {
-      const int64_t Tc = std::min(kChunk, T - pos0);
+    for (int64_t pos0 = 0; pos0 < T; pos0 += kPrefillChunk) {
+      const int64_t Tc = std::min(kPrefillChunk, T - pos0);
       for (int64_t t = 0; t < Tc; t++) ws.pos[t] = (int32_t)(pos0 + t);
-      rmsnorm(x, L.attn_norm.data(), Tc, D, cfg.eps, ws.h.data());
-      L.lin[kQ].forward(ws.h.data(), Tc, ws.q.data(), ws.aq, capture);
-      L.lin[kK].forward(ws.h.data(), Tc, ws.k.data(), ws.aq, capture);
-      L.lin[kV].forward(ws.h.data(), Tc, ws.v.data(), ws.aq, capture);
-      rope_apply(ws.q.data(), Tc, cfg.n_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
-      rope_apply(ws.k.data(), Tc, cfg.n_kv_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
-      kv_store(ws.k.data(), Tc, cfg.n_kv_heads, cfg.head_dim, KVType::F32, kc.data() + pos0 * bpt, nullptr, nullptr);
-      kv_store(ws.v.data(), Tc, cfg.n_kv_heads, cfg.head_dim, KVType::F32, vc.data() + pos0 * bpt, nullptr, nullptr);
-      attention_prefill(ws.q.data(), Tc, cfg.n_heads, view, pos0, scale, ws.att.data());
-      L.lin[kO].forward(ws.att.data(), Tc, ws.h.data(), ws.aq, capture);
-      for (int64_t i = 0; i < Tc * D; i++) x[i] += ws.h[i];
-      rmsnorm(x, L.ffn_norm.data(), Tc, D, cfg.eps, ws.h.data());
-      L.lin[kGate].forward(ws.h.data(), Tc, ws.g.data(), ws.aq, capture);
-      L.lin[kUp].forward(ws.h.data(), Tc, ws.u.data(), ws.aq, capture);
-      silu_mul(ws.g.data(), ws.u.data(), Tc * I, ws.g.data());
-      L.lin[kDown].forward(ws.g.data(), Tc, ws.h.data(), ws.aq, capture);
-      for (int64_t i = 0; i < Tc * D; i++) x[i] += ws.h[i];
+      auto store = [&](const float* k, const float* v) {
+        kv_store(k, Tc, cfg.n_kv_heads, cfg.head_dim, KVType::F32, kc.data() + pos0 * bpt, nullptr, nullptr);
+        kv_store(v, Tc, cfg.n_kv_heads, cfg.head_dim, KVType::F32, vc.data() + pos0 * bpt, nullptr, nullptr);
+        return view;
+      };
+      decoder_layer(m, layer, ws, x, Tc, pos0, store, capture);
       x += Tc * D;
     }
   }

@@ -163,6 +163,31 @@ void Capture::accumulate(const float* X, int64_t M) {
   rows += M;
 }
 
+// ── Decoder layer ──────────────────────────────────────────────────────────────────────────────────────────────
+
+void decoder_layer(Model& m, int l, Workspace& ws, float* x, int64_t T, int64_t pos0, const KVSink& store, bool capture) {
+  const auto& cfg = m.cfg;
+  Layer& L = m.layers[l];
+  const int64_t D = cfg.hidden, I = cfg.intermediate;
+  const float scale = 1.0f / std::sqrt((float)cfg.head_dim);
+  rmsnorm(x, L.attn_norm.data(), T, D, cfg.eps, ws.h.data());
+  L.lin[kQ].forward(ws.h.data(), T, ws.q.data(), ws.aq, capture);
+  L.lin[kK].forward(ws.h.data(), T, ws.k.data(), ws.aq, capture);
+  L.lin[kV].forward(ws.h.data(), T, ws.v.data(), ws.aq, capture);
+  rope_apply(ws.q.data(), T, cfg.n_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
+  rope_apply(ws.k.data(), T, cfg.n_kv_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
+  const KVView view = store(ws.k.data(), ws.v.data());
+  attention_prefill(ws.q.data(), T, cfg.n_heads, view, pos0, scale, ws.att.data());
+  L.lin[kO].forward(ws.att.data(), T, ws.h.data(), ws.aq, capture);
+  add_inplace(x, ws.h.data(), T * D);
+  rmsnorm(x, L.ffn_norm.data(), T, D, cfg.eps, ws.h.data());
+  L.lin[kGate].forward(ws.h.data(), T, ws.g.data(), ws.aq, capture);
+  L.lin[kUp].forward(ws.h.data(), T, ws.u.data(), ws.aq, capture);
+  silu_mul(ws.g.data(), ws.u.data(), T * I, ws.g.data());
+  L.lin[kDown].forward(ws.g.data(), T, ws.h.data(), ws.aq, capture);
+  add_inplace(x, ws.h.data(), T * D);
+}
+
 // ── Workspace / caches ─────────────────────────────────────────────────────────────────────────────────────────
 
 size_t Workspace::bytes() const {

@@ -7,6 +7,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -268,6 +269,26 @@ class Session {
   std::vector<std::unique_ptr<Workspace>> lanes_;
   Workspace& lane(size_t i);
 };
+
+// ── The decoder layer ─────────────────────────────────────────────────────────────────────────────────────────
+// Prefill runs a sequence in chunks of this many tokens; the layer-wise calibration pass uses the same chunks, so its
+// linears see exactly the rows (values and order) of a prefill capture.
+constexpr int64_t kPrefillChunk = 512;
+
+// Stores the keys and values of a layer's T new rows (k, v [T, n_kv_heads, head_dim] fp32, RoPE applied) in the
+// caller's cache and returns the view attention reads (holding positions up to pos0 + T).
+using KVSink = std::function<KVView(const float* k, const float* v)>;
+
+// x[i] += y[i], i < n (the residual adds).
+inline void add_inplace(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) x[i] += y[i];
+}
+
+// x [T, D] (in place) = decoder layer `l` over T rows at positions pos0 .. pos0 + T - 1: RMSNorm, q/k/v, RoPE,
+// store, causal attention, o, residual, RMSNorm, gate/up, SiLU·up, down, residual. ws.pos [T] holds the positions
+// and ws.h/q/k/v/att/g/u are sized for T rows by the caller. The one body of Session's prefill and the layer-wise
+// calibration pass (batched decode has its own, B sequences at different positions).
+void decoder_layer(Model& m, int l, Workspace& ws, float* x, int64_t T, int64_t pos0, const KVSink& store, bool capture);
 
 // ── Layer-wise execution (sequential quantization) ──────────────────────────────────────────────────────────────
 // GPTQ / AWQ quantize layer after layer, each calibrated on the outputs of the already-quantized layers before it.

@@ -20,7 +20,6 @@
 namespace quanteval::rt {
 
 namespace {
-constexpr int64_t kPrefillChunk = 512;
 // Models with fewer linear weights than this run the sequences of a prefill in parallel lanes.
 constexpr int64_t kLaneParams = 16 << 20;
 
@@ -40,10 +39,6 @@ struct Marker {
     t = n;
   }
 };
-
-void add_inplace(float* x, const float* y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) x[i] += y[i];
-}
 
 // Full log-softmax of a row (max-subtracted, double-accumulated like log_softmax_gather).
 void log_softmax_row(const float* x, int64_t V, float* out) {
@@ -280,32 +275,19 @@ void Session::forward_one(Workspace& ws, SeqCache& c, const int32_t* tokens, int
   ws.k.resize(T * Hkv); ws.v.resize(T * Hkv); ws.g.resize(T * I); ws.u.resize(T * I); ws.pos.resize(T);
   for (int64_t t = 0; t < T; t++) ws.pos[t] = (int32_t)(pos0 + t);
   embedding(m.embed.data(), m.embed_dtype, cfg.vocab, D, tokens, T, ws.x.data());
-  const float scale = 1.0f / std::sqrt((float)cfg.head_dim);
   const size_t kbpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(k_type, cfg.head_dim);
   const size_t vbpt = (size_t)cfg.n_kv_heads * kv_bytes_per_head(v_type, cfg.head_dim);
   const bool kq = kv_quantized(k_type), vq = kv_quantized(v_type);
   for (int l = 0; l < cfg.n_layers; l++) {
-    Layer& L = m.layers[l];
-    rmsnorm(ws.x.data(), L.attn_norm.data(), T, D, cfg.eps, ws.h.data());
-    L.lin[kQ].forward(ws.h.data(), T, ws.q.data(), ws.aq, capture);
-    L.lin[kK].forward(ws.h.data(), T, ws.k.data(), ws.aq, capture);
-    L.lin[kV].forward(ws.h.data(), T, ws.v.data(), ws.aq, capture);
-    rope_apply(ws.q.data(), T, cfg.n_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
-    rope_apply(ws.k.data(), T, cfg.n_kv_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
-    const int64_t row = pos0 - c.base[l], so = row * cfg.n_kv_heads;  // position pos0 is row pos0 - base
-    kv_store(ws.k.data(), T, cfg.n_kv_heads, cfg.head_dim, k_type, c.k[l].data() + row * kbpt,
-             kq ? c.ks[l].data() + so : nullptr, kq ? c.kz[l].data() + so : nullptr);
-    kv_store(ws.v.data(), T, cfg.n_kv_heads, cfg.head_dim, v_type, c.v[l].data() + row * vbpt,
-             vq ? c.vs[l].data() + so : nullptr, vq ? c.vz[l].data() + so : nullptr);
-    attention_prefill(ws.q.data(), T, cfg.n_heads, view(c, l), pos0, scale, ws.att.data());
-    L.lin[kO].forward(ws.att.data(), T, ws.h.data(), ws.aq, capture);
-    add_inplace(ws.x.data(), ws.h.data(), T * D);
-    rmsnorm(ws.x.data(), L.ffn_norm.data(), T, D, cfg.eps, ws.h.data());
-    L.lin[kGate].forward(ws.h.data(), T, ws.g.data(), ws.aq, capture);
-    L.lin[kUp].forward(ws.h.data(), T, ws.u.data(), ws.aq, capture);
-    silu_mul(ws.g.data(), ws.u.data(), T * I, ws.g.data());
-    L.lin[kDown].forward(ws.g.data(), T, ws.h.data(), ws.aq, capture);
-    add_inplace(ws.x.data(), ws.h.data(), T * D);
+    auto store = [&](const float* k, const float* v) {
+      const int64_t row = pos0 - c.base[l], so = row * cfg.n_kv_heads;  // position pos0 is row pos0 - base
+      kv_store(k, T, cfg.n_kv_heads, cfg.head_dim, k_type, c.k[l].data() + row * kbpt,
+               kq ? c.ks[l].data() + so : nullptr, kq ? c.kz[l].data() + so : nullptr);
+      kv_store(v, T, cfg.n_kv_heads, cfg.head_dim, v_type, c.v[l].data() + row * vbpt,
+               vq ? c.vs[l].data() + so : nullptr, vq ? c.vz[l].data() + so : nullptr);
+      return view(c, l);
+    };
+    decoder_layer(m, l, ws, ws.x.data(), T, pos0, store, capture);
   }
   c.len = pos0 + T;
   rmsnorm(ws.x.data(), m.final_norm.data(), T, D, cfg.eps, ws.h.data());
