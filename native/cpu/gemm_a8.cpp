@@ -95,7 +95,7 @@ void w8a8_a8(const float* X, int64_t M, const QuantWeight& W, const float* bias,
   impl::avx2::a8_act(X, M, W.K, W.fmt.group_size, W.fmt.bits == 8, a);
   std::vector<int32_t> I(G == 1 ? (size_t)(M * N) : 0);
   std::vector<float> F(G == 1 ? 0 : (size_t)(M * N));
-  dynamic_for(N, 32, [&](int64_t n0, int64_t n1) {
+  dynamic_for(N, M <= kGemvMaxM ? gemv_block_rows(N, 32) : 32, [&](int64_t n0, int64_t n1) {
     impl::avx2::a8_rows(a, W, n0, n1, I.data(), F.data());
     for (int64_t m = 0; m < M; m++)
       for (int64_t n = n0; n < n1; n++) {

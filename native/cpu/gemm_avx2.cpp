@@ -541,7 +541,7 @@ void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, 
           gsum[m * G + g] = hsum(_mm256_add_ps(a, b));
         }
       xform_gemv_x(BITS, x.buf.data(), M, x.ld, chunks_per_row(K));  // after the group sums of the original X
-      dynamic_for(N, 64, [&](int64_t n0, int64_t n1) {
+      dynamic_for(N, gemv_block_rows(N, 64), [&](int64_t n0, int64_t n1) {
         gemv_q_dispatch<BITS>(M, W, x.p, x.ld, gsum.data(), bias, Y, n0, n1);
       });
     } else {
@@ -687,7 +687,7 @@ void tiles_i8(const int8_t* A, int64_t lda, int64_t M, const uint8_t* B, int64_t
 void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y) {
   const int64_t N = W.N, K = W.K;
   XF32 x(X, x_dtype, M, K, M <= MR ? 1 : 8, M <= MR ? 0 : 16);
-  dynamic_for(N, M <= MR ? 64 : 2 * NB, [&](int64_t n0, int64_t n1) {
+  dynamic_for(N, M <= MR ? gemv_block_rows(N, 64) : 2 * NB, [&](int64_t n0, int64_t n1) {
     init_y(Y, M, N, bias, n0, n1);
     switch (W.dtype) {
       case DType::F16: dense_rows(x.p, x.ld, M, static_cast<const F16*>(W.data), K, n0, n1, Y, N); break;

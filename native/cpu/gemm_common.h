@@ -142,4 +142,14 @@ void dynamic_for(int64_t n, int64_t block, F&& fn) {
   });
 }
 
+// Row block of a GEMV (M <= 8) pass over N weight rows: 4 blocks per thread (at least `min_rows`). A GEMV streams
+// the weights once; each block is one contiguous stream that the hardware prefetchers must pick up again, so few
+// long blocks beat many short ones, while 4 a thread still let a delayed thread's share be taken over. Decode of
+// tinyllama-1.1b w4g128a8 (2 threads, interleaved rounds in one process): 32-row blocks 45.2 ms a step, N/8-row
+// blocks 34.1 ms; N/4 to N/12 alike; N/2 (a static split) erratic (docs/gemv.md, fourth session).
+inline int64_t gemv_block_rows(int64_t N, int64_t min_rows) {
+  const int64_t parts = 4 * (int64_t)num_threads();
+  return std::max(min_rows, (N + parts - 1) / parts);
+}
+
 }  // namespace quanteval::detail
