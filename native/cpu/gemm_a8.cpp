@@ -88,28 +88,51 @@ void w8a8_tiled(const float* X, int64_t M, const QuantWeight& W, const float* bi
   });
 }
 
-// Any bits, group size a multiple of 32 or one group: gemm_a8_avx2.cpp.
-void w8a8_a8(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
+// Any bits, group size a multiple of 32 or one group: gemm_a8_avx2.cpp. The activation codes `a` are prepared once
+// (a8_act) for every weight of the same K, bits class and group size; blocks of rows are then independent.
+struct A8Out {
+  std::vector<int32_t> I;  // [M, N] exact sums (one group)
+  std::vector<float> F;    // [M, N] group-rescaled sums
+  A8Out(int64_t M, const QuantWeight& W)
+      : I(W.groups() == 1 ? (size_t)(M * W.N) : 0), F(W.groups() == 1 ? 0 : (size_t)(M * W.N)) {}
+};
+
+void a8_block(const impl::A8Act& a, int64_t M, const QuantWeight& W, const float* bias, float* Y, A8Out& o,
+              int64_t n0, int64_t n1) {
   const int64_t N = W.N, G = W.groups();
+  impl::avx2::a8_rows(a, W, n0, n1, o.I.data(), o.F.data());
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = n0; n < n1; n++) {
+      float y;
+      if (G == 1) {  // exactly gemm_w8a8_ref: (sa * sw) * (sum (qa - za) * qw - zw * sum (qa - za))
+        const int64_t acc = (int64_t)o.I[m * N + n] - (int64_t)zero_of(W, n, 0) * a.dsum[m];
+        y = (a.sa[m] * load_scale(W, n, 0)) * (float)acc;
+      } else {
+        y = a.sa[m] * o.F[m * N + n];
+      }
+      if (bias) y += bias[n];
+      Y[m * N + n] = y;
+    }
+}
+
+void w8a8_a8(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
   impl::A8Act a;
   impl::avx2::a8_act(X, M, W.K, W.fmt.group_size, W.fmt.bits == 8, a);
-  std::vector<int32_t> I(G == 1 ? (size_t)(M * N) : 0);
-  std::vector<float> F(G == 1 ? 0 : (size_t)(M * N));
-  dynamic_for(N, M <= kGemvMaxM ? gemv_block_rows(N, 32) : 32, [&](int64_t n0, int64_t n1) {
-    impl::avx2::a8_rows(a, W, n0, n1, I.data(), F.data());
-    for (int64_t m = 0; m < M; m++)
-      for (int64_t n = n0; n < n1; n++) {
-        float y;
-        if (G == 1) {  // exactly gemm_w8a8_ref: (sa * sw) * (sum (qa - za) * qw - zw * sum (qa - za))
-          const int64_t acc = (int64_t)I[m * N + n] - (int64_t)zero_of(W, n, 0) * a.dsum[m];
-          y = (a.sa[m] * load_scale(W, n, 0)) * (float)acc;
-        } else {
-          y = a.sa[m] * F[m * N + n];
-        }
-        if (bias) y += bias[n];
-        Y[m * N + n] = y;
-      }
-  });
+  A8Out o(M, W);
+  dynamic_for(W.N, M <= kGemvMaxM ? gemv_block_rows(W.N, 32) : 32,
+              [&](int64_t n0, int64_t n1) { a8_block(a, M, W, bias, Y, o, n0, n1); });
+}
+
+// Which path gemm_w8a8 takes (the branches of gemm_w8a8 below, in order).
+enum class A8Path { Ref, Portable, Tiled, A8 };
+A8Path a8_path(int64_t M, const QuantWeight& W) {
+  const int64_t G = W.groups(), span = std::min<int64_t>(W.K, W.fmt.group_size);
+  if (span > kW8A8MaxK) return A8Path::Ref;  // int32 lanes could overflow: the int64 reference is exact
+  // 6-bit weights: the portable path (the AVX2 a8 cores assume codes of 2/3/4 bits (vpmaddubsw int16 bounds) or 8).
+  if (cpu_isa() < Isa::Avx2 || W.fmt.bits == 6) return A8Path::Portable;
+  if (G == 1 && (W.fmt.bits == 8 || W.fmt.bits == 4) && M > kGemvMaxM) return A8Path::Tiled;
+  if (G == 1 || W.fmt.group_size % kChunk == 0) return A8Path::A8;
+  return A8Path::Portable;
 }
 
 }  // namespace
@@ -118,17 +141,52 @@ void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bia
   check_act(DType::F32, M, "gemm_w8a8");
   check_w8a8(W, "gemm_w8a8");
   if (M == 0 || W.N == 0) return;
-  const int64_t G = W.groups(), span = std::min<int64_t>(W.K, W.fmt.group_size);
-  if (span > kW8A8MaxK) {  // int32 lanes could overflow: the int64 reference is exact
-    gemm_w8a8_ref(X, M, W, bias, Y);
+  switch (a8_path(M, W)) {
+    case A8Path::Ref: return gemm_w8a8_ref(X, M, W, bias, Y);
+    case A8Path::Portable: return w8a8_portable(X, M, W, bias, Y);
+    case A8Path::Tiled: return w8a8_tiled(X, M, W, bias, Y);
+    case A8Path::A8: return w8a8_a8(X, M, W, bias, Y);
+  }
+}
+
+void gemm_w8a8_multi(const float* X, int64_t M, const QuantWeight* W, int n, const float* const* bias, float* const* Y) {
+  check_act(DType::F32, M, "gemm_w8a8_multi");
+  if (n < 0) throw std::invalid_argument("gemm_w8a8_multi: n must be >= 0, got " + std::to_string(n));
+  for (int i = 0; i < n; i++) {
+    check_w8a8(W[i], "gemm_w8a8_multi");
+    if (W[i].K != W[0].K)
+      throw std::invalid_argument("gemm_w8a8_multi: every weight must have the K of weight 0 (" + std::to_string(W[0].K) +
+                                  "), weight " + std::to_string(i) + " has " + std::to_string(W[i].K));
+  }
+  if (M == 0 || n == 0) return;
+  // One pass needs one activation quantization: the same A8 path, bits class (8 or not) and group size.
+  bool fused = n > 1;
+  for (int i = 0; i < n && fused; i++)
+    fused = a8_path(M, W[i]) == A8Path::A8 && (W[i].fmt.bits == 8) == (W[0].fmt.bits == 8) &&
+            W[i].groups() == W[0].groups() && (W[i].groups() == 1 || W[i].fmt.group_size == W[0].fmt.group_size);
+  if (!fused) {
+    for (int i = 0; i < n; i++)
+      if (W[i].N) gemm_w8a8(X, M, W[i], bias ? bias[i] : nullptr, Y[i]);
     return;
   }
-  const bool avx2 = cpu_isa() >= Isa::Avx2;
-  // 6-bit weights: the portable path (the AVX2 a8 cores assume codes of 2/3/4 bits (vpmaddubsw int16 bounds) or 8).
-  if (!avx2 || W.fmt.bits == 6) return w8a8_portable(X, M, W, bias, Y);
-  if (G == 1 && (W.fmt.bits == 8 || W.fmt.bits == 4) && M > kGemvMaxM) return w8a8_tiled(X, M, W, bias, Y);
-  if (G == 1 || W.fmt.group_size % kChunk == 0) return w8a8_a8(X, M, W, bias, Y);
-  w8a8_portable(X, M, W, bias, Y);
+  impl::A8Act a;
+  impl::avx2::a8_act(X, M, W[0].K, W[0].fmt.group_size, W[0].fmt.bits == 8, a);
+  std::vector<A8Out> outs;
+  struct Block { int i; int64_t n0, n1; };
+  std::vector<Block> blocks;
+  int64_t total = 0;
+  for (int i = 0; i < n; i++) total += W[i].N;
+  const int64_t blk = M <= kGemvMaxM ? gemv_block_rows(total, 32) : 32;
+  for (int i = 0; i < n; i++) {
+    outs.emplace_back(M, W[i]);
+    for (int64_t n0 = 0; n0 < W[i].N; n0 += blk) blocks.push_back({i, n0, std::min(W[i].N, n0 + blk)});
+  }
+  dynamic_for((int64_t)blocks.size(), 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const Block& k = blocks[b];
+      a8_block(a, M, W[k.i], bias ? bias[k.i] : nullptr, Y[k.i], outs[k.i], k.n0, k.n1);
+    }
+  });
 }
 
 }  // namespace quanteval

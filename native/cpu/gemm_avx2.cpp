@@ -520,31 +520,43 @@ void gemv_q_general_rows(const QuantWeight& W, const float* X, int64_t ldx, int6
   }
 }
 
+// The GEMV's view of X (M <= kGemvMaxM, group size a multiple of 32): X in fp32, zero-padded to whole chunks and
+// transformed for the BITS kernels, and its group sums. Shared by every weight of that bit width and group size.
+template <int BITS>
+struct GemvX {
+  XF32 x;
+  std::vector<float> gsum;  // [M, G]
+  GemvX(const void* X, DType x_dtype, int64_t M, int64_t K, int64_t gs)
+      : x(X, x_dtype, M, K, kChunk, 0, BITS == 4) {  // padded codes meet x = 0
+    const int64_t chunks = chunks_per_row(K), cpg = gs / kChunk, G = (K + gs - 1) / gs;
+    gsum.assign((size_t)(M * G), 0.f);
+    // Group sums of X over whole chunks (X is zero past K), 8 lanes at a time.
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t g = 0; g < G; g++) {
+        __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+        for (int64_t c = g * cpg; c < std::min(chunks, (g + 1) * cpg); c++) {
+          const float* xc = x.p + m * x.ld + c * kChunk;
+          a = _mm256_add_ps(a, _mm256_add_ps(_mm256_loadu_ps(xc), _mm256_loadu_ps(xc + 8)));
+          b = _mm256_add_ps(b, _mm256_add_ps(_mm256_loadu_ps(xc + 16), _mm256_loadu_ps(xc + 24)));
+        }
+        gsum[m * G + g] = hsum(_mm256_add_ps(a, b));
+      }
+    xform_gemv_x(BITS, x.buf.data(), M, x.ld, chunks);  // after the group sums of the original X
+  }
+};
+
 template <int BITS>
 void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
-  const int64_t N = W.N, K = W.K, G = W.groups();
+  const int64_t N = W.N, K = W.K;
   const bool aligned = W.fmt.group_size % kChunk == 0;
   if (M <= kGemvMaxM) {
-    XF32 x(X, x_dtype, M, K, kChunk, 0, aligned && BITS == 4);  // zero-padded to whole chunks: padded codes meet x = 0
     if (aligned) {
-      // Group sums of X over whole chunks (X is zero past K), 8 lanes at a time.
-      std::vector<float> gsum((size_t)(M * G), 0.f);
-      const int64_t chunks = chunks_per_row(K), cpg = W.fmt.group_size / kChunk;
-      for (int64_t m = 0; m < M; m++)
-        for (int64_t g = 0; g < G; g++) {
-          __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-          for (int64_t c = g * cpg; c < std::min(chunks, (g + 1) * cpg); c++) {
-            const float* xc = x.p + m * x.ld + c * kChunk;
-            a = _mm256_add_ps(a, _mm256_add_ps(_mm256_loadu_ps(xc), _mm256_loadu_ps(xc + 8)));
-            b = _mm256_add_ps(b, _mm256_add_ps(_mm256_loadu_ps(xc + 16), _mm256_loadu_ps(xc + 24)));
-          }
-          gsum[m * G + g] = hsum(_mm256_add_ps(a, b));
-        }
-      xform_gemv_x(BITS, x.buf.data(), M, x.ld, chunks_per_row(K));  // after the group sums of the original X
+      GemvX<BITS> gx(X, x_dtype, M, K, W.fmt.group_size);
       dynamic_for(N, gemv_block_rows(N, 64), [&](int64_t n0, int64_t n1) {
-        gemv_q_dispatch<BITS>(M, W, x.p, x.ld, gsum.data(), bias, Y, n0, n1);
+        gemv_q_dispatch<BITS>(M, W, gx.x.p, gx.x.ld, gx.gsum.data(), bias, Y, n0, n1);
       });
     } else {
+      XF32 x(X, x_dtype, M, K, kChunk, 0, false);
       dynamic_for(N, 64, [&](int64_t n0, int64_t n1) {
         gemv_q_general_rows<BITS>(W, x.p, x.ld, M, bias, Y, n0, n1);
       });
@@ -705,6 +717,40 @@ void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const
     case 6: gemm_q_bits<6>(X, x_dtype, M, W, bias, Y); break;
     case 8: gemm_q_bits<8>(X, x_dtype, M, W, bias, Y); break;
     default: throw std::invalid_argument("gemm_q: no AVX2 kernel for " + std::to_string(W.fmt.bits) + "-bit weights");
+  }
+}
+
+template <int BITS>
+void gemm_q_multi_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight* W, int n, const float* const* bias,
+                       float* const* Y) {
+  GemvX<BITS> gx(X, x_dtype, M, W[0].K, W[0].fmt.group_size);
+  struct Block { int i; int64_t n0, n1; };
+  std::vector<Block> blocks;
+  int64_t total = 0;
+  for (int i = 0; i < n; i++) total += W[i].N;
+  const int64_t blk = gemv_block_rows(total, 64);
+  for (int i = 0; i < n; i++)
+    for (int64_t n0 = 0; n0 < W[i].N; n0 += blk) blocks.push_back({i, n0, std::min(W[i].N, n0 + blk)});
+  dynamic_for((int64_t)blocks.size(), 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const Block& k = blocks[b];
+      gemv_q_dispatch<BITS>(M, W[k.i], gx.x.p, gx.x.ld, gx.gsum.data(), bias ? bias[k.i] : nullptr, Y[k.i], k.n0, k.n1);
+    }
+  });
+}
+
+bool gemm_q_multi(const void* X, DType x_dtype, int64_t M, const QuantWeight* W, int n, const float* const* bias,
+                  float* const* Y) {
+  if (n < 2 || M > kGemvMaxM || W[0].fmt.group_size % kChunk != 0) return false;
+  for (int i = 1; i < n; i++)
+    if (W[i].fmt.bits != W[0].fmt.bits || W[i].fmt.group_size != W[0].fmt.group_size || W[i].K != W[0].K) return false;
+  switch (W[0].fmt.bits) {
+    case 2: gemm_q_multi_bits<2>(X, x_dtype, M, W, n, bias, Y); return true;
+    case 3: gemm_q_multi_bits<3>(X, x_dtype, M, W, n, bias, Y); return true;
+    case 4: gemm_q_multi_bits<4>(X, x_dtype, M, W, n, bias, Y); return true;
+    case 6: gemm_q_multi_bits<6>(X, x_dtype, M, W, n, bias, Y); return true;
+    case 8: gemm_q_multi_bits<8>(X, x_dtype, M, W, n, bias, Y); return true;
+    default: return false;
   }
 }
 

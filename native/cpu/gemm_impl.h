@@ -22,6 +22,10 @@ void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, i
 }  // namespace scalar
 
 namespace avx2 {
+// One GEMV pass over several weights of one bit width, group size and K (kernels.h gemm_q_multi); false (nothing
+// done) when they do not qualify.
+bool gemm_q_multi(const void* X, DType x_dtype, int64_t M, const QuantWeight* W, int n, const float* const* bias,
+                  float* const* Y);
 void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y);
 void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y);
 // 8-bit weights only (4-bit weights take w4a8_core).

@@ -113,6 +113,29 @@ void Linear::forward(const float* X, int64_t M, float* Y, std::vector<float>& aq
     gemm_dense(xin, DType::F32, M, dense_weight(), b, Y);
 }
 
+void forward_group(Linear* const* ls, int n, const float* X, int64_t M, float* const* Y, std::vector<float>& aq,
+                   bool capture_on) {
+  bool exact = true, a8 = true;
+  for (int i = 0; i < n; i++) {
+    const Linear& l = *ls[i];
+    if (!l.set || !l.quantized || (capture_on && l.capture)) exact = a8 = false;
+    if (l.act != ActMode::None) exact = false;
+    if (l.act != ActMode::A8 || !l.w8a8_capable()) a8 = false;
+  }
+  if (n > 1 && (exact || a8)) {
+    std::vector<QuantWeight> W;
+    std::vector<const float*> b;
+    for (int i = 0; i < n; i++) {
+      W.push_back(ls[i]->quant_weight());
+      b.push_back(ls[i]->has_bias ? ls[i]->bias.data() : nullptr);
+    }
+    if (exact) gemm_q_multi(X, DType::F32, M, W.data(), n, b.data(), Y);
+    else gemm_w8a8_multi(X, M, W.data(), n, b.data(), Y);
+    return;
+  }
+  for (int i = 0; i < n; i++) ls[i]->forward(X, M, Y[i], aq, capture_on);
+}
+
 std::vector<float> Linear::to_f32() const {
   if (!set) throw std::invalid_argument("linear '" + name + "': weights were never set");
   std::vector<float> W((size_t)(N * K));
@@ -171,9 +194,11 @@ void decoder_layer(Model& m, int l, Workspace& ws, float* x, int64_t T, int64_t 
   const int64_t D = cfg.hidden, I = cfg.intermediate;
   const float scale = 1.0f / std::sqrt((float)cfg.head_dim);
   rmsnorm(x, L.attn_norm.data(), T, D, cfg.eps, ws.h.data());
-  L.lin[kQ].forward(ws.h.data(), T, ws.q.data(), ws.aq, capture);
-  L.lin[kK].forward(ws.h.data(), T, ws.k.data(), ws.aq, capture);
-  L.lin[kV].forward(ws.h.data(), T, ws.v.data(), ws.aq, capture);
+  {
+    Linear* qkv[3] = {&L.lin[kQ], &L.lin[kK], &L.lin[kV]};
+    float* out[3] = {ws.q.data(), ws.k.data(), ws.v.data()};
+    forward_group(qkv, 3, ws.h.data(), T, out, ws.aq, capture);
+  }
   rope_apply(ws.q.data(), T, cfg.n_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
   rope_apply(ws.k.data(), T, cfg.n_kv_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
   const KVView view = store(ws.k.data(), ws.v.data());
@@ -181,8 +206,11 @@ void decoder_layer(Model& m, int l, Workspace& ws, float* x, int64_t T, int64_t 
   L.lin[kO].forward(ws.att.data(), T, ws.h.data(), ws.aq, capture);
   add_inplace(x, ws.h.data(), T * D);
   rmsnorm(x, L.ffn_norm.data(), T, D, cfg.eps, ws.h.data());
-  L.lin[kGate].forward(ws.h.data(), T, ws.g.data(), ws.aq, capture);
-  L.lin[kUp].forward(ws.h.data(), T, ws.u.data(), ws.aq, capture);
+  {
+    Linear* gu[2] = {&L.lin[kGate], &L.lin[kUp]};
+    float* out[2] = {ws.g.data(), ws.u.data()};
+    forward_group(gu, 2, ws.h.data(), T, out, ws.aq, capture);
+  }
   silu_mul(ws.g.data(), ws.u.data(), T * I, ws.g.data());
   L.lin[kDown].forward(ws.g.data(), T, ws.h.data(), ws.aq, capture);
   add_inplace(x, ws.h.data(), T * D);

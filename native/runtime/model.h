@@ -102,6 +102,12 @@ struct Linear {
 };
 
 enum LinearId { kQ = 0, kK, kV, kO, kGate, kUp, kDown, kNumLinears };
+
+// Linears that read the same X [M, K] (a layer's q/k/v, gate/up): Y[i] = ls[i]'s output. Packed weights with the same
+// activation mode (exact, or int8 on the integer kernels) run as one kernel pass (gemm_q_multi / gemm_w8a8_multi:
+// one barrier instead of n, bit-identical results); anything else, or a capture, runs each forward on its own.
+void forward_group(Linear* const* ls, int n, const float* X, int64_t M, float* const* Y, std::vector<float>& aq,
+                   bool capture_on);
 extern const char* const kLinearSuffix[kNumLinears];
 
 struct Layer {

@@ -427,9 +427,11 @@ void Session::decode(const int32_t* seq_ids, int64_t B, const int32_t* tokens, f
     Layer& L = m.layers[l];
     rmsnorm(ws.x.data(), L.attn_norm.data(), B, D, cfg.eps, ws.h.data());
     mk.to(P.other);
-    L.lin[kQ].forward(ws.h.data(), B, ws.q.data(), ws.aq, false);
-    L.lin[kK].forward(ws.h.data(), B, ws.k.data(), ws.aq, false);
-    L.lin[kV].forward(ws.h.data(), B, ws.v.data(), ws.aq, false);
+    {
+      Linear* qkv[3] = {&L.lin[kQ], &L.lin[kK], &L.lin[kV]};
+      float* out[3] = {ws.q.data(), ws.k.data(), ws.v.data()};
+      forward_group(qkv, 3, ws.h.data(), B, out, ws.aq, false);
+    }
     mk.to(P.linear);
     rope_apply(ws.q.data(), B, cfg.n_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
     rope_apply(ws.k.data(), B, cfg.n_kv_heads, cfg.head_dim, cfg.rope.rotary_dim, ws.pos.data(), m.inv_freq.data());
@@ -451,8 +453,11 @@ void Session::decode(const int32_t* seq_ids, int64_t B, const int32_t* tokens, f
     add_inplace(ws.x.data(), ws.h.data(), B * D);
     rmsnorm(ws.x.data(), L.ffn_norm.data(), B, D, cfg.eps, ws.h.data());
     mk.to(P.other);
-    L.lin[kGate].forward(ws.h.data(), B, ws.g.data(), ws.aq, false);
-    L.lin[kUp].forward(ws.h.data(), B, ws.u.data(), ws.aq, false);
+    {
+      Linear* gu[2] = {&L.lin[kGate], &L.lin[kUp]};
+      float* out[2] = {ws.g.data(), ws.u.data()};
+      forward_group(gu, 2, ws.h.data(), B, out, ws.aq, false);
+    }
     mk.to(P.linear);
     silu_mul(ws.g.data(), ws.u.data(), B * I, ws.g.data());
     mk.to(P.other);

@@ -346,6 +346,63 @@ static void test_w8a8(int cases) {
   }
 }
 
+// gemm_q_multi / gemm_w8a8_multi give exactly what one call per weight gives: fused (same bits, group size and K),
+// and mixed sets that fall back. Shapes of a layer's q/k/v (N 64/16/16) and odd ones; M = 1..9 (GEMV and beyond).
+static void test_multi(int cases) {
+  static const int kBits[5] = {2, 3, 4, 6, 8};
+  for (int t = 0; t < cases; t++) {
+    const int n = 1 + t % 3;
+    const int64_t M = t % 4 == 0 ? 1 : randint(1, 9);
+    const int64_t K = t % 5 == 0 ? 172 : randint(1, 12) * 32;
+    const int gs = t % 3 == 0 ? (int)K : t % 3 == 1 ? 32 : 64;
+    const bool mixed = t % 5 == 4;  // the last weight gets another bit width: no fused pass
+    std::vector<Packed> ps;
+    std::vector<std::vector<float>> biases;
+    for (int i = 0; i < n; i++) {
+      const int64_t N = i == 0 ? randint(1, 80) : randint(1, 20);
+      const int bits = mixed && i == n - 1 ? 8 : kBits[t % 5];
+      ps.push_back(quantize(randn((size_t)(N * K), 0.05f), N, K, QuantFormat{bits, gs, t % 2 == 1, DType::F16}));
+      biases.push_back(randn((size_t)N));
+    }
+    std::vector<QuantWeight> W;
+    std::vector<const float*> b;
+    for (int i = 0; i < n; i++) {
+      W.push_back(ps[i].view());
+      b.push_back(i == 1 ? nullptr : biases[i].data());
+    }
+    const std::vector<float> X = randn((size_t)(M * K), 2.f);
+    for (int a8 = 0; a8 < 2; a8++) {
+      std::vector<std::vector<float>> y(n), ref(n);
+      std::vector<float*> yp;
+      for (int i = 0; i < n; i++) {
+        y[i].assign((size_t)(M * W[i].N), NAN);
+        ref[i].assign((size_t)(M * W[i].N), 0.f);
+        yp.push_back(y[i].data());
+        if (a8) gemm_w8a8(X.data(), M, W[i], b[i], ref[i].data());
+        else gemm_q(X.data(), DType::F32, M, W[i], b[i], ref[i].data());
+      }
+      if (a8) gemm_w8a8_multi(X.data(), M, W.data(), n, b.data(), yp.data());
+      else gemm_q_multi(X.data(), DType::F32, M, W.data(), n, b.data(), yp.data());
+      int bad = 0;
+      for (int i = 0; i < n; i++)
+        for (size_t j = 0; j < y[i].size(); j++) bad += !(y[i][j] == ref[i][j]);
+      CHECK(bad == 0, "[%s] %s n=%d bits=%d gs=%d mixed=%d M=%ld K=%ld: %d outputs differ from separate calls",
+            isa_label(), a8 ? "gemm_w8a8_multi" : "gemm_q_multi", n, kBits[t % 5], gs, (int)mixed, (long)M, (long)K, bad);
+    }
+  }
+  // Weights of different K cannot share X.
+  std::vector<float> w1 = randn(64 * 4), w2 = randn(32 * 4), x = randn(64), y1(4), y2(4);
+  Packed p1 = quantize(w1, 4, 64, QuantFormat{4, 32, false, DType::F16}), p2 = quantize(w2, 4, 32, QuantFormat{4, 32, false, DType::F16});
+  QuantWeight ws[2] = {p1.view(), p2.view()};
+  float* ys[2] = {y1.data(), y2.data()};
+  std::string msg;
+  try { gemm_q_multi(x.data(), DType::F32, 1, ws, 2, nullptr, ys); } catch (const std::invalid_argument& e) { msg = e.what(); }
+  CHECK(msg.find("weight 1 has 32") != std::string::npos, "gemm_q_multi with K 64 and 32: got '%s'", msg.c_str());
+  msg.clear();
+  try { gemm_w8a8_multi(x.data(), 1, ws, 2, nullptr, ys); } catch (const std::invalid_argument& e) { msg = e.what(); }
+  CHECK(msg.find("weight 1 has 32") != std::string::npos, "gemm_w8a8_multi with K 64 and 32: got '%s'", msg.c_str());
+}
+
 static void test_errors() {
   std::vector<uint8_t> c(64, 0), z(4, 0);
   std::vector<float> s(4, 1.f), x(64, 1.f), y(4);
@@ -379,6 +436,7 @@ int main() {
       test_gemm_q(isa == Isa::Scalar ? 30 : 150);
       test_unpack_identity();
       test_w8a8(isa == Isa::Scalar ? 16 : 56);
+      test_multi(isa == Isa::Scalar ? 10 : 40);
     }
   }
   set_isa_cap(hw);

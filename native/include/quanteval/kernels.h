@@ -39,6 +39,12 @@ void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, c
 // compute-bound path.
 void gemm_q_ref(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y);
 void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y);
+// Several weights reading the same X (a layer's q/k/v, gate/up): Y[i] = X · dequant(W[i])ᵀ (+ bias[i]) for i < n,
+// bit-identical to n gemm_q calls. Weights of one bit width and group size (and K) at GEMV sizes run as one
+// parallel pass over all their rows: X is prepared once and the threads meet once instead of n times. bias may be
+// null, or hold null entries.
+void gemm_q_multi(const void* X, DType x_dtype, int64_t M, const QuantWeight* W, int n, const float* const* bias,
+                  float* const* Y);
 
 // ── Activation quantization and W8A8 ────────────────────────────────────────────────────────────────────────
 // Per-token dynamic activation quantization with the golden semantics (asymmetric min-max per row of X, `bits`
@@ -58,6 +64,9 @@ void fake_quant_act_ref(const float* X, int64_t M, int64_t K, int bits, float* X
 // (and per channel); other group sizes take the portable integer path.
 void gemm_w8a8_ref(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y);
 void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y);
+// gemm_w8a8 for several weights reading the same X, as gemm_q_multi: one activation quantization and one pass when
+// the weights share a kernel path, bits class and group size; bit-identical to n gemm_w8a8 calls.
+void gemm_w8a8_multi(const float* X, int64_t M, const QuantWeight* W, int n, const float* const* bias, float* const* Y);
 
 // ── Attention over a (quantized) KV cache ────────────────────────────────────────────────────────────────────
 // One sequence's cache (of one layer). Element layout in formats.h. Tensors are [T_cap, n_kv_heads, ...]
