@@ -86,7 +86,7 @@ export function parseWeightSetting(
   s: string,
 ): { dense: "f32" | "f16" | "bf16" } | { format: NativeQuantFormat; a8: boolean } {
   if (s === "f32" || s === "f16" || s === "bf16") return { dense: s };
-  const m = /^w([2348])(?:g(\d+))?(s?)(a8)?$/.exec(s);
+  const m = /^w([23468])(?:g(\d+))?(s?)(a8)?$/.exec(s);
   if (!m) throw new RangeError(`--weights: expected f32, f16, bf16 or w<bits>[g<group>][s][a8] (e.g. w4g128, w4g128a8), got '${s}'`);
   return {
     format: { bits: Number(m[1]) as 2 | 3 | 4 | 6 | 8, groupSize: m[2] ? Number(m[2]) : 1 << 30, symmetric: m[3] === "s" },
