@@ -49,13 +49,7 @@ void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const
 void gemm_q_multi(const void* X, DType x_dtype, int64_t M, const QuantWeight* W, int n, const float* const* bias,
                   float* const* Y) {
   check_act(x_dtype, M, "gemm_q_multi");
-  if (n < 0) throw std::invalid_argument("gemm_q_multi: n must be >= 0, got " + std::to_string(n));
-  for (int i = 0; i < n; i++) {
-    check_weight(W[i], "gemm_q_multi");
-    if (W[i].K != W[0].K)
-      throw std::invalid_argument("gemm_q_multi: every weight must have the K of weight 0 (" + std::to_string(W[0].K) +
-                                  "), weight " + std::to_string(i) + " has " + std::to_string(W[i].K));
-  }
+  check_multi(W, n, "gemm_q_multi", check_weight);
   if (M == 0 || n == 0) return;
   if (use_avx2() && impl::avx2::gemm_q_multi(X, x_dtype, M, W, n, bias, Y)) return;
   for (int i = 0; i < n; i++)

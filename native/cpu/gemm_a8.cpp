@@ -151,13 +151,7 @@ void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bia
 
 void gemm_w8a8_multi(const float* X, int64_t M, const QuantWeight* W, int n, const float* const* bias, float* const* Y) {
   check_act(DType::F32, M, "gemm_w8a8_multi");
-  if (n < 0) throw std::invalid_argument("gemm_w8a8_multi: n must be >= 0, got " + std::to_string(n));
-  for (int i = 0; i < n; i++) {
-    check_w8a8(W[i], "gemm_w8a8_multi");
-    if (W[i].K != W[0].K)
-      throw std::invalid_argument("gemm_w8a8_multi: every weight must have the K of weight 0 (" + std::to_string(W[0].K) +
-                                  "), weight " + std::to_string(i) + " has " + std::to_string(W[i].K));
-  }
+  check_multi(W, n, "gemm_w8a8_multi", check_w8a8);
   if (M == 0 || n == 0) return;
   // One pass needs one activation quantization: the same A8 path, bits class (8 or not) and group size.
   bool fused = n > 1;
@@ -172,18 +166,11 @@ void gemm_w8a8_multi(const float* X, int64_t M, const QuantWeight* W, int n, con
   impl::A8Act a;
   impl::avx2::a8_act(X, M, W[0].K, W[0].fmt.group_size, W[0].fmt.bits == 8, a);
   std::vector<A8Out> outs;
-  struct Block { int i; int64_t n0, n1; };
-  std::vector<Block> blocks;
-  int64_t total = 0;
-  for (int i = 0; i < n; i++) total += W[i].N;
-  const int64_t blk = M <= kGemvMaxM ? gemv_block_rows(total, 32) : 32;
-  for (int i = 0; i < n; i++) {
-    outs.emplace_back(M, W[i]);
-    for (int64_t n0 = 0; n0 < W[i].N; n0 += blk) blocks.push_back({i, n0, std::min(W[i].N, n0 + blk)});
-  }
+  for (int i = 0; i < n; i++) outs.emplace_back(M, W[i]);
+  const auto blocks = row_blocks(W, n, M <= kGemvMaxM ? gemv_block_rows(total_rows(W, n), 32) : 32);
   dynamic_for((int64_t)blocks.size(), 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; b++) {
-      const Block& k = blocks[b];
+      const RowBlock& k = blocks[b];
       a8_block(a, M, W[k.i], bias ? bias[k.i] : nullptr, Y[k.i], outs[k.i], k.n0, k.n1);
     }
   });

@@ -724,16 +724,10 @@ template <int BITS>
 void gemm_q_multi_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight* W, int n, const float* const* bias,
                        float* const* Y) {
   GemvX<BITS> gx(X, x_dtype, M, W[0].K, W[0].fmt.group_size);
-  struct Block { int i; int64_t n0, n1; };
-  std::vector<Block> blocks;
-  int64_t total = 0;
-  for (int i = 0; i < n; i++) total += W[i].N;
-  const int64_t blk = gemv_block_rows(total, 64);
-  for (int i = 0; i < n; i++)
-    for (int64_t n0 = 0; n0 < W[i].N; n0 += blk) blocks.push_back({i, n0, std::min(W[i].N, n0 + blk)});
+  const auto blocks = row_blocks(W, n, gemv_block_rows(total_rows(W, n), 64));
   dynamic_for((int64_t)blocks.size(), 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; b++) {
-      const Block& k = blocks[b];
+      const RowBlock& k = blocks[b];
       gemv_q_dispatch<BITS>(M, W[k.i], gx.x.p, gx.x.ld, gx.gsum.data(), bias ? bias[k.i] : nullptr, Y[k.i], k.n0, k.n1);
     }
   });

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "quanteval/formats.h"
 #include "quanteval/half.h"
@@ -150,6 +151,36 @@ void dynamic_for(int64_t n, int64_t block, F&& fn) {
 inline int64_t gemv_block_rows(int64_t N, int64_t min_rows) {
   const int64_t parts = 4 * (int64_t)num_threads();
   return std::max(min_rows, (N + parts - 1) / parts);
+}
+
+// The weights of a *_multi call (kernels.h): each valid for the kernel (check), all of one K.
+template <class Check>
+void check_multi(const QuantWeight* W, int n, const char* who, Check&& check) {
+  if (n < 0) throw std::invalid_argument(std::string(who) + ": n must be >= 0, got " + std::to_string(n));
+  for (int i = 0; i < n; i++) {
+    check(W[i], who);
+    if (W[i].K != W[0].K)
+      throw std::invalid_argument(std::string(who) + ": every weight must have the K of weight 0 (" +
+                                  std::to_string(W[0].K) + "), weight " + std::to_string(i) + " has " +
+                                  std::to_string(W[i].K));
+  }
+}
+
+// The rows of several weights as blocks of at most `blk` rows, (weight i, rows [n0, n1)), for one parallel pass.
+struct RowBlock {
+  int i;
+  int64_t n0, n1;
+};
+inline std::vector<RowBlock> row_blocks(const QuantWeight* W, int n, int64_t blk) {
+  std::vector<RowBlock> b;
+  for (int i = 0; i < n; i++)
+    for (int64_t n0 = 0; n0 < W[i].N; n0 += blk) b.push_back({i, n0, std::min(W[i].N, n0 + blk)});
+  return b;
+}
+inline int64_t total_rows(const QuantWeight* W, int n) {
+  int64_t t = 0;
+  for (int i = 0; i < n; i++) t += W[i].N;
+  return t;
 }
 
 }  // namespace quanteval::detail
