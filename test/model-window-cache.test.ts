@@ -15,6 +15,7 @@ import { NativeEvalModel } from "../lib/eval/native_model.js";
 import { kvBytesPerToken, kvCacheBytes, kvHeldTokens, type KVSetting } from "../lib/model/kv.js";
 import { LlamaModel } from "../lib/model/model.js";
 import type { NativeSession } from "../lib/model/native-types.js";
+import { makeRng } from "../lib/model/sampling.js";
 import { PRESETS } from "../lib/model/synthetic.js";
 import { allocKVCache, attentionDecode, attentionPrefill, kvAppend, type KVCache } from "../lib/ops.js";
 
@@ -26,18 +27,8 @@ const qwen: ModelConfig = parseConfig({
   rope_theta: 10000, sliding_window: W, use_sliding_window: true, max_window_layers: 2, tie_word_embeddings: false,
 });
 
-function rng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const tokensOf = (n: number, seed: number) => {
-  const r = rng(seed);
+  const r = makeRng(seed);
   return Array.from({ length: n }, () => 3 + Math.floor(r() * 60));
 };
 const kvBytes = (s: NativeSession) => Object.entries(s.memory()).filter(([k]) => k.startsWith("kv:")).reduce((a, [, b]) => a + b, 0);
@@ -160,7 +151,7 @@ describe("bounded sliding-window KV cache (W = 32)", () => {
       const ids = lens.map(() => s.alloc());
       await s.prefill(Int32Array.from(ids), Int32Array.from(prompts.flat()), Int32Array.from(lens), { rows: "last" });
       const out: Float32Array[] = [];
-      const r = rng(9);
+      const r = makeRng(9);
       for (let k = 0; k < 3 * W; k++) out.push(await s.decode(Int32Array.from(ids), Int32Array.from(ids, () => 3 + Math.floor(r() * 60))));
       return { ids, out };
     };
@@ -259,7 +250,7 @@ describe("bounded sliding-window KV cache (W = 32)", () => {
 describe("KV cache views with pos0 (ops bindings)", () => {
   it("attention over the tail of a cache (kv.pos0) equals attention over the whole cache; below pos0 is rejected", async () => {
     const H = 2, D = 16, nHeads = 6, T = 300, win = 40;
-    const r = rng(77);
+    const r = makeRng(77);
     const randn = (n: number) => Float32Array.from({ length: n }, () => r() * 2 - 1 + 0.2);
     for (const type of [{ k: "i8", v: "i4" }, "f16", "i3"] as const) {
       const full = allocKVCache(type, T, H, D);

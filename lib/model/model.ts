@@ -369,8 +369,12 @@ export class LlamaModel implements EvalModel {
     for (const batch of this.batches([...groups.keys()], cost)) {
       const held: number[] = [];
       try {
-        const seqs = batch.map(() => session.alloc());
-        held.push(...seqs);
+        const seqs: number[] = [];
+        for (let i = 0; i < batch.length; i++) {
+          const id = session.alloc();  // held at once: a failure later in the batch still frees it
+          seqs.push(id);
+          held.push(id);
+        }
         const ctx = await session.prefill(
           Int32Array.from(seqs), Int32Array.from(batch.flatMap((gi) => [...groups[gi].context])),
           Int32Array.from(batch, (gi) => groups[gi].context.length), { rows: "last", logits: false, logSoftmax: true },

@@ -122,15 +122,15 @@ void forward_group(Linear* const* ls, int n, const float* X, int64_t M, float* c
     if (l.act != ActMode::None) exact = false;
     if (l.act != ActMode::A8 || !l.w8a8_capable()) a8 = false;
   }
-  if (n > 1 && (exact || a8)) {
-    std::vector<QuantWeight> W;
-    std::vector<const float*> b;
+  if (n > 1 && n <= kNumLinears && (exact || a8)) {
+    QuantWeight W[kNumLinears];  // per layer per token: no heap allocation
+    const float* b[kNumLinears];
     for (int i = 0; i < n; i++) {
-      W.push_back(ls[i]->quant_weight());
-      b.push_back(ls[i]->has_bias ? ls[i]->bias.data() : nullptr);
+      W[i] = ls[i]->quant_weight();
+      b[i] = ls[i]->has_bias ? ls[i]->bias.data() : nullptr;
     }
-    if (exact) gemm_q_multi(X, DType::F32, M, W.data(), n, b.data(), Y);
-    else gemm_w8a8_multi(X, M, W.data(), n, b.data(), Y);
+    if (exact) gemm_q_multi(X, DType::F32, M, W, n, b, Y);
+    else gemm_w8a8_multi(X, M, W, n, b, Y);
     return;
   }
   for (int i = 0; i < n; i++) ls[i]->forward(X, M, Y[i], aq, capture_on);

@@ -20,6 +20,7 @@
 #include "quanteval/kernels.h"
 #include "quanteval/threadpool.h"
 #include "test_common.h"
+#include "test_kv_cache.h"
 
 using namespace quanteval;
 
@@ -38,34 +39,12 @@ const Pair kPairs[] = {{KVType::F32, KVType::F32}, {KVType::F16, KVType::F16}, {
                        {KVType::I4, KVType::I4},   {KVType::I3, KVType::I3},   {KVType::I2, KVType::I2},
                        {KVType::I8, KVType::I4},   {KVType::F16, KVType::I3},  {KVType::I4, KVType::I2}};
 
-// A whole cache of T tokens (positions 0 .. T-1) written by kv_store_ref, and tail copies of it.
-struct Cache {
-  KVType kt, vt;
-  int H, D;
-  int64_t T, window;
-  std::vector<uint8_t> k, v;
-  std::vector<float> ks, kz, vs, vz;
-  Cache(std::mt19937& rng, Pair p, int H_, int D_, int64_t T_, int64_t W)
-      : kt(p.first), vt(p.second), H(H_), D(D_), T(T_), window(W) {
-    k.resize(T * H * kv_bytes_per_head(kt, D));
-    v.resize(T * H * kv_bytes_per_head(vt, D));
-    ks.resize(T * H); kz.resize(T * H); vs.resize(T * H); vz.resize(T * H);
-    auto kx = randn(rng, (size_t)T * H * D, 1.f, 0.3f), vx = randn(rng, (size_t)T * H * D);
-    kv_store_ref(kx.data(), T, H, D, kt, k.data(), ks.data(), kz.data());
-    kv_store_ref(vx.data(), T, H, D, vt, v.data(), vs.data(), vz.data());
-  }
-  KVView full() const { return make(k.data(), v.data(), ks.data(), kz.data(), vs.data(), vz.data(), 0); }
-  KVView make(const uint8_t* kp, const uint8_t* vp, const float* a, const float* b, const float* c, const float* d,
-              int64_t pos0) const {
-    KVView w;
-    w.k_type = kt; w.v_type = vt; w.n_kv_heads = H; w.head_dim = D; w.window = window; w.pos0 = pos0;
-    w.k = kp; w.v = vp;
-    const bool kq = kv_quantized(kt), vq = kv_quantized(vt);
-    w.k_scale = kq ? a : nullptr; w.k_zero = kq ? b : nullptr;
-    w.v_scale = vq ? c : nullptr; w.v_zero = vq ? d : nullptr;
-    return w;
-  }
-};
+// A whole cache of T tokens (positions 0 .. T-1): the shared test cache (test_kv_cache.h) with a window.
+static Cache make_cache(std::mt19937& rng, Pair p, int H, int D, int64_t T, int64_t W) {
+  Cache c(rng, p.first, p.second, H, D, T);
+  c.window = W;
+  return c;
+}
 
 // Positions [pos0, T) of a cache copied into fresh buffers behind kPad poisoned rows: f32/f16 values NaN (0xFF
 // bytes), quantized rows with NaN scales, so any read below pos0 turns the output into NaN.
@@ -88,7 +67,7 @@ struct Tail {
     };
     tail(ks, c.ks); tail(kz, c.kz); tail(vs, c.vs); tail(vz, c.vz);
     const int64_t o = kPad * c.H;
-    view = c.make(k.data() + kPad * kpt, v.data() + kPad * vpt, ks.data() + o, kz.data() + o, vs.data() + o,
+    view = c.view_at(k.data() + kPad * kpt, v.data() + kPad * vpt, ks.data() + o, kz.data() + o, vs.data() + o,
                   vz.data() + o, pos0);
   }
 };
@@ -137,12 +116,12 @@ void test_decode(std::mt19937& rng) {
       for (int64_t b = 0; b < B; b++) {
         // Lengths up to ~1.3k so that split-K (ranges of >= 256 tokens) kicks in over the window.
         const int64_t T = 1 + rng() % (b == 0 ? 1300 : 300), W = 1 + rng() % T;
-        caches.emplace_back(rng, p, n_kv, D, T, W);
+        caches.push_back(make_cache(rng, p, n_kv, D, T, W));
         lens[b] = T;
         const int64_t lo = T - 1 - W + 1 > 0 ? T - W : 0;    // the query at T - 1 reads [lo, T)
         const int64_t pos0 = b == 1 ? lo : rng() % (lo + 1);  // right at the window start, or anywhere below it
         tails.emplace_back(caches.back(), pos0);
-        fullv[b] = caches.back().full();
+        fullv[b] = caches.back().view();
         tailv[b] = tails.back().view;
       }
       auto q = randn(rng, (size_t)B * n_heads * D);
@@ -178,18 +157,18 @@ void test_prefill(std::mt19937& rng) {
       const int64_t T = 20 + rng() % 300, W = 1 + rng() % (T / 2), Tq = 1 + rng() % (T / 2), qp = T - Tq;
       const int64_t lo = qp - W + 1 > 0 ? qp - W + 1 : 0;
       const int64_t pos0 = rep == 0 ? lo : rng() % (lo + 1);
-      Cache c(rng, p, n_kv, D, T, W);
+      Cache c = make_cache(rng, p, n_kv, D, T, W);
       Tail tail(c, pos0);
       auto q = randn(rng, (size_t)Tq * n_heads * D);
       const float scale = 1.f / std::sqrt((float)D);
       std::vector<float> ref_full(q.size()), ref_tail(q.size());
-      attention_prefill_ref(q.data(), Tq, n_heads, c.full(), qp, scale, ref_full.data());
+      attention_prefill_ref(q.data(), Tq, n_heads, c.view(), qp, scale, ref_full.data());
       attention_prefill_ref(q.data(), Tq, n_heads, tail.view, qp, scale, ref_tail.data());
       CHECK(!has_nan(ref_tail) && ref_tail == ref_full, "prefill ref %s/%s D=%d: tail differs from full",
             tname(p.first), tname(p.second), D);
       each_isa([&](Isa isa) {
         std::vector<float> f_full(q.size()), f_tail(q.size());
-        attention_prefill(q.data(), Tq, n_heads, c.full(), qp, scale, f_full.data());
+        attention_prefill(q.data(), Tq, n_heads, c.view(), qp, scale, f_full.data());
         attention_prefill(q.data(), Tq, n_heads, tail.view, qp, scale, f_tail.data());
         CHECK(!has_nan(f_tail) && f_tail == f_full,
               "prefill fast %s %s/%s D=%d G=%d T=%ld W=%ld Tq=%ld pos0=%ld: tail differs from full (max %g)",
@@ -223,7 +202,7 @@ void test_errors(std::mt19937& rng) {
   const Pair p{KVType::I8, KVType::I4};
   const int D = 16, n_kv = 2, n_heads = 4;
   const int64_t T = 100, W = 10;
-  Cache c(rng, p, n_kv, D, T, W);
+  Cache c = make_cache(rng, p, n_kv, D, T, W);
   auto q = randn(rng, (size_t)T * n_heads * D);
   std::vector<float> out(q.size());
   const float scale = 0.25f;
@@ -242,7 +221,7 @@ void test_errors(std::mt19937& rng) {
       expect_throw<std::invalid_argument>("decode, no window, pos0 > 0",
                                           [&] { fn(q.data(), 1, n_heads, &nw, lens, scale, out.data()); },
                                           {"pos0 = 90", "window none"});
-      KVView neg = c.full();
+      KVView neg = c.view();
       neg.pos0 = -1;
       expect_throw<std::out_of_range>("decode, negative pos0", [&] { fn(q.data(), 1, n_heads, &neg, lens, scale, out.data()); },
                                       {"pos0", "-1"});
@@ -255,7 +234,7 @@ void test_errors(std::mt19937& rng) {
                                           {"pos0 = 72", "position 80", "from 71"});
       fn(q.data(), 20, n_heads, t71.view, 80, scale, out.data());
       std::vector<float> full(20 * n_heads * D);
-      fn(q.data(), 20, n_heads, c.full(), 80, scale, full.data());
+      fn(q.data(), 20, n_heads, c.view(), 80, scale, full.data());
       CHECK(std::equal(full.begin(), full.end(), out.begin()), "prefill at the exact window start differs from full");
       // Tq = 0 reads nothing and accepts any pos0.
       fn(q.data(), 0, n_heads, t72.view, 100, scale, out.data());
