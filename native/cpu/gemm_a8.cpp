@@ -11,6 +11,7 @@
 // This file is compiled without any target ISA on purpose: the per-channel rescale below must round exactly as
 // gemm_w8a8_ref does, and without FMA the compiler cannot contract (a * b) * c + bias into a fused multiply-add.
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "gemm_a8.h"
@@ -90,29 +91,39 @@ void w8a8_tiled(const float* X, int64_t M, const QuantWeight& W, const float* bi
 
 // Any bits, group size a multiple of 32 or one group: gemm_a8_avx2.cpp. The activation codes `a` are prepared once
 // (a8_act) for every weight of the same K, bits class and group size; blocks of rows are then independent.
+// Uninitialized (a8_rows writes every element of its rows before reading any): no M x N memset per call.
 struct A8Out {
-  std::vector<int32_t> I;  // [M, N] exact sums (one group)
-  std::vector<float> F;    // [M, N] group-rescaled sums
-  A8Out(int64_t M, const QuantWeight& W)
-      : I(W.groups() == 1 ? (size_t)(M * W.N) : 0), F(W.groups() == 1 ? 0 : (size_t)(M * W.N)) {}
+  std::unique_ptr<int32_t[]> I;  // [M, N] exact sums (one group)
+  std::unique_ptr<float[]> F;    // [M, N] group-rescaled sums
+  A8Out(int64_t M, const QuantWeight& W) {
+    if (W.groups() == 1) I.reset(new int32_t[(size_t)(M * W.N)]);
+    else F.reset(new float[(size_t)(M * W.N)]);
+  }
 };
 
 void a8_block(const impl::A8Act& a, int64_t M, const QuantWeight& W, const float* bias, float* Y, A8Out& o,
               int64_t n0, int64_t n1) {
-  const int64_t N = W.N, G = W.groups();
-  impl::avx2::a8_rows(a, W, n0, n1, o.I.data(), o.F.data());
-  for (int64_t m = 0; m < M; m++)
-    for (int64_t n = n0; n < n1; n++) {
-      float y;
-      if (G == 1) {  // exactly gemm_w8a8_ref: (sa * sw) * (sum (qa - za) * qw - zw * sum (qa - za))
+  const int64_t N = W.N;
+  impl::avx2::a8_rows(a, W, n0, n1, o.I.get(), o.F.get());
+  if (W.groups() == 1) {
+    for (int64_t m = 0; m < M; m++)
+      for (int64_t n = n0; n < n1; n++) {
+        // exactly gemm_w8a8_ref: (sa * sw) * (sum (qa - za) * qw - zw * sum (qa - za))
         const int64_t acc = (int64_t)o.I[m * N + n] - (int64_t)zero_of(W, n, 0) * a.dsum[m];
-        y = (a.sa[m] * load_scale(W, n, 0)) * (float)acc;
-      } else {
-        y = a.sa[m] * o.F[m * N + n];
+        const float y = (a.sa[m] * load_scale(W, n, 0)) * (float)acc;
+        Y[m * N + n] = bias ? y + bias[n] : y;
       }
-      if (bias) y += bias[n];
-      Y[m * N + n] = y;
-    }
+    return;
+  }
+  for (int64_t m = 0; m < M; m++) {  // plain loops the compiler vectorizes
+    const float sa = a.sa[m];
+    const float* f = o.F.get() + m * N;
+    float* y = Y + m * N;
+    if (bias)
+      for (int64_t n = n0; n < n1; n++) y[n] = sa * f[n] + bias[n];
+    else
+      for (int64_t n = n0; n < n1; n++) y[n] = sa * f[n];
+  }
 }
 
 void w8a8_a8(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {

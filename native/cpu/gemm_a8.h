@@ -12,12 +12,13 @@ namespace quanteval::impl {
 // integer kernels. lda = whole 32-code chunks (+ a skew against L1 set aliasing); codes past K are 0.
 struct A8Act {
   int64_t M = 0, K = 0, G = 0, gs = 0, lda = 0;
-  std::vector<uint8_t> q8;    // [M, lda] codes qa in [0, 255] (weights of 2/3/4 bits: vpmaddubsw operand)
+  std::vector<int8_t> q8;     // [M, lda] centered codes qa - 128 (weights of 2/3/4 bits: vpmaddubsw operand); 0 past K
   std::vector<int16_t> q16;   // [M, lda] the same codes as int16 (8-bit weights: vpmaddwd operand); else empty
   std::vector<float> sa;      // [M] activation scale
   std::vector<int32_t> za;    // [M] activation zero point
   std::vector<int32_t> dsum;  // [M, G] sum over group g of (qa - za), real k only
   std::vector<float> dsumf;   // [M, G] the same as fp32 (exact: |dsum| <= 255 * group size < 2^24)
+  std::vector<float> dsumT;   // [G, M] the same, transposed (8 tokens' sums of a group in one load)
 };
 
 namespace avx2 {

@@ -3,26 +3,29 @@
 // behind gemm_w8a8 (kernels.h) for bits 2/3/4/8 and any group size that is a multiple of 32 (or one group a row).
 //
 // Design (the llama.cpp Q4_0 x Q8 idea, with this project's asymmetric activations and packed layouts):
-//  - Activations are quantized once per call to unsigned codes qa in [0, 255] (a8_act), rows padded to whole
-//    32-code chunks.
+//  - Activations are quantized once per call to unsigned codes qa in [0, 255] (a8_act) and stored centered, as the
+//    int8 qa - 128 (weights of 2-4 bits; 8-bit weights take the codes as int16), rows padded to whole 32-code chunks.
 //  - One 32-code weight chunk is unpacked into one ymm of 32 bytes in natural order, without shuffles:
 //      4-bit: vbroadcasti128 of the 16 bytes, vpsrlvq by {0, 0, 4, 4}, AND 0x0F  (low lane codes 0-15, high 16-31)
 //      2-bit: vpbroadcastq of the 8 bytes, vpsrlvq by {0, 2, 4, 6}, AND 3        (qword i holds codes 8i .. 8i+7)
 //      3-bit: the 2-bit part, plus bit j of the high-bit word spread to byte j (vpshufb + compare), times 4.
-//    vpmaddubsw(qa, qw) then multiplies unsigned activation bytes by the codes as signed bytes (qw <= 15 fits):
-//    a pair sum is at most 2 * 255 * 15 = 7650, so 4 chunks (30600) accumulate in int16 before one vpmaddwd with
-//    ones widens them to int32. 8-bit codes do not fit (2 * 255 * 255 overflows int16): they are widened to int16
-//    and meet int16 activation codes in vpmaddwd.
-//  - Zero points: per group, sum_k (qa - za) * (qw - zw) = sum qa*qw - za * sum qw - zw * sum (qa - za). sum qw comes
-//    from byte adds of the unpacked chunks and one vpsadbw per 4 chunks, za * sum qw from vpmuludq on its qword lanes,
-//    both in the int32 lanes before the conversion; zw * sum (qa - za) is applied once per row as a short dot over
-//    the groups (sum_g sw_g * zw_g * dsum[m, g]).
+//    vpmaddubsw(qw, qa - 128) multiplies the unsigned codes by the signed centered activations: a pair sum is at most
+//    2 * 15 * 128 = 3840, so 8 chunks (30720) accumulate in int16 before one vpmaddwd with ones widens them to int32.
+//    8-bit codes do not fit (2 * 255 * 128 overflows int16): they are widened to int16 and meet int16 activation codes
+//    in vpmaddwd.
+//  - Zero points: sum_k (qa - za) * (qw - zw) = sum qw * (qa - 128) + (128 - za) * sum qw - zw * sum (qa - za).
+//    sum qw comes from byte adds of the unpacked chunks and one vpsadbw per int16 block, shared by every token of a
+//    tile; the za and zw terms are applied once per output (exact integers for per-channel weights; fp32 sums of
+//    sw_g * (...) over groups otherwise). 8-bit grouped weights keep an exact per-group za correction (their two
+//    terms are ~100x their difference).
 //  - Per group the int32 lanes become fp32 and are scaled by sw_g (one cvt + one FMA per token and group). With a
 //    single group (per output channel) nothing is converted: the row's exact int32 sum is returned and the caller
 //    rescales exactly as gemm_w8a8_ref (bit-identical results).
-//  - Loop order: tokens in blocks of TB rows (their codes stay in L2), then each weight row, then 4 tokens at a time
-//    (the row's bytes stay in L1 while up to TB / 4 token tiles pass over it). With M <= 4 (decode) every weight byte
-//    is read from memory exactly once: the kernel is a GEMV bound by the read bandwidth.
+//  - Loop order (prefill): K blocks of kKBlock codes, then tiles of 8 tokens (their codes of the block, 16 KiB, stay
+//    in L1), then the block of rows (<= 32 rows of the K block stay in L2 while the token tiles pass over them).
+//    Tiles of 8 tokens of grouped 2-4-bit weights run a8_tile8 (8 accumulators in registers); the rest a8_row.
+//    With M <= 8 (decode) there is one K block and one tile: every weight byte is read from memory exactly once, in
+//    order: the kernel is a GEMV bound by the read bandwidth.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -37,7 +40,11 @@ using namespace detail;
 
 namespace {
 
-constexpr int64_t TB = 64;  // tokens per outer block: 64 x lda bytes of codes (128 KiB at K = 2048) stay in L2
+// Codes of one K block (prefill): a tile of 8 tokens' codes of the block (16 KiB) stays in L1 while the rows of the
+// block pass over it; the rows' block (<= 32 rows x 1 KiB at 4 bits) stays in L2 while the token tiles pass. Single-
+// thread A/B at M = 256, N = 512, K = 5632 (w4g128): 2048 codes 13.1 ms, 4096 codes 13.8 ms; at K = 2048 a block of
+// 1024 codes was 1.15x slower than one of 2048 (per-call epilogues).
+constexpr int64_t kKBlock = 2048;
 
 // Software prefetch of the weight codes, one line per 64 bytes: into L1 1 KiB ahead and into L2 4 KiB ahead. At
 // M = 1 the kernel does enough work per byte that the hardware prefetchers fall behind when both cores stream;
@@ -54,6 +61,11 @@ inline int32_t hsum_i32(__m256i v) {
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
   return _mm_cvtsi128_si32(s);
+}
+inline uint64_t hsum_u64(__m256i v) {
+  alignas(32) uint64_t l[4];
+  _mm256_store_si256((__m256i*)l, v);
+  return l[0] + l[1] + l[2] + l[3];
 }
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -88,27 +100,58 @@ inline __m256i unpack_u8(const uint8_t* c) {
   }
 }
 
-// One weight row against MB (<= 4) token rows. pf: prefetch the codes ahead (only the first token tile of a row
+// One weight row against MB (<= 8) token rows. pf: prefetch the codes ahead (only the first token tile of a row
 // does: the later tiles of a prefill block find the row in L1, and their prefetches would be wasted instructions).
-// A8 / A16: the tokens' codes (row stride lda). za[MB]. sw[G] fp32
-// scales of this row. PC (one group): I[m] = exact sum (qa - za) * qw; else F[m] = sum_g sw_g * sum (qa - za) * qw
-// (the zw term is the caller's).
-// SHORT (1, 2 or 4; 0: no): every group spans SHORT chunks (group_size 32, 64 or 128, bits < 8; the last group may
-// be shorter): one int16 sub-block per group, no int32 partial sums to keep live (fewer registers for MB = 4), and a
-// fixed trip count the compiler unrolls.
+// A8: the tokens' centered codes qa - 128 as int8 (BITS < 8), A16: their codes qa as int16 (BITS == 8); row stride
+// lda. za[MB]. sw[G] fp32 scales of this row.
+//   PC (one group): I[m] = exact sum (qa - za) * qw
+//   else:           F[m] = sum_g sw_g * sum_{k in g} (qa - za) * qw   (the zw term is the caller's)
+// The activation zero point is not applied per group: with c = 128 (BITS < 8) or 0 (BITS == 8) the kernel sums
+// qw * (qa - c) per token, and qw per group once for all MB tokens, then adds (c - za) * sum_g sw_g * sum qw per token
+// at the end (exact integers for PC; in fp32 otherwise, like the zw term).
+// SHORT (1, 2, 4 or 8; 0: no): every group spans SHORT chunks (group_size 32 .. 256, bits < 8; the last group may
+// be shorter): one int16 sub-block per group, and a fixed trip count the compiler unrolls.
 template <int BITS, int MB, bool PC, int SHORT>
-inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, const uint8_t* A8, const int16_t* A16,
+inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, const int8_t* A8, const int16_t* A16,
                    int64_t lda, const int32_t* za, const float* sw, int32_t* I, float* F, bool pf) {
   constexpr int64_t cb = (int64_t)chunk_bytes(BITS);
+  // int16 pair sums of vpmaddubsw(qw, qa - 128): at most 2 * 15 * 128 = 3840, so 8 chunks (30720) fit in int16.
+  constexpr int64_t kI16Chunks = 8;
+  constexpr int32_t c0 = BITS == 8 ? 0 : 128;
   const __m256i ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
-  __m256i accI[MB];
-  __m256 accF[MB];
-  for (int m = 0; m < MB; m++) { accI[m] = zero; accF[m] = _mm256_setzero_ps(); }
+  // PC: accI (int32 lanes) and wtot (sum qw, 4 qword lanes); grouped: accF and wcorr (sum_g sw_g * sum qw).
+  __m256i accI[PC ? MB : 1];
+  __m256 accF[PC ? 1 : MB];
+  __m256i wtot = zero;
+  __m256 wcorr = _mm256_setzero_ps();
+  for (int m = 0; m < MB; m++) {
+    if constexpr (PC) accI[m] = zero;
+    else accF[m] = _mm256_setzero_ps();
+  }
+  // Closes one group: p32 (8 int32 lanes per token), wsum (4 qword lanes of sum qw).
+  auto close = [&](const __m256i* p32, __m256i wsum, int64_t g) {
+    if constexpr (PC) {
+      for (int m = 0; m < MB; m++) accI[m] = _mm256_add_epi32(accI[m], p32[m]);
+      wtot = _mm256_add_epi64(wtot, wsum);
+    } else if constexpr (BITS == 8) {
+      // 8-bit codes center near 128 on both sides: sum qw * qa and za * sum qw are ~100x their difference, so the
+      // zero point is applied exactly per group here (vpmuludq: low dwords of the qword lanes; the high dwords of
+      // the products are 0, so the dword subtraction is exact in total).
+      const __m256 s = _mm256_set1_ps(sw[g]);
+      for (int m = 0; m < MB; m++) {
+        const __m256i t = _mm256_sub_epi32(p32[m], _mm256_mul_epu32(wsum, _mm256_set1_epi64x(za[m])));
+        accF[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), s, accF[m]);
+      }
+    } else {
+      const __m256 s = _mm256_set1_ps(sw[g]);
+      for (int m = 0; m < MB; m++) accF[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32[m]), s, accF[m]);
+      // The qword lanes hold sums below 2^32 (high dwords 0): read as 8 int32 lanes they convert exactly.
+      wcorr = _mm256_fmadd_ps(_mm256_cvtepi32_ps(wsum), s, wcorr);
+    }
+  };
   for (int64_t g = 0; g < G; g++) {
     const int64_t c1 = std::min(chunks, (g + 1) * cpg);
     __m256i p32[MB];
-    for (int m = 0; m < MB; m++) p32[m] = zero;
-    __m256i wsum = zero;  // 4 qword lanes of sum qw (vpsadbw)
     if constexpr (SHORT > 0) {
       __m256i p16[MB];
       for (int m = 0; m < MB; m++) p16[m] = zero;
@@ -118,18 +161,20 @@ inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, c
         w8 = _mm256_add_epi8(w8, w);
         for (int m = 0; m < MB; m++)
           p16[m] = _mm256_add_epi16(
-              p16[m], _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i*)(A8 + m * lda + c * kChunk)), w));
+              p16[m], _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i*)(A8 + m * lda + c * kChunk))));
       };
-      const int64_t c0 = g * SHORT;
-      // A group (SHORT chunks of 2-4 bits) is at most 64 bytes: prefetch when it starts a new line.
-      if (pf && ((c0 * cb) & 63) < SHORT * cb) prefetch_codes(row + c0 * cb);
-      if (c1 - c0 == SHORT)
-        for (int i = 0; i < SHORT; i++) step(c0 + i);
+      const int64_t cs = g * SHORT;
+      // Prefetch whenever the group starts a new 64-byte line.
+      if (pf && ((cs * cb) & 63) < SHORT * cb) prefetch_codes(row + cs * cb);
+      if (c1 - cs == SHORT)
+        for (int i = 0; i < SHORT; i++) step(cs + i);
       else
-        for (int64_t c = c0; c < c1; c++) step(c);
-      wsum = _mm256_sad_epu8(w8, zero);
+        for (int64_t c = cs; c < c1; c++) step(c);
       for (int m = 0; m < MB; m++) p32[m] = _mm256_madd_epi16(p16[m], ones);
+      close(p32, _mm256_sad_epu8(w8, zero), g);
     } else {
+      for (int m = 0; m < MB; m++) p32[m] = zero;
+      __m256i wsum = zero;  // 4 qword lanes of sum qw (vpsadbw)
       for (int64_t c = g * cpg; c < c1;) {
         if constexpr (BITS == 8) {
           const uint8_t* p = row + c * cb;
@@ -144,35 +189,104 @@ inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, c
           }
           c++;
         } else {
-          const int64_t ce = std::min(c1, c + 4);  // int16 pair sums: 4 x 7650 < 32768
-          if (pf) prefetch_codes(row + c * cb);  // 4 chunks of <= 4 bits: <= 64 bytes
+          const int64_t ce = std::min(c1, c + kI16Chunks);
           __m256i p16[MB];
           for (int m = 0; m < MB; m++) p16[m] = zero;
-          __m256i w8 = zero;  // byte sums of up to 4 chunks' codes (<= 4 x 15): one vpsadbw per 4 chunks
+          __m256i w8 = zero;  // byte sums of up to 8 chunks' codes (<= 8 x 15): one vpsadbw per block
           for (; c < ce; c++) {
+            if (pf && ((c * cb) & 63) < cb) prefetch_codes(row + c * cb);
             const __m256i w = unpack_u8<BITS>(row + c * cb);
             w8 = _mm256_add_epi8(w8, w);
             for (int m = 0; m < MB; m++)
               p16[m] = _mm256_add_epi16(
-                  p16[m], _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i*)(A8 + m * lda + c * kChunk)), w));
+                  p16[m], _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i*)(A8 + m * lda + c * kChunk))));
           }
           wsum = _mm256_add_epi64(wsum, _mm256_sad_epu8(w8, zero));
           for (int m = 0; m < MB; m++) p32[m] = _mm256_add_epi32(p32[m], _mm256_madd_epi16(p16[m], ones));
         }
       }
-    }
-    // sum (qa - za) * qw = sum qa * qw - za * sum qw: vpmuludq takes the low dword of each qword lane of wsum (the
-    // sums fit 32 bits) and leaves products whose high dwords are 0, so a dword subtraction is exact in total.
-    for (int m = 0; m < MB; m++) {
-      const __m256i t = _mm256_sub_epi32(p32[m], _mm256_mul_epu32(wsum, _mm256_set1_epi64x(za[m])));
-      if constexpr (PC) accI[m] = _mm256_add_epi32(accI[m], t);
-      else accF[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_set1_ps(sw[g]), accF[m]);
+      close(p32, wsum, g);
     }
   }
-  for (int m = 0; m < MB; m++) {
-    if constexpr (PC) I[m] = hsum_i32(accI[m]);
-    else F[m] = hsum(accF[m]);
+  if constexpr (PC) {  // exact: the true sum fits int32 (kW8A8MaxK), so wrapping uint32 arithmetic gives it
+    const uint64_t wt = hsum_u64(wtot);
+    for (int m = 0; m < MB; m++)
+      I[m] = (int32_t)((uint32_t)hsum_i32(accI[m]) + (uint32_t)((uint64_t)(int64_t)(c0 - za[m]) * wt));
+  } else if constexpr (BITS == 8) {
+    for (int m = 0; m < MB; m++) F[m] = hsum(accF[m]);
+  } else {
+    const float wc = hsum(wcorr);
+    for (int m = 0; m < MB; m++) F[m] = hsum(accF[m]) + (float)(c0 - za[m]) * wc;
   }
+}
+
+// a8_row for the common prefill case, written out so that nothing spills from the inner loop: grouped weights of
+// 2-4 bits whose groups span SHORT (1, 2, 4 or 8) chunks, 8 tokens. The 8 int16 accumulators, the chunk and its
+// byte sums take 11 of the 16 registers; the fp32 accumulators live in memory (touched once per group).
+// Also applies the weight zero points (dsT: the tokens' sum (qa - za) per group, [G][M] from token 0 of the tile,
+// row stride M; swz: sw * zw per group) and returns the 8 tokens' results as one vector.
+template <int BITS, int SHORT>
+inline __m256 a8_tile8(const uint8_t* row, int64_t chunks, int64_t G, const int8_t* A8, int64_t lda, const int32_t* za,
+                       const float* sw, const float* swz, const float* dsT, int64_t M, bool pf) {
+  constexpr int64_t cb = (int64_t)chunk_bytes(BITS);
+  alignas(32) float acc[8][8];
+  for (int m = 0; m < 8; m++) _mm256_store_ps(acc[m], _mm256_setzero_ps());
+  const __m256i ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
+  __m256 wcorr = _mm256_setzero_ps(), zcorr = _mm256_setzero_ps();
+  const int8_t* a1 = A8 + lda;
+  const int8_t* a2 = A8 + 2 * lda;
+  const int8_t* a3 = A8 + 3 * lda;
+  const int8_t* a4 = A8 + 4 * lda;
+  const int8_t* a5 = A8 + 5 * lda;
+  const int8_t* a6 = A8 + 6 * lda;
+  const int8_t* a7 = A8 + 7 * lda;
+  for (int64_t g = 0; g < G; g++) {
+    const int64_t cs = g * SHORT, ce = std::min(chunks, cs + SHORT);
+    if (pf && ((cs * cb) & 63) < SHORT * cb) prefetch_codes(row + cs * cb);
+    __m256i p0 = zero, p1 = zero, p2 = zero, p3 = zero, p4 = zero, p5 = zero, p6 = zero, p7 = zero, w8 = zero;
+#pragma GCC unroll 1
+    for (int64_t c = cs; c < ce; c++) {
+      const __m256i w = unpack_u8<BITS>(row + c * cb);
+      const int64_t o = c * kChunk;
+      w8 = _mm256_add_epi8(w8, w);
+      // One asm block: left to itself GCC hoists the 8 products into 8 temporaries, runs out of registers and keeps
+      // two accumulators in memory, a store-to-load chain through every chunk (measured 1.5x slower).
+      __m256i t;
+      __asm__(
+          "vpmaddubsw %[m0], %[w], %[t]\n\tvpaddw %[t], %[p0], %[p0]\n\t"
+          "vpmaddubsw %[m1], %[w], %[t]\n\tvpaddw %[t], %[p1], %[p1]\n\t"
+          "vpmaddubsw %[m2], %[w], %[t]\n\tvpaddw %[t], %[p2], %[p2]\n\t"
+          "vpmaddubsw %[m3], %[w], %[t]\n\tvpaddw %[t], %[p3], %[p3]\n\t"
+          "vpmaddubsw %[m4], %[w], %[t]\n\tvpaddw %[t], %[p4], %[p4]\n\t"
+          "vpmaddubsw %[m5], %[w], %[t]\n\tvpaddw %[t], %[p5], %[p5]\n\t"
+          "vpmaddubsw %[m6], %[w], %[t]\n\tvpaddw %[t], %[p6], %[p6]\n\t"
+          "vpmaddubsw %[m7], %[w], %[t]\n\tvpaddw %[t], %[p7], %[p7]"
+          : [p0] "+x"(p0), [p1] "+x"(p1), [p2] "+x"(p2), [p3] "+x"(p3), [p4] "+x"(p4), [p5] "+x"(p5),
+            [p6] "+x"(p6), [p7] "+x"(p7), [t] "=&x"(t)
+          : [w] "x"(w), [m0] "m"(*(const __m256i*)(A8 + o)), [m1] "m"(*(const __m256i*)(a1 + o)),
+            [m2] "m"(*(const __m256i*)(a2 + o)), [m3] "m"(*(const __m256i*)(a3 + o)),
+            [m4] "m"(*(const __m256i*)(a4 + o)), [m5] "m"(*(const __m256i*)(a5 + o)),
+            [m6] "m"(*(const __m256i*)(a6 + o)), [m7] "m"(*(const __m256i*)(a7 + o)));
+    }
+    const __m256 s = _mm256_set1_ps(sw[g]);
+    wcorr = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sad_epu8(w8, zero)), s, wcorr);
+    zcorr = _mm256_fmadd_ps(_mm256_set1_ps(swz[g]), _mm256_loadu_ps(dsT + g * M), zcorr);
+    const __m256i p[8] = {p0, p1, p2, p3, p4, p5, p6, p7};
+    for (int m = 0; m < 8; m++)
+      _mm256_store_ps(acc[m], _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p[m], ones)), s,
+                                              _mm256_load_ps(acc[m])));
+  }
+  // The 8 horizontal sums as one vector (lane m: token m), then both zero-point terms for all 8 tokens at once.
+  const __m256 h0 = _mm256_hadd_ps(_mm256_load_ps(acc[0]), _mm256_load_ps(acc[1]));
+  const __m256 h1 = _mm256_hadd_ps(_mm256_load_ps(acc[2]), _mm256_load_ps(acc[3]));
+  const __m256 h2 = _mm256_hadd_ps(_mm256_load_ps(acc[4]), _mm256_load_ps(acc[5]));
+  const __m256 h3 = _mm256_hadd_ps(_mm256_load_ps(acc[6]), _mm256_load_ps(acc[7]));
+  const __m256 q0 = _mm256_hadd_ps(h0, h1), q1 = _mm256_hadd_ps(h2, h3);
+  const __m256 sums =
+      _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+  const __m256 zav = _mm256_cvtepi32_ps(
+      _mm256_sub_epi32(_mm256_set1_epi32(128), _mm256_loadu_si256((const __m256i*)za)));
+  return _mm256_sub_ps(_mm256_fmadd_ps(zav, _mm256_set1_ps(hsum(wcorr)), sums), zcorr);
 }
 
 // G scales of row n as fp32 (sw) and sw * zw (swz).
@@ -219,47 +333,78 @@ inline float dot_f32(const float* a, const float* b, int64_t n) {
 
 template <int BITS, bool PC, int SHORT>
 void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F) {
-  const int64_t N = W.N, G = W.groups(), chunks = chunks_per_row(W.K), stride = W.stride();
+  const int64_t N = W.N, G = W.groups(), chunks = chunks_per_row(W.K), stride = W.stride(), R = n1 - n0;
   const int64_t cpg = PC ? chunks : W.fmt.group_size / kChunk;
+  constexpr int64_t cb = (int64_t)chunk_bytes(BITS);
+  // K blocks of whole groups, about kKBlock codes (one block when M <= 8: the GEMV reads each row once, in order).
+  const int64_t bc = a.M <= 8 ? chunks : PC ? kKBlock / kChunk : std::max<int64_t>(1, kKBlock / kChunk / cpg) * cpg;
   thread_local std::vector<float> scratch;
-  scratch.resize((size_t)(2 * G));
-  float *sw = scratch.data(), *swz = sw + G;
-  int32_t Ib[4];
-  float Fb[4];
-  for (int64_t t0 = 0; t0 < a.M; t0 += TB) {
-    const int64_t t1 = std::min(a.M, t0 + TB);
-    for (int64_t n = n0; n < n1; n++) {
-      const uint8_t* row = W.codes + n * stride;
-      if (!PC) row_scales(W, n, sw, swz);
-      for (int64_t m = t0; m < t1; m += 4) {
-        const int mb = (int)std::min<int64_t>(4, t1 - m);
-        const uint8_t* A8 = a.q8.empty() ? nullptr : a.q8.data() + m * a.lda;
-        const int16_t* A16 = a.q16.empty() ? nullptr : a.q16.data() + m * a.lda;
-        const int32_t* za = a.za.data() + m;
+  scratch.resize((size_t)(2 * G * R));
+  float *sws = scratch.data(), *swzs = sws + G * R;  // [R, G] scales and scale * zero point of the rows
+  if (!PC)
+    for (int64_t n = n0; n < n1; n++) row_scales(W, n, sws + (n - n0) * G, swzs + (n - n0) * G);
+  int32_t Ib[8];
+  float Fb[8];
+  constexpr bool kTile8 = SHORT > 0 && !PC;  // full tiles of 8 tokens go to a8_tile8
+  for (int64_t c0 = 0; c0 < chunks; c0 += bc) {
+    const int64_t c1 = std::min(chunks, c0 + bc), g0 = PC ? 0 : c0 / cpg, gn = PC ? 1 : (c1 - 1) / cpg + 1 - g0;
+    const int64_t bcpg = PC ? c1 - c0 : cpg;
+    // Tiles of 8 tokens (then 4, 2, 1 for the rest); each tile's codes stay in L1 while the rows pass over them.
+    for (int64_t m = 0; m < a.M;) {
+      const int64_t left = a.M - m;
+      const int mb = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+      const int8_t* A8 = a.q8.empty() ? nullptr : a.q8.data() + m * a.lda + c0 * kChunk;
+      const int16_t* A16 = a.q16.empty() ? nullptr : a.q16.data() + m * a.lda + c0 * kChunk;
+      const int32_t* za = a.za.data() + m;
+      for (int64_t n = n0; n < n1; n++) {
+        const uint8_t* row = W.codes + n * stride + c0 * cb;
+        const float* sw = sws + (n - n0) * G + g0;
+        const bool pf = m == 0;  // the first tile brings the block's rows in; the later ones find them in cache
+        if constexpr (kTile8) {
+          if (mb == 8) {
+            alignas(32) float r[8];
+            _mm256_store_ps(r, a8_tile8<BITS, SHORT>(row, c1 - c0, gn, A8, a.lda, za, sw, swzs + (n - n0) * G + g0,
+                                                     a.dsumT.data() + g0 * a.M + m, a.M, pf));
+            for (int i = 0; i < 8; i++) {
+              float* fp = F + (m + i) * N + n;
+              *fp = c0 == 0 ? r[i] : *fp + r[i];
+            }
+            continue;
+          }
+        }
         switch (mb) {
-          case 4: a8_row<BITS, 4, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb, m == t0); break;
-          case 3: a8_row<BITS, 3, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb, m == t0); break;
-          case 2: a8_row<BITS, 2, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb, m == t0); break;
-          default: a8_row<BITS, 1, PC, SHORT>(row, chunks, cpg, G, A8, A16, a.lda, za, sw, Ib, Fb, m == t0); break;
+          case 8: a8_row<BITS, 8, PC, SHORT>(row, c1 - c0, bcpg, gn, A8, A16, a.lda, za, sw, Ib, Fb, pf); break;
+          case 4: a8_row<BITS, 4, PC, SHORT>(row, c1 - c0, bcpg, gn, A8, A16, a.lda, za, sw, Ib, Fb, pf); break;
+          case 2: a8_row<BITS, 2, PC, SHORT>(row, c1 - c0, bcpg, gn, A8, A16, a.lda, za, sw, Ib, Fb, pf); break;
+          default: a8_row<BITS, 1, PC, SHORT>(row, c1 - c0, bcpg, gn, A8, A16, a.lda, za, sw, Ib, Fb, pf); break;
         }
         for (int i = 0; i < mb; i++) {
-          if constexpr (PC) I[(m + i) * N + n] = Ib[i];
-          else F[(m + i) * N + n] = Fb[i] - dot_f32(swz, a.dsumf.data() + (m + i) * G, G);
+          // Partial sums over K blocks: exact int32 (wrapping) for PC, fp32 otherwise.
+          int32_t* ip = I + (m + i) * N + n;
+          float* fp = F + (m + i) * N + n;
+          if constexpr (PC) *ip = c0 == 0 ? Ib[i] : (int32_t)((uint32_t)*ip + (uint32_t)Ib[i]);
+          else *fp = c0 == 0 ? Fb[i] : *fp + Fb[i];
         }
       }
+      m += mb;
     }
   }
+  if constexpr (!PC)  // the weight zero points: - sum_g sw_g * zw_g * sum_{k in g} (qa - za) (a8_tile8 did its own)
+    for (int64_t m = kTile8 ? a.M / 8 * 8 : 0; m < a.M; m++)
+      for (int64_t n = n0; n < n1; n++) F[m * N + n] -= dot_f32(swzs + (n - n0) * G, a.dsumf.data() + m * G, G);
 }
 
 template <int BITS>
 void rows_dispatch(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F) {
   const int64_t cpg = W.fmt.group_size / kChunk;
+  constexpr bool B8 = BITS == 8;
   if (W.groups() == 1) rows_bits<BITS, true, 0>(a, W, n0, n1, I, F);
-  else if (BITS == 8 || cpg > 4) rows_bits<BITS, false, 0>(a, W, n0, n1, I, F);
-  else if (cpg == 4) rows_bits<BITS, false, BITS == 8 ? 0 : 4>(a, W, n0, n1, I, F);
-  else if (cpg == 2) rows_bits<BITS, false, BITS == 8 ? 0 : 2>(a, W, n0, n1, I, F);
-  else if (cpg == 1) rows_bits<BITS, false, BITS == 8 ? 0 : 1>(a, W, n0, n1, I, F);
-  else rows_bits<BITS, false, 0>(a, W, n0, n1, I, F);  // 3 chunks a group
+  else if (B8 || cpg > 8) rows_bits<BITS, false, 0>(a, W, n0, n1, I, F);
+  else if (cpg == 8) rows_bits<BITS, false, B8 ? 0 : 8>(a, W, n0, n1, I, F);
+  else if (cpg == 4) rows_bits<BITS, false, B8 ? 0 : 4>(a, W, n0, n1, I, F);
+  else if (cpg == 2) rows_bits<BITS, false, B8 ? 0 : 2>(a, W, n0, n1, I, F);
+  else if (cpg == 1) rows_bits<BITS, false, B8 ? 0 : 1>(a, W, n0, n1, I, F);
+  else rows_bits<BITS, false, 0>(a, W, n0, n1, I, F);  // 3, 5, 6 or 7 chunks a group
 }
 
 }  // namespace
@@ -277,6 +422,7 @@ void a8_act(const float* X, int64_t M, int64_t K, int64_t gs, bool wide16, A8Act
   a.za.resize((size_t)M);
   a.dsum.assign((size_t)(M * a.G), 0);
   a.dsumf.resize((size_t)(M * a.G));
+  a.dsumT.resize((size_t)(M * a.G));
   for (int64_t m = 0; m < M; m++) {
     const float* x = X + m * K;
     __m256 vmn = _mm256_set1_ps(x[0]), vmx = vmn;
@@ -298,7 +444,7 @@ void a8_act(const float* X, int64_t M, int64_t K, int64_t gs, bool wide16, A8Act
     // clamp(round(x / s) + z, 0, 255): a true division and round-half-even, as act_code, so the codes are identical.
     const __m256 sv = _mm256_set1_ps(p.s), zv = _mm256_set1_ps(p.z), lo = _mm256_setzero_ps(),
                  hi = _mm256_set1_ps(255.f);
-    uint8_t* d = a.q8.data() + m * a.lda;
+    uint8_t* d = reinterpret_cast<uint8_t*>(a.q8.data()) + m * a.lda;
     k = 0;
     for (; k + 8 <= K; k += 8) {
       __m256 q = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + k), sv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -315,10 +461,13 @@ void a8_act(const float* X, int64_t M, int64_t K, int64_t gs, bool wide16, A8Act
       for (int64_t kk = k0; kk < k1; kk++) s += d[kk];
       ds[g] = s - (int32_t)(k1 - k0) * a.za[m];
       a.dsumf[m * a.G + g] = (float)ds[g];
+      a.dsumT[g * M + m] = (float)ds[g];
     }
     if (wide16) {
       int16_t* d16 = a.q16.data() + m * a.lda;
       for (int64_t kk = 0; kk < K; kk++) d16[kk] = d[kk];
+    } else {
+      for (int64_t kk = 0; kk < K; kk++) d[kk] ^= 0x80;  // qa - 128 as int8 (padding past K stays 0)
     }
   }
 }

@@ -302,6 +302,8 @@ static void test_unpack_identity() {
     }
 }
 
+static void check_w8a8_case(int bits, int gs, bool sym, DType sd, int64_t M, int64_t N, int64_t K, bool with_bias);
+
 static void test_w8a8(int cases) {
   static const int kBits[5] = {2, 3, 4, 6, 8};
   for (int t = 0; t < cases; t++) {
@@ -316,34 +318,45 @@ static void test_w8a8(int cases) {
     static const int kGroups[8] = {0, 32, 64, 128, 256, 96, 50, 17};
     const int gsel = kGroups[(t / 3) % 8];
     const int gs = gsel == 0 ? (int)K + (t % 2 ? 0 : 13) : gsel;
-    QuantFormat f{bits, gs, sym, sd};
-    std::vector<float> W = randn((size_t)(N * K), 0.05f), X = randn((size_t)(M * K), 3.f), bias = randn((size_t)N);
-    for (int64_t k = 0; k < K; k += 17) X[k] += 20.f;  // an outlier channel or two
-    Packed p = quantize(W, N, K, f);
-    QuantWeight q = p.view();
-    const bool grouped = q.groups() > 1;
-    const float* b = t % 3 ? bias.data() : nullptr;
-    std::vector<float> y((size_t)(M * N), NAN), ref((size_t)(M * N)), Xh((size_t)(M * K)), ref2((size_t)(M * N)),
-        Wh((size_t)(N * K));
-    gemm_w8a8_ref(X.data(), M, q, b, ref.data());
-    gemm_w8a8(X.data(), M, q, b, y.data());
-    fake_quant_act_ref(X.data(), M, K, 8, Xh.data());
-    dequantize_ref(q, Wh.data());
-    if (!grouped) {  // one exact integer per output and the same fp32 rescale: bit-exact
-      int bad = 0;
-      for (size_t i = 0; i < y.size(); i++) bad += y[i] != ref[i];
-      CHECK(bad == 0, "[%s] gemm_w8a8 bits=%d gs=%d sym=%d scale=%s M=%ld N=%ld K=%ld: %d of %zu outputs differ from "
-            "the ref", isa_label(), bits, gs, sym, dtype_name(sd), (long)M, (long)N, (long)K, bad, y.size());
-    } else {  // exact per-group integers, rescaled and summed over groups in fp32 (the ref sums in double)
-      const double e = err_vs_magnitude(y, ref, Xh, Wh, M, N, K);
-      CHECK(e <= 1e-5, "[%s] gemm_w8a8 bits=%d gs=%d sym=%d scale=%s M=%ld N=%ld K=%ld: err %.3g of the magnitude",
-            isa_label(), bits, gs, sym, dtype_name(sd), (long)M, (long)N, (long)K, e);
-    }
-    gemm_q_ref(Xh.data(), DType::F32, M, q, b, ref2.data());
-    const double e = rel_err(ref, ref2);
-    CHECK(e <= 1e-5, "gemm_w8a8_ref vs gemm_q_ref(fake_quant_act_ref) bits=%d gs=%d M=%ld N=%ld K=%ld: rel err %.3g",
-          bits, gs, (long)M, (long)N, (long)K, e);
+    check_w8a8_case(bits, gs, sym, sd, M, N, K, t % 3 != 0);
   }
+  // Rows longer than the AVX2 kernel's K block (2048 codes) with full tiles of 8 tokens and a remainder: partial sums
+  // over K blocks, the 8-token tile and the 4/2/1-token tails.
+  for (int bits : {2, 3, 4, 8})
+    for (int gs : {32, 128, 256, 0}) {
+      const int64_t K = bits == 3 ? 4100 : 5632;
+      check_w8a8_case(bits, gs ? gs : (int)K, bits % 2 == 1, DType::F16, 8 + randint(0, 15), randint(1, 40), K, true);
+    }
+}
+
+static void check_w8a8_case(int bits, int gs, bool sym, DType sd, int64_t M, int64_t N, int64_t K, bool with_bias) {
+  QuantFormat f{bits, gs, sym, sd};
+  std::vector<float> W = randn((size_t)(N * K), 0.05f), X = randn((size_t)(M * K), 3.f), bias = randn((size_t)N);
+  for (int64_t k = 0; k < K; k += 17) X[k] += 20.f;  // an outlier channel or two
+  Packed p = quantize(W, N, K, f);
+  QuantWeight q = p.view();
+  const bool grouped = q.groups() > 1;
+  const float* b = with_bias ? bias.data() : nullptr;
+  std::vector<float> y((size_t)(M * N), NAN), ref((size_t)(M * N)), Xh((size_t)(M * K)), ref2((size_t)(M * N)),
+      Wh((size_t)(N * K));
+  gemm_w8a8_ref(X.data(), M, q, b, ref.data());
+  gemm_w8a8(X.data(), M, q, b, y.data());
+  fake_quant_act_ref(X.data(), M, K, 8, Xh.data());
+  dequantize_ref(q, Wh.data());
+  if (!grouped) {  // one exact integer per output and the same fp32 rescale: bit-exact
+    int bad = 0;
+    for (size_t i = 0; i < y.size(); i++) bad += y[i] != ref[i];
+    CHECK(bad == 0, "[%s] gemm_w8a8 bits=%d gs=%d sym=%d scale=%s M=%ld N=%ld K=%ld: %d of %zu outputs differ from "
+          "the ref", isa_label(), bits, gs, sym, dtype_name(sd), (long)M, (long)N, (long)K, bad, y.size());
+  } else {  // exact per-group integers, rescaled and summed over groups in fp32 (the ref sums in double)
+    const double e = err_vs_magnitude(y, ref, Xh, Wh, M, N, K);
+    CHECK(e <= 1e-5, "[%s] gemm_w8a8 bits=%d gs=%d sym=%d scale=%s M=%ld N=%ld K=%ld: err %.3g of the magnitude",
+          isa_label(), bits, gs, sym, dtype_name(sd), (long)M, (long)N, (long)K, e);
+  }
+  gemm_q_ref(Xh.data(), DType::F32, M, q, b, ref2.data());
+  const double e = rel_err(ref, ref2);
+  CHECK(e <= 1e-5, "gemm_w8a8_ref vs gemm_q_ref(fake_quant_act_ref) bits=%d gs=%d M=%ld N=%ld K=%ld: rel err %.3g",
+        bits, gs, (long)M, (long)N, (long)K, e);
 }
 
 // gemm_q_multi / gemm_w8a8_multi give exactly what one call per weight gives: fused (same bits, group size and K),
