@@ -336,15 +336,45 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
   const int64_t N = W.N, G = W.groups(), chunks = chunks_per_row(W.K), stride = W.stride(), R = n1 - n0;
   const int64_t cpg = PC ? chunks : W.fmt.group_size / kChunk;
   constexpr int64_t cb = (int64_t)chunk_bytes(BITS);
-  // K blocks of whole groups, about kKBlock codes (one block when M <= 8: the GEMV reads each row once, in order).
-  const int64_t bc = a.M <= 8 ? chunks : PC ? kKBlock / kChunk : std::max<int64_t>(1, kKBlock / kChunk / cpg) * cpg;
+  int32_t Ib[8];
+  float Fb[8];
+  if (a.M <= 8) {  // GEMV (decode): one tile, each row read once, in order, its scales converted just before it
+    thread_local std::vector<float> rs;
+    rs.resize((size_t)(2 * G));
+    float *sw = rs.data(), *swz = sw + G;
+    const int mb = (int)a.M;
+    const int8_t* A8 = a.q8.empty() ? nullptr : a.q8.data();
+    const int16_t* A16 = a.q16.empty() ? nullptr : a.q16.data();
+    for (int64_t n = n0; n < n1; n++) {
+      const uint8_t* row = W.codes + n * stride;
+      if (!PC) row_scales(W, n, sw, swz);
+      const int32_t* za = a.za.data();
+      // Tiles of the tokens of a small batch: 4, then 2 and 1 (M = 8: two tiles of 4, each reading the row from L1).
+      for (int m = 0; m < mb;) {
+        const int t = mb - m >= 4 ? 4 : mb - m >= 2 ? 2 : 1;
+        const int8_t* a8 = A8 ? A8 + m * a.lda : nullptr;
+        const int16_t* a16 = A16 ? A16 + m * a.lda : nullptr;
+        switch (t) {
+          case 4: a8_row<BITS, 4, PC, SHORT>(row, chunks, cpg, G, a8, a16, a.lda, za + m, sw, Ib, Fb, m == 0); break;
+          case 2: a8_row<BITS, 2, PC, SHORT>(row, chunks, cpg, G, a8, a16, a.lda, za + m, sw, Ib, Fb, m == 0); break;
+          default: a8_row<BITS, 1, PC, SHORT>(row, chunks, cpg, G, a8, a16, a.lda, za + m, sw, Ib, Fb, m == 0); break;
+        }
+        for (int i = 0; i < t; i++) {
+          if constexpr (PC) I[(m + i) * N + n] = Ib[i];
+          else F[(m + i) * N + n] = Fb[i] - dot_f32(swz, a.dsumf.data() + (m + i) * G, G);
+        }
+        m += t;
+      }
+    }
+    return;
+  }
+  // Prefill: K blocks of whole groups, about kKBlock codes.
+  const int64_t bc = PC ? kKBlock / kChunk : std::max<int64_t>(1, kKBlock / kChunk / cpg) * cpg;
   thread_local std::vector<float> scratch;
   scratch.resize((size_t)(2 * G * R));
   float *sws = scratch.data(), *swzs = sws + G * R;  // [R, G] scales and scale * zero point of the rows
   if (!PC)
     for (int64_t n = n0; n < n1; n++) row_scales(W, n, sws + (n - n0) * G, swzs + (n - n0) * G);
-  int32_t Ib[8];
-  float Fb[8];
   constexpr bool kTile8 = SHORT > 0 && !PC;  // full tiles of 8 tokens go to a8_tile8
   for (int64_t c0 = 0; c0 < chunks; c0 += bc) {
     const int64_t c1 = std::min(chunks, c0 + bc), g0 = PC ? 0 : c0 / cpg, gn = PC ? 1 : (c1 - 1) / cpg + 1 - g0;
