@@ -27,6 +27,7 @@
 #include "attention_impl.h"
 #include "kv_common.h"
 #include "simd_avx2.h"
+#include "tls.h"
 
 namespace quanteval::detail {
 namespace {
@@ -479,7 +480,8 @@ void decode_task_t(const DecodeTask& task) {
   constexpr bool kquant = TK == KVType::I8 || TK == KVType::I4;
   constexpr bool vquant = TV == KVType::I8 || TV == KVType::I4;
   const int TB = decode_block((int64_t)H * (int64_t)std::max(krb, vrb));
-  thread_local DecodeScratch sc;
+  thread_local DecodeScratch tls_sc;
+  DecodeScratch& sc = detail::tls_once(tls_sc);
   const int NQ = nh * G;  // query heads of this task
   sc.q.resize((size_t)NQ * D);
   const int NQP = (NQ + 7) / 8 * 8;  // padded to whole vectors (lanes >= NQ are never read back)
@@ -706,7 +708,8 @@ void prefill_task(const PrefillTask& task) {
   const size_t krb = kv_bytes_per_head(kv.k_type, D), vrb = kv_bytes_per_head(kv.v_type, D);
   const bool kq = kv_quantized(kv.k_type), vq = kv_quantized(kv.v_type);
   const DequantRow kdq = dequant_for(kv.k_type), vdq = dequant_for(kv.v_type);
-  thread_local PrefillScratch sc;
+  thread_local PrefillScratch tls_sc;
+  PrefillScratch& sc = detail::tls_once(tls_sc);
   sc.Q.resize((size_t)R * D);
   sc.S.resize((size_t)R * kKB);
   sc.O.assign((size_t)R * D, 0.f);

@@ -33,6 +33,7 @@
 
 #include "gemm_a8.h"
 #include "gemm_common.h"
+#include "tls.h"
 
 namespace quanteval::impl::avx2 {
 
@@ -339,7 +340,8 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
   int32_t Ib[8];
   float Fb[8];
   if (a.M <= 8) {  // GEMV (decode): one tile, each row read once, in order, its scales converted just before it
-    thread_local std::vector<float> rs;
+    thread_local std::vector<float> tls_rs;
+    std::vector<float>& rs = detail::tls_once(tls_rs);
     rs.resize((size_t)(2 * G));
     float *sw = rs.data(), *swz = sw + G;
     const int mb = (int)a.M;
@@ -370,7 +372,8 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
   }
   // Prefill: K blocks of whole groups, about kKBlock codes.
   const int64_t bc = PC ? kKBlock / kChunk : std::max<int64_t>(1, kKBlock / kChunk / cpg) * cpg;
-  thread_local std::vector<float> scratch;
+  thread_local std::vector<float> tls_scratch;
+  std::vector<float>& scratch = detail::tls_once(tls_scratch);
   scratch.resize((size_t)(2 * G * R));
   float *sws = scratch.data(), *swzs = sws + G * R;  // [R, G] scales and scale * zero point of the rows
   if (!PC)

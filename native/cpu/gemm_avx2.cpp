@@ -27,6 +27,7 @@
 #include "gemm_common.h"
 #include "gemm_impl.h"
 #include "quanteval/threadpool.h"
+#include "tls.h"
 
 namespace quanteval::impl::avx2 {
 
@@ -178,7 +179,8 @@ void dense_rows(const float* X, int64_t ldx, int64_t M, const WT* W, int64_t K, 
   }
   // Each NB x KC block of W is copied (converted to fp32) into a panel with skewed rows, then meets every row tile of
   // X: in place, rows K floats apart would alias in L1 whenever K is a multiple of 1024.
-  thread_local std::vector<float> panel;  // reused across calls: no large allocation (and page faults) per block
+  thread_local std::vector<float> tls_panel;  // reused across calls: no large allocation (and page faults) per block
+  std::vector<float>& panel = detail::tls_once(tls_panel);
   panel.resize((size_t)(NB * KCP));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
@@ -348,7 +350,8 @@ void gemv_q_pass(const QuantWeight& W, const float* X, int64_t ldx, const float*
   const int64_t pf_ahead = R * stride;  // the same offset in the next pass's rows
   const float zsym = (float)(1 << (BITS - 1));
   const uint8_t* row = W.codes + n * stride;
-  thread_local std::vector<float> scale_buf;
+  thread_local std::vector<float> tls_scale_buf;
+  std::vector<float>& scale_buf = detail::tls_once(tls_scale_buf);
   scale_buf.resize((size_t)(R * G));
   float* sc = scale_buf.data();  // [R, G] fp32 scales of the pass's rows
   for (int r = 0; r < R; r++) row_scales_f32(W, n + r, sc + r * G);
@@ -491,7 +494,8 @@ template <int BITS>
 void gemm_q_tiled_rows(const QuantWeight& W, const float* X, int64_t ldx, int64_t M, int64_t n0, int64_t n1,
                        float* Y) {
   const int64_t K = W.K;
-  thread_local std::vector<float> panel;
+  thread_local std::vector<float> tls_panel;
+  std::vector<float>& panel = detail::tls_once(tls_panel);
   panel.resize((size_t)(NB * KCP));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
@@ -508,7 +512,8 @@ template <int BITS>
 void gemv_q_general_rows(const QuantWeight& W, const float* X, int64_t ldx, int64_t M, const float* bias, float* Y,
                          int64_t n0, int64_t n1) {
   const int64_t K = W.K;
-  thread_local std::vector<float> wrow;
+  thread_local std::vector<float> tls_wrow;
+  std::vector<float>& wrow = detail::tls_once(tls_wrow);
   wrow.resize((size_t)(chunks_per_row(K) * kChunk));
   for (int64_t n = n0; n < n1; n++) {
     dequant_block<BITS>(W, n, 1, 0, K, wrow.data(), 0);
@@ -769,7 +774,8 @@ void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, i
   // 4 KiB would alias in L1), then meet every row tile of A.
   {
     constexpr int64_t LDB = KCI + 32;
-    thread_local std::vector<int16_t> panel;
+    thread_local std::vector<int16_t> tls_panel;
+    std::vector<int16_t>& panel = detail::tls_once(tls_panel);
     panel.resize((size_t)(NB * LDB));
     for (int64_t nb = n0; nb < n1; nb += NB) {
       const int64_t nrows = std::min(NB, n1 - nb);
@@ -790,7 +796,8 @@ void w4a8_core(const int8_t* A8, int64_t lda8, int64_t M, const QuantWeight& W, 
   const int64_t Kp = chunks_per_row(W.K) * kChunk;
   for (int64_t m = 0; m < M; m++) std::fill(acc + m * ldc + n0, acc + m * ldc + n1, 0);
   std::fill(sumw + n0, sumw + n1, 0);
-  thread_local std::vector<uint8_t> panel;
+  thread_local std::vector<uint8_t> tls_panel;
+  std::vector<uint8_t>& panel = detail::tls_once(tls_panel);
   panel.resize((size_t)(NB * LDB));
   for (int64_t nb = n0; nb < n1; nb += NB) {
     const int64_t nrows = std::min(NB, n1 - nb);
