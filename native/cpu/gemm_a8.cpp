@@ -1,10 +1,10 @@
 // Dispatch of gemm_w8a8 (kernels.h), the integer-activation GEMM for every packed weight format.
 //
 // Paths (all compute gemm_w8a8_ref's integers exactly; only the fp32 rescale of grouped weights rounds differently):
-//  - AVX2, per-channel 8/4-bit weights, M > kGemvMaxM: the tiled int16 / vpmaddubsw cores of gemm_avx2.cpp
-//    (w8a8_core, w4a8_core), tuned for prefill.
+//  - AVX2, per-channel 4-bit weights, M > kGemvMaxM: the tiled vpmaddubsw core of gemm_avx2.cpp (w4a8_core).
 //  - AVX2, 2/3/4/8 bits, group size a multiple of 32 or one group per row: gemm_a8_avx2.cpp (decode GEMV and token-tiled
-//    prefill).
+//    prefill). Per-channel 8-bit weights went to gemm_avx2.cpp's w8a8_core until its 8-token tile (a8_tile8_w8) was
+//    faster: M = 256, N = 1024, K = 4096, one thread 31.0 -> 22.9 ms; N = 4096 on two threads 60.3 -> 55.1 ms.
 //  - Otherwise (QUANTEVAL_ISA=scalar, 6-bit weights, group sizes that split 32-code chunks): the reference arithmetic, in parallel
 //    over output channels.
 //
@@ -31,6 +31,9 @@ namespace {
 // (Grouped weights are rescaled per group; their int32 sums only need group_size below it.)
 constexpr int64_t kW8A8MaxK = 33025;
 constexpr int64_t kGemvMaxM = 8;  // up to here the a8 GEMV kernels, beyond the tiled per-channel cores
+// Rows per task beyond kGemvMaxM: each task streams every token's activation codes once per K block, so fewer,
+// larger tasks read them less often; the task's rows of a K block (<= 128 KiB at 8 bits) stay in L2.
+constexpr int64_t kPrefillRows = 128;
 
 // The reference arithmetic (gemm_common.h w8a8_output), parallel over output channels.
 void w8a8_portable(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
@@ -130,7 +133,7 @@ void w8a8_a8(const float* X, int64_t M, const QuantWeight& W, const float* bias,
   impl::A8Act a;
   impl::avx2::a8_act(X, M, W.K, W.fmt.group_size, W.fmt.bits == 8, a);
   A8Out o(M, W);
-  dynamic_for(W.N, M <= kGemvMaxM ? gemv_block_rows(W.N, 32) : 32,
+  dynamic_for(W.N, M <= kGemvMaxM ? gemv_block_rows(W.N, 32) : kPrefillRows,
               [&](int64_t n0, int64_t n1) { a8_block(a, M, W, bias, Y, o, n0, n1); });
 }
 
@@ -141,7 +144,7 @@ A8Path a8_path(int64_t M, const QuantWeight& W) {
   if (span > kW8A8MaxK) return A8Path::Ref;  // int32 lanes could overflow: the int64 reference is exact
   // 6-bit weights: the portable path (the AVX2 a8 cores assume codes of 2/3/4 bits (vpmaddubsw int16 bounds) or 8).
   if (cpu_isa() < Isa::Avx2 || W.fmt.bits == 6) return A8Path::Portable;
-  if (G == 1 && (W.fmt.bits == 8 || W.fmt.bits == 4) && M > kGemvMaxM) return A8Path::Tiled;
+  if (G == 1 && W.fmt.bits == 4 && M > kGemvMaxM) return A8Path::Tiled;
   if (G == 1 || W.fmt.group_size % kChunk == 0) return A8Path::A8;
   return A8Path::Portable;
 }
@@ -178,7 +181,7 @@ void gemm_w8a8_multi(const float* X, int64_t M, const QuantWeight* W, int n, con
   impl::avx2::a8_act(X, M, W[0].K, W[0].fmt.group_size, W[0].fmt.bits == 8, a);
   std::vector<A8Out> outs;
   for (int i = 0; i < n; i++) outs.emplace_back(M, W[i]);
-  const auto blocks = row_blocks(W, n, M <= kGemvMaxM ? gemv_block_rows(total_rows(W, n), 32) : 32);
+  const auto blocks = row_blocks(W, n, M <= kGemvMaxM ? gemv_block_rows(total_rows(W, n), 32) : kPrefillRows);
   dynamic_for((int64_t)blocks.size(), 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; b++) {
       const RowBlock& k = blocks[b];

@@ -290,6 +290,52 @@ inline __m256 a8_tile8(const uint8_t* row, int64_t chunks, int64_t G, const int8
   return _mm256_sub_ps(_mm256_fmadd_ps(zav, _mm256_set1_ps(hsum(wcorr)), sums), zcorr);
 }
 
+// 8-bit per-channel weights against 8 tokens: I[m] = exact sum (qa - za) * qw over the chunks given. The codes
+// are widened to int16 (vpmovzxbw) and meet the tokens' int16 codes in vpmaddwd (16 products per instruction, twice
+// the fp32 FMA's 8); the 8 int32 accumulators stay in registers (one asm block, as in a8_tile8). Lanes stay exact:
+// each sums K / 16 pairs of products <= 255 * 255 (gemm_w8a8 routes K > kW8A8MaxK to the reference).
+inline void a8_tile8_w8(const uint8_t* row, int64_t chunks, const int16_t* A16, int64_t lda, const int32_t* za,
+                        int32_t* I) {
+  const __m256i zero = _mm256_setzero_si256();
+  __m256i p0 = zero, p1 = zero, p2 = zero, p3 = zero, p4 = zero, p5 = zero, p6 = zero, p7 = zero, wsum = zero;
+  const int16_t* a1 = A16 + lda;
+  const int16_t* a2 = A16 + 2 * lda;
+  const int16_t* a3 = A16 + 3 * lda;
+  const int16_t* a4 = A16 + 4 * lda;
+  const int16_t* a5 = A16 + 5 * lda;
+  const int16_t* a6 = A16 + 6 * lda;
+  const int16_t* a7 = A16 + 7 * lda;
+#pragma GCC unroll 1
+  for (int64_t c = 0; c < chunks; c++) {
+    const uint8_t* p = row + c * kChunk;
+    wsum = _mm256_add_epi64(wsum, _mm256_sad_epu8(_mm256_loadu_si256((const __m256i*)p), zero));
+    const __m256i w0 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)p));
+    const __m256i w1 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(p + 16)));
+    const int64_t o = c * kChunk;
+    __m256i t;
+#define QE_W8_STEP(P, A)                                                                     \
+  "vpmaddwd %[" #A "l], %[w0], %[t]\n\tvpaddd %[t], %[" #P "], %[" #P "]\n\t"                 \
+  "vpmaddwd %[" #A "h], %[w1], %[t]\n\tvpaddd %[t], %[" #P "], %[" #P "]\n\t"
+#define QE_W8_MEM(A, PTR) \
+  [A##l] "m"(*(const __m256i*)(PTR + o)), [A##h] "m"(*(const __m256i*)(PTR + o + 16))
+    // Two blocks of 4 tokens (one block of 8 would pass GCC's limit of 30 asm operands).
+    __asm__(QE_W8_STEP(p0, m0) QE_W8_STEP(p1, m1) QE_W8_STEP(p2, m2) QE_W8_STEP(p3, m3)
+            : [p0] "+x"(p0), [p1] "+x"(p1), [p2] "+x"(p2), [p3] "+x"(p3), [t] "=&x"(t)
+            : [w0] "x"(w0), [w1] "x"(w1), QE_W8_MEM(m0, A16), QE_W8_MEM(m1, a1), QE_W8_MEM(m2, a2),
+              QE_W8_MEM(m3, a3));
+    __asm__(QE_W8_STEP(p4, m4) QE_W8_STEP(p5, m5) QE_W8_STEP(p6, m6) QE_W8_STEP(p7, m7)
+            : [p4] "+x"(p4), [p5] "+x"(p5), [p6] "+x"(p6), [p7] "+x"(p7), [t] "=&x"(t)
+            : [w0] "x"(w0), [w1] "x"(w1), QE_W8_MEM(m4, a4), QE_W8_MEM(m5, a5), QE_W8_MEM(m6, a6),
+              QE_W8_MEM(m7, a7));
+#undef QE_W8_STEP
+#undef QE_W8_MEM
+  }
+  const uint64_t wt = hsum_u64(wsum);
+  const __m256i p[8] = {p0, p1, p2, p3, p4, p5, p6, p7};
+  for (int m = 0; m < 8; m++)  // the true sum fits int32: wrapping uint32 arithmetic gives it
+    I[m] = (int32_t)((uint32_t)hsum_i32(p[m]) - (uint32_t)((uint64_t)(int64_t)za[m] * wt));
+}
+
 // G scales of row n as fp32 (sw) and sw * zw (swz).
 void row_scales(const QuantWeight& W, int64_t n, float* sw, float* swz) {
   const int64_t G = W.groups();
@@ -370,8 +416,10 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
     }
     return;
   }
-  // Prefill: K blocks of whole groups, about kKBlock codes.
-  const int64_t bc = PC ? kKBlock / kChunk : std::max<int64_t>(1, kKBlock / kChunk / cpg) * cpg;
+  // Prefill: K blocks of whole groups, about kKBlock codes (half as many for 8-bit weights: their tokens' codes are
+  // int16).
+  const int64_t kb = BITS == 8 ? kKBlock / 2 : kKBlock;
+  const int64_t bc = PC ? kb / kChunk : std::max<int64_t>(1, kb / kChunk / cpg) * cpg;
   thread_local std::vector<float> tls_scratch;
   std::vector<float>& scratch = detail::tls_once(tls_scratch);
   scratch.resize((size_t)(2 * G * R));
@@ -393,6 +441,17 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
         const uint8_t* row = W.codes + n * stride + c0 * cb;
         const float* sw = sws + (n - n0) * G + g0;
         const bool pf = m == 0;  // the first tile brings the block's rows in; the later ones find them in cache
+        if constexpr (PC && BITS == 8) {
+          if (mb == 8) {
+            int32_t r[8];
+            a8_tile8_w8(row, c1 - c0, A16, a.lda, za, r);
+            for (int i = 0; i < 8; i++) {
+              int32_t* ip = I + (m + i) * N + n;
+              *ip = c0 == 0 ? r[i] : (int32_t)((uint32_t)*ip + (uint32_t)r[i]);
+            }
+            continue;
+          }
+        }
         if constexpr (kTile8) {
           if (mb == 8) {
             alignas(32) float r[8];
