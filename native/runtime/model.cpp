@@ -450,7 +450,7 @@ void Model::quantize_linear(const std::string& name, const QuantFormat& fmt) {
 void Model::randomize(uint64_t seed, DType dense_dtype, const QuantFormat* fmt, bool quantize_lm_head) {
   const int64_t D = cfg.hidden, V = cfg.vocab;
   Rng rng(seed);
-  auto fill_dense = [&](std::vector<uint8_t>& buf, DType t, int64_t n, float a, uint64_t s) {
+  auto fill_dense = [&](auto& buf, DType t, int64_t n, float a, uint64_t s) {
     buf.resize(n * dtype_size(t));
     // Per-thread streams keyed on the block index: the result does not depend on the thread count.
     parallel_for((n + 65535) / 65536, 1, [&](int64_t b0, int64_t b1) {

@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "huge_alloc.h"
 #include "quanteval/formats.h"
 #include "quanteval/kernels.h"
 
@@ -75,11 +76,11 @@ struct Linear {
   bool quantized = false;
   // Dense storage ([N, K] of dtype) or a borrowed pointer (tied lm_head → embedding table).
   DType dtype = DType::F32;
-  std::vector<uint8_t> dense;
+  WeightBytes dense;
   const void* dense_ptr = nullptr;
   // Packed storage (formats.h).
   QuantFormat fmt;
-  std::vector<uint8_t> codes, scales, zeros;
+  WeightBytes codes, scales, zeros;
   bool has_bias = false;
   std::vector<float> bias;  // [N]
   ActMode act = ActMode::None;

@@ -1,0 +1,50 @@
+// Weight storage on transparent huge pages. A decode step streams every weight byte once; on 4 KiB pages that is a
+// TLB miss and page walk per 4 KiB (the read-bandwidth probe, membw.cpp, reads 2 MiB pages and so set a roofline the
+// weights could not reach). Buffers of 2 MiB and more are 2 MiB aligned and advised MADV_HUGEPAGE (the kernel's
+// "madvise" THP mode); the advice failing just leaves 4 KiB pages. Smaller buffers come from malloc.
+#pragma once
+#include <sys/mman.h>
+
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+namespace quanteval::rt {
+
+template <class T>
+struct HugePageAllocator {
+  using value_type = T;
+  static constexpr size_t kHuge = size_t(2) << 20;
+
+  HugePageAllocator() = default;
+  template <class U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}
+
+  T* allocate(size_t n) {
+    const size_t bytes = n * sizeof(T);
+    void* p;
+    if (bytes >= kHuge) {
+      const size_t len = (bytes + kHuge - 1) / kHuge * kHuge;
+      p = std::aligned_alloc(kHuge, len);
+#ifdef MADV_HUGEPAGE
+      if (p) madvise(p, len, MADV_HUGEPAGE);
+#endif
+    } else {
+      p = std::malloc(bytes ? bytes : 1);
+    }
+    if (!p) throw std::bad_alloc();
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+
+  template <class U>
+  bool operator==(const HugePageAllocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const HugePageAllocator<U>&) const { return false; }
+};
+
+// Byte buffer of a weight tensor.
+using WeightBytes = std::vector<uint8_t, HugePageAllocator<uint8_t>>;
+
+}  // namespace quanteval::rt
