@@ -359,6 +359,47 @@ void block_scores(const uint8_t* const* rows, int n, const float* q, int G, int 
   }
 }
 
+// Scores of n fp32 rows against 8 query heads at a time (grouped-query attention, G a multiple of 8, D even): the
+// queries transposed, qT[g8][d][8], so that one FMA multiplies a broadcast key element by the 8 heads' query
+// elements and a token's scores for 8 heads come out as one vector, S[t * ts + 8 g8 .. + 7], without horizontal sums.
+// 4 tokens a pass share each query vector load; even and odd dims go to separate accumulators (8 FMA chains). The
+// dot_tile path spent ~40% of its time stalled on the key rows' first load, one row at a time; this keeps 4 rows in
+// flight. tinyllama-1.1b decode at context 512 (32 heads over 4 kv heads, D = 64): attention 4.95 -> 3.35 ms a step.
+inline void scores_gqa8(const float* const* rows, int n, const float* qT, int G, int D, float* S, int ts) {
+  for (int g8 = 0; g8 < G / 8; g8++) {
+    const float* qt = qT + (size_t)g8 * D * 8;
+    float* s = S + 8 * g8;
+    int t = 0;
+    for (; t + 4 <= n; t += 4) {
+      const float *r0 = rows[t], *r1 = rows[t + 1], *r2 = rows[t + 2], *r3 = rows[t + 3];
+      __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
+      for (int d = 0; d < D; d += 2) {
+        const __m256 qe = _mm256_loadu_ps(qt + d * 8), qo = _mm256_loadu_ps(qt + (d + 1) * 8);
+        e0 = _mm256_fmadd_ps(_mm256_broadcast_ss(r0 + d), qe, e0);
+        e1 = _mm256_fmadd_ps(_mm256_broadcast_ss(r1 + d), qe, e1);
+        e2 = _mm256_fmadd_ps(_mm256_broadcast_ss(r2 + d), qe, e2);
+        e3 = _mm256_fmadd_ps(_mm256_broadcast_ss(r3 + d), qe, e3);
+        o0 = _mm256_fmadd_ps(_mm256_broadcast_ss(r0 + d + 1), qo, o0);
+        o1 = _mm256_fmadd_ps(_mm256_broadcast_ss(r1 + d + 1), qo, o1);
+        o2 = _mm256_fmadd_ps(_mm256_broadcast_ss(r2 + d + 1), qo, o2);
+        o3 = _mm256_fmadd_ps(_mm256_broadcast_ss(r3 + d + 1), qo, o3);
+      }
+      _mm256_storeu_ps(s + (size_t)t * ts, _mm256_add_ps(e0, o0));
+      _mm256_storeu_ps(s + (size_t)(t + 1) * ts, _mm256_add_ps(e1, o1));
+      _mm256_storeu_ps(s + (size_t)(t + 2) * ts, _mm256_add_ps(e2, o2));
+      _mm256_storeu_ps(s + (size_t)(t + 3) * ts, _mm256_add_ps(e3, o3));
+    }
+    for (; t < n; t++) {
+      __m256 e = _mm256_setzero_ps(), o = e;
+      for (int d = 0; d < D; d += 2) {
+        e = _mm256_fmadd_ps(_mm256_broadcast_ss(rows[t] + d), _mm256_loadu_ps(qt + d * 8), e);
+        o = _mm256_fmadd_ps(_mm256_broadcast_ss(rows[t] + d + 1), _mm256_loadu_ps(qt + (d + 1) * 8), o);
+      }
+      _mm256_storeu_ps(s + (size_t)t * ts, _mm256_add_ps(e, o));
+    }
+  }
+}
+
 template <KVType T>
 // Weights of head g for token t at w[t * ws + g], zero points at z[t * zs].
 void block_v(const uint8_t* const* rows, int n, const float* w, int ws, const float* z, int zs, int G, int D,
@@ -450,6 +491,9 @@ inline void prefetch_head_l1(const uint8_t* base, int64_t t0, int n, int H, int 
 
 struct DecodeScratch {
   std::vector<float> q, qsum, S;
+  std::vector<float> qT;               // GQA fp32/fp16 keys: queries transposed per 8 heads [NQ / 8][D][8]
+  std::vector<float> kf;               // fp16 keys of a block converted to fp32 [kTB][D]
+  std::vector<const float*> kfrows;
   std::vector<const uint8_t*> krows, vrows;
   std::vector<int16_t> qhi, qlo;  // int4, G == 1: fixed-point query parts [NQ, D]
   std::vector<int32_t> qfull;
@@ -510,6 +554,15 @@ void decode_task_t(const DecodeTask& task) {
       sc.qf[j] = make_qfixed(sc.q.data() + (size_t)j * D, D, sc.qhi.data() + (size_t)j * D, sc.qlo.data() + (size_t)j * D,
                              sc.qfull.data() + (size_t)j * D, &sc.qu[j]);
   }
+  // fp32/fp16 keys with query heads in groups of 8 per kv head: transposed queries for scores_gqa8.
+  const bool gqa8 = (TK == KVType::F32 || TK == KVType::F16) && G % 8 == 0 && D % 2 == 0;
+  if (gqa8) {
+    sc.qT.resize((size_t)NQ * D);
+    for (int j = 0; j < NQ; j++)
+      for (int d = 0; d < D; d++) sc.qT[((size_t)(j / 8) * D + d) * 8 + j % 8] = sc.q[(size_t)j * D + d];
+    sc.kfrows.resize(kTB);
+    if (TK == KVType::F16) sc.kf.resize((size_t)kTB * D);
+  }
   // Running softmax state of the task's query heads.
   sc.m.assign(NQP, -std::numeric_limits<float>::infinity());
   sc.l.assign(NQP, 0.f);
@@ -543,8 +596,25 @@ void decode_task_t(const DecodeTask& task) {
       const int j0 = (h - task.h0) * G;  // first query head of kv head h in this task
       for (int t = 0; t < n; t++) sc.krows[t] = kb + ((t0 + t) * H + h) * krb;
       if (h + 1 < task.h1) prefetch_head_l1(kb, t0, n, H, h + 1, krb);
-      block_scores<TK>(sc.krows.data(), n, sc.q.data() + (size_t)j0 * D, G, D, S + j0, NQP,
-                       fixed ? &sc.qf[j0] : nullptr);
+      if (gqa8) {
+        if constexpr (TK == KVType::F32) {
+          for (int t = 0; t < n; t++) sc.kfrows[t] = (const float*)sc.krows[t];
+        } else {
+          for (int t = 0; t < n; t++) {
+            float* dst = sc.kf.data() + (size_t)t * D;
+            const uint16_t* src = (const uint16_t*)sc.krows[t];
+            int d = 0;
+            for (; d + 8 <= D; d += 8)
+              _mm256_storeu_ps(dst + d, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(src + d))));
+            for (; d < D; d++) dst[d] = f16_to_f32(src[d]);
+            sc.kfrows[t] = dst;
+          }
+        }
+        scores_gqa8(sc.kfrows.data(), n, sc.qT.data() + (size_t)j0 * D, G, D, S + j0, NQP);
+      } else {
+        block_scores<TK>(sc.krows.data(), n, sc.q.data() + (size_t)j0 * D, G, D, S + j0, NQP,
+                         fixed ? &sc.qf[j0] : nullptr);
+      }
     }
     for (int c = 0; c < nchunks; c++) {
       const int jc = 8 * c;

@@ -202,6 +202,9 @@ static void test_decode(std::mt19937& rng) {
       // MHA int4 values take the integer V path for head_dim % 64 == 0: odd block tails, several 32-byte chunks,
       // a long context (split-K ranges, blocks of 8 tokens).
       {2, 2, 2, 64, {17, 33}},    {1, 4, 4, 192, {1501}},
+      // 8 and 16 query heads per kv head: fp32 / fp16 keys take the transposed-query score path (scores_gqa8), with
+      // token counts off the 4-token tile, head_dim 34, 64 and 128.
+      {1, 16, 2, 64, {300}},      {2, 32, 2, 34, {7, 150}},  {1, 8, 1, 128, {70}},
   };
   // Random extra cases.
   for (int i = 0; i < 4; i++) {
