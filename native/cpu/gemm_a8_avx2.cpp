@@ -56,6 +56,10 @@ inline void prefetch_codes(const uint8_t* p) {
   _mm_prefetch((const char*)(p + kPfL1), _MM_HINT_T0);
   _mm_prefetch((const char*)(p + kPfL2), _MM_HINT_T1);
 }
+// prefetch_codes for every 64-byte line that starts in the bytes [b0, b1) of a row.
+inline void prefetch_lines(const uint8_t* row, int64_t b0, int64_t b1) {
+  for (int64_t b = (b0 + 63) & ~int64_t(63); b < b1; b += 64) prefetch_codes(row + b);
+}
 
 inline int32_t hsum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -165,8 +169,7 @@ inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, c
               p16[m], _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i*)(A8 + m * lda + c * kChunk))));
       };
       const int64_t cs = g * SHORT;
-      // Prefetch whenever the group starts a new 64-byte line.
-      if (pf && ((cs * cb) & 63) < SHORT * cb) prefetch_codes(row + cs * cb);
+      if (pf) prefetch_lines(row, cs * cb, std::min(c1, cs + SHORT) * cb);
       if (c1 - cs == SHORT)
         for (int i = 0; i < SHORT; i++) step(cs + i);
       else
@@ -195,7 +198,7 @@ inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, c
           for (int m = 0; m < MB; m++) p16[m] = zero;
           __m256i w8 = zero;  // byte sums of up to 8 chunks' codes (<= 8 x 15): one vpsadbw per block
           for (; c < ce; c++) {
-            if (pf && ((c * cb) & 63) < cb) prefetch_codes(row + c * cb);
+            if (pf) prefetch_lines(row, c * cb, (c + 1) * cb);
             const __m256i w = unpack_u8<BITS>(row + c * cb);
             w8 = _mm256_add_epi8(w8, w);
             for (int m = 0; m < MB; m++)
@@ -243,7 +246,7 @@ inline __m256 a8_tile8(const uint8_t* row, int64_t chunks, int64_t G, const int8
   const int8_t* a7 = A8 + 7 * lda;
   for (int64_t g = 0; g < G; g++) {
     const int64_t cs = g * SHORT, ce = std::min(chunks, cs + SHORT);
-    if (pf && ((cs * cb) & 63) < SHORT * cb) prefetch_codes(row + cs * cb);
+    if (pf) prefetch_lines(row, cs * cb, ce * cb);
     __m256i p0 = zero, p1 = zero, p2 = zero, p3 = zero, p4 = zero, p5 = zero, p6 = zero, p7 = zero, w8 = zero;
 #pragma GCC unroll 1
     for (int64_t c = cs; c < ce; c++) {
