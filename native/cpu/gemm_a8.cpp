@@ -3,8 +3,9 @@
 // Paths (all compute gemm_w8a8_ref's integers exactly; only the fp32 rescale of grouped weights rounds differently):
 //  - AVX2, per-channel 4-bit weights, M > kGemvMaxM: the tiled vpmaddubsw core of gemm_avx2.cpp (w4a8_core).
 //  - AVX2, 2/3/4/8 bits, group size a multiple of 32 or one group per row: gemm_a8_avx2.cpp (decode GEMV and token-tiled
-//    prefill). Per-channel 8-bit weights went to gemm_avx2.cpp's w8a8_core until its 8-token tile (a8_tile8_w8) was
-//    faster: M = 256, N = 1024, K = 4096, one thread 31.0 -> 22.9 ms; N = 4096 on two threads 60.3 -> 55.1 ms.
+//    prefill). Per-channel 8-bit weights had a tiled int16 core in gemm_avx2.cpp until the 8-token tile here
+//    (a8_tile8_w8) was faster: M = 256, N = 1024, K = 4096, one thread 31.0 -> 22.9 ms; N = 4096 on two threads
+//    60.3 -> 55.1 ms.
 //  - Otherwise (QUANTEVAL_ISA=scalar, 6-bit weights, group sizes that split 32-code chunks): the reference arithmetic, in parallel
 //    over output channels.
 //
@@ -51,8 +52,8 @@ void w8a8_portable(const float* X, int64_t M, const QuantWeight& W, const float*
   });
 }
 
-// Per-channel 8/4-bit weights, M > kGemvMaxM: the tiled cores of gemm_avx2.cpp.
-void w8a8_tiled(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
+// Per-channel 4-bit weights, M > kGemvMaxM: the tiled vpmaddubsw core of gemm_avx2.cpp (w4a8_core).
+void w4a8_tiled(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
   // A's rows are skewed by 64 bytes so that 4 KiB-multiple strides do not alias in L1.
   const int64_t N = W.N, K = W.K, lda = chunks_per_row(K) * kChunk + 32;
   // Activation codes minus their zero points, A[M, lda] int16 (zero past K), their row sums, zero points, scales.
@@ -63,27 +64,20 @@ void w8a8_tiled(const float* X, int64_t M, const QuantWeight& W, const float* bi
     impl::avx2::act_quant_rows(X + m0 * K, m1 - m0, K, A.data() + m0 * lda, lda, sa.data() + m0, za.data() + m0,
                                asum.data() + m0);
   });
-  // 4-bit weights: int8 activations qa - 128 and vpmaddubsw, twice the products per instruction of the int16 path.
-  // Then acc = sum qw * (qa - 128), and sum qw * (qa - za) = acc + (128 - za) * sum qw.
-  const bool w4_i8 = W.fmt.bits == 4;
-  std::vector<int8_t> A8;
-  std::vector<int32_t> sumw;
-  if (w4_i8) {
-    A8.assign((size_t)(M * lda), 0);
-    sumw.assign((size_t)N, 0);
-    for (int64_t m = 0; m < M; m++)
-      for (int64_t k = 0; k < K; k++) A8[m * lda + k] = (int8_t)(A[m * lda + k] + za[m] - 128);
-  }
+  // int8 activations qa - 128 meet the codes in vpmaddubsw: acc = sum qw * (qa - 128), and
+  // sum qw * (qa - za) = acc + (128 - za) * sum qw.
+  std::vector<int8_t> A8((size_t)(M * lda), 0);
+  std::vector<int32_t> sumw((size_t)N, 0);
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t k = 0; k < K; k++) A8[m * lda + k] = (int8_t)(A[m * lda + k] + za[m] - 128);
   dynamic_for(N, 96, [&](int64_t n0, int64_t n1) {
-    if (w4_i8) impl::avx2::w4a8_core(A8.data(), lda, M, W, n0, n1, acc.data(), N, sumw.data());
-    else impl::avx2::w8a8_core(A.data(), lda, M, W, n0, n1, acc.data(), N);
+    impl::avx2::w4a8_core(A8.data(), lda, M, W, n0, n1, acc.data(), N, sumw.data());
     // Y = sa * sw * (sum (qa - za) * qw - zw * sum (qa - za)), rounded exactly as gemm_w8a8_ref rounds it.
     for (int64_t n = n0; n < n1; n++) {
       const float sw = load_scale(W, n, 0);
       const int64_t zw = zero_of(W, n, 0);
       for (int64_t m = 0; m < M; m++) {
-        int64_t a = (int64_t)acc[m * N + n] - zw * (int64_t)asum[m];
-        if (w4_i8) a += (int64_t)(128 - za[m]) * sumw[n];
+        const int64_t a = (int64_t)acc[m * N + n] - zw * (int64_t)asum[m] + (int64_t)(128 - za[m]) * sumw[n];
         float y = (sa[m] * sw) * (float)a;
         if (bias) y += bias[n];
         Y[m * N + n] = y;
@@ -158,7 +152,7 @@ void gemm_w8a8(const float* X, int64_t M, const QuantWeight& W, const float* bia
   switch (a8_path(M, W)) {
     case A8Path::Ref: return gemm_w8a8_ref(X, M, W, bias, Y);
     case A8Path::Portable: return w8a8_portable(X, M, W, bias, Y);
-    case A8Path::Tiled: return w8a8_tiled(X, M, W, bias, Y);
+    case A8Path::Tiled: return w4a8_tiled(X, M, W, bias, Y);
     case A8Path::A8: return w8a8_a8(X, M, W, bias, Y);
   }
 }

@@ -12,11 +12,9 @@
 //  - Quantized GEMV (M <= kGemvMaxM, group size a multiple of 32): memory bound, so each packed row is streamed
 //    once: 32 codes are unpacked to 4 fp32 vectors and multiplied by all M activation rows; per group
 //    y += s * sum(x * q) and, once per group, y -= s * z * sum_group(x) with the group sums of x precomputed.
-//  - W8A8: exact int16 x int16 -> int32 products with vpmaddwd (8-bit x 8-bit codes do not fit the int16 pair sums
-//    of vpmaddubsw: 2 * 255 * 127 > 32767), same 4 x 3 tiling. On this CPU vpmaddwd issues about once a cycle
-//    against two FMAs, so its peak (16 products a cycle) equals fp32's: W8A8 wins where bytes, not products, bound
-//    the time. W4A8 (4-bit codes) uses vpmaddubsw: 8 pair sums of at most 2 * 15 * 128 accumulate in int16 before
-//    one vpmaddwd widens them, about twice the products per multiply instruction.
+//  - W4A8 per channel (4-bit codes, M > 8): vpmaddubsw, 8 pair sums of at most 2 * 15 * 128 accumulate in int16
+//    before one vpmaddwd widens them, same 4 x 3 tiling. (W8A8 per channel and every grouped a8 format run on
+//    gemm_a8_avx2.cpp.)
 //  - Rows of W are handed to the threads in blocks, dynamically (dynamic_for in gemm_common.h).
 #include <immintrin.h>
 
@@ -575,58 +573,7 @@ void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, 
   });
 }
 
-// ── W8A8 integer core ──────────────────────────────────────────────────────────────────────────────────────
-// acc[m, n] (+)= sum_{k < kc} A[m, k] * B[n, k]; A int16 (row stride lda), B uint8 codes (row stride ldb).
-// kc is a multiple of 16 (A and B are zero-padded to whole 32-code chunks).
-// 16 codes of B as int16: widened from bytes (read in place) or already widened (panel).
-inline __m256i load16_codes(const uint8_t* p) { return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)p)); }
-inline __m256i load16_codes(const int16_t* p) { return _mm256_loadu_si256((const __m256i*)p); }
-
-template <int mr, int nr, class BT>
-void micro_i16(const int16_t* A, int64_t lda, const BT* B, int64_t ldb, int64_t kc, int32_t* C, int64_t ldc) {
-  __m256i acc[mr][nr];
-  for (int i = 0; i < mr; i++)
-    for (int j = 0; j < nr; j++) acc[i][j] = _mm256_setzero_si256();
-  for (int64_t k = 0; k < kc; k += 16) {
-    __m256i b[nr];
-    for (int j = 0; j < nr; j++) b[j] = load16_codes(B + j * ldb + k);
-    for (int i = 0; i < mr; i++) {
-      const __m256i a = _mm256_loadu_si256((const __m256i*)(A + i * lda + k));
-      for (int j = 0; j < nr; j++) acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(a, b[j]));
-    }
-  }
-  for (int i = 0; i < mr; i++)
-    for (int j = 0; j < nr; j++) C[i * ldc + j] += hsum_i32(acc[i][j]);
-}
-
-template <int mr, class BT>
-void micro_i16_n(int nr, const int16_t* A, int64_t lda, const BT* B, int64_t ldb, int64_t kc, int32_t* C,
-                 int64_t ldc) {
-  if (nr == 3) micro_i16<mr, 3>(A, lda, B, ldb, kc, C, ldc);
-  else if (nr == 2) micro_i16<mr, 2>(A, lda, B, ldb, kc, C, ldc);
-  else micro_i16<mr, 1>(A, lda, B, ldb, kc, C, ldc);
-}
-
-template <class BT>
-void tiles_i16(const int16_t* A, int64_t lda, int64_t M, const BT* B, int64_t ldb, int64_t nrows, int64_t kc,
-               int32_t* C, int64_t ldc) {
-  for (int64_t m = 0; m < M; m += MR) {
-    const int mr = (int)std::min<int64_t>(MR, M - m);
-    for (int64_t j = 0; j < nrows; j += NR) {
-      const int nr = (int)std::min<int64_t>(NR, nrows - j);
-      const int16_t* a = A + m * lda;
-      const BT* b = B + j * ldb;
-      int32_t* c = C + m * ldc + j;
-      switch (mr) {
-        case 4: micro_i16_n<4>(nr, a, lda, b, ldb, kc, c, ldc); break;
-        case 3: micro_i16_n<3>(nr, a, lda, b, ldb, kc, c, ldc); break;
-        case 2: micro_i16_n<2>(nr, a, lda, b, ldb, kc, c, ldc); break;
-        default: micro_i16_n<1>(nr, a, lda, b, ldb, kc, c, ldc); break;
-      }
-    }
-  }
-}
-
+// ── W4A8 integer core ──────────────────────────────────────────────────────────────────────────────────────
 // 4-bit chunks -> plain bytes (one code a byte), for rows [n0, n0 + nrows) and chunks covering [k0, k0 + kc).
 void unpack4_block(const QuantWeight& W, int64_t n0, int64_t nrows, int64_t k0, int64_t kc, uint8_t* P, int64_t ldp) {
   const int64_t stride = W.stride();
@@ -750,43 +697,6 @@ bool gemm_q_multi(const void* X, DType x_dtype, int64_t M, const QuantWeight* W,
     case 6: gemm_q_multi_bits<6>(X, x_dtype, M, W, n, bias, Y); return true;
     case 8: gemm_q_multi_bits<8>(X, x_dtype, M, W, n, bias, Y); return true;
     default: return false;
-  }
-}
-
-void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
-               int64_t ldc) {
-  // K blocks of 1024 codes: A's 4-row tile (8 KiB) in L1, NB rows of B (48 KiB) in L2.
-  constexpr int64_t KCI = 1024;
-  const int64_t Kp = chunks_per_row(W.K) * kChunk;
-  for (int64_t m = 0; m < M; m++) std::fill(acc + m * ldc + n0, acc + m * ldc + n1, 0);
-  if (W.fmt.bits != 8) {  // 4-bit weights take w4a8_core; stay correct if called anyway
-    scalar::w8a8_core(A, lda, M, W, n0, n1, acc, ldc);
-    return;
-  }
-  const int64_t stride = W.stride();
-  if (M <= MR) {
-    // Few rows of A: B (8-bit chunks are plain bytes) is streamed once, in place.
-    for (int64_t nb = n0; nb < n1; nb += NB)
-      tiles_i16(A, lda, M, W.codes + nb * stride, stride, std::min(NB, n1 - nb), Kp, acc + nb, ldc);
-    return;
-  }
-  // Blocks of NB x KCI codes are widened to int16 into a panel with skewed rows (row strides that are multiples of
-  // 4 KiB would alias in L1), then meet every row tile of A.
-  {
-    constexpr int64_t LDB = KCI + 32;
-    thread_local std::vector<int16_t> tls_panel;
-    std::vector<int16_t>& panel = detail::tls_once(tls_panel);
-    panel.resize((size_t)(NB * LDB));
-    for (int64_t nb = n0; nb < n1; nb += NB) {
-      const int64_t nrows = std::min(NB, n1 - nb);
-      for (int64_t k0 = 0; k0 < Kp; k0 += KCI) {
-        const int64_t kc = std::min(KCI, Kp - k0);
-        for (int64_t r = 0; r < nrows; r++)
-          for (int64_t k = 0; k < kc; k += 16)
-            _mm256_storeu_si256((__m256i*)(panel.data() + r * LDB + k), load16_codes(W.codes + (nb + r) * stride + k0 + k));
-        tiles_i16(A + k0, lda, M, panel.data(), LDB, nrows, kc, acc + nb, ldc);
-      }
-    }
   }
 }
 

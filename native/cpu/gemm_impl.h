@@ -8,17 +8,9 @@
 
 namespace quanteval::impl {
 
-// W8A8 integer core. A[M, lda] int16 = activation codes minus their zero point (qa - za), zero past K.
-// Writes acc[m, n] = sum_k A[m, k] * qw[n, k] (int32, exact) for the W rows [n0, n1) of W (bits 8 or 4).
-// ldc is acc's row stride (in elements).
-using W8A8Core = void (*)(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1,
-                          int32_t* acc, int64_t ldc);
-
 namespace scalar {
 void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y);
 void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y);
-void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
-               int64_t ldc);
 }  // namespace scalar
 
 namespace avx2 {
@@ -28,9 +20,6 @@ bool gemm_q_multi(const void* X, DType x_dtype, int64_t M, const QuantWeight* W,
                   float* const* Y);
 void gemm_dense(const void* X, DType x_dtype, int64_t M, const DenseWeight& W, const float* bias, float* Y);
 void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const float* bias, float* Y);
-// 8-bit weights only (4-bit weights take w4a8_core).
-void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
-               int64_t ldc);
 // Per-token activation codes of X[M, K] (8-bit asymmetric, exactly as gemm_w8a8_ref): A[m, k] = qa - za (zero past K,
 // row stride lda), scale[m], zero[m] (za) and asum[m] = sum_k A[m, k].
 void act_quant_rows(const float* X, int64_t M, int64_t K, int16_t* A, int64_t lda, float* scale, int32_t* zero,

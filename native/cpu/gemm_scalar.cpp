@@ -55,18 +55,4 @@ void gemm_q(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, const
   });
 }
 
-void w8a8_core(const int16_t* A, int64_t lda, int64_t M, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* acc,
-               int64_t ldc) {
-  std::vector<int16_t> q((size_t)W.K);
-  for (int64_t n = n0; n < n1; n++) {
-    const uint8_t* row = W.codes + n * W.stride();
-    for (int64_t k = 0; k < W.K; k++) q[k] = (int16_t)get_code(row, k, W.fmt.bits);
-    for (int64_t m = 0; m < M; m++) {
-      int32_t s = 0;
-      for (int64_t k = 0; k < W.K; k++) s += (int32_t)A[m * lda + k] * q[k];
-      acc[m * ldc + n] = s;
-    }
-  }
-}
-
 }  // namespace quanteval::impl::scalar
