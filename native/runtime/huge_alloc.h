@@ -2,6 +2,7 @@
 // TLB miss and page walk per 4 KiB (the read-bandwidth probe, membw.cpp, reads 2 MiB pages and so set a roofline the
 // weights could not reach). Buffers of 2 MiB and more are 2 MiB aligned and advised MADV_HUGEPAGE (the kernel's
 // "madvise" THP mode); the advice failing just leaves 4 KiB pages. Smaller buffers come from malloc.
+// tinyllama-1.1b w4g128a8 decode: 24.3 -> 22.7 ms a step (median of 4 alternating runs).
 #pragma once
 #include <sys/mman.h>
 
@@ -25,6 +26,9 @@ struct HugePageAllocator {
     const size_t bytes = n * sizeof(T);
     void* p;
     if (bytes >= kHuge) {
+      // Rounded up to whole huge pages, so that the tail is one too. The padding is resident (tinyllama-1.1b w4g128:
+      // 769 MB RSS, 528 MB of it huge pages; posix_memalign of the exact size: 735 MB, 391 MB huge, and decode
+      // 22.4 -> 25.0 ms a step).
       const size_t len = (bytes + kHuge - 1) / kHuge * kHuge;
       p = std::aligned_alloc(kHuge, len);
 #ifdef MADV_HUGEPAGE
