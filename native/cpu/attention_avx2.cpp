@@ -359,43 +359,66 @@ void block_scores(const uint8_t* const* rows, int n, const float* q, int G, int 
   }
 }
 
-// Scores of n fp32 rows against 8 query heads at a time (grouped-query attention, G a multiple of 8, D even): the
-// queries transposed, qT[g8][d][8], so that one FMA multiplies a broadcast key element by the 8 heads' query
-// elements and a token's scores for 8 heads come out as one vector, S[t * ts + 8 g8 .. + 7], without horizontal sums.
+// Scores of n fp32 rows against W = 8 (or 4) query heads at a time (grouped-query attention, G a multiple of W, D
+// even): the queries transposed, qT[g][d][W], so that one FMA multiplies a broadcast key element by the W heads'
+// query elements and a token's scores for W heads come out as one vector, S[t * ts + W g .. + W - 1], without
+// horizontal sums.
 // 4 tokens a pass share each query vector load; even and odd dims go to separate accumulators (8 FMA chains). The
 // dot_tile path spent ~40% of its time stalled on the key rows' first load, one row at a time; this keeps 4 rows in
 // flight. tinyllama-1.1b decode at context 512 (32 heads over 4 kv heads, D = 64): attention 4.95 -> 3.35 ms a step.
-inline void scores_gqa8(const float* const* rows, int n, const float* qT, int G, int D, float* S, int ts) {
-  for (int g8 = 0; g8 < G / 8; g8++) {
-    const float* qt = qT + (size_t)g8 * D * 8;
-    float* s = S + 8 * g8;
+// One vector of W query heads: __m256 (8 heads) or __m128 (4 heads, G = 4: Llama-3-8B, Mistral-7B).
+template <int W> struct HeadVec;
+template <> struct HeadVec<8> {
+  using V = __m256;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_loadu_ps(p); }
+  static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static void store_sum(float* p, V a, V b) { _mm256_storeu_ps(p, _mm256_add_ps(a, b)); }
+};
+template <> struct HeadVec<4> {
+  using V = __m128;
+  static V zero() { return _mm_setzero_ps(); }
+  static V load(const float* p) { return _mm_loadu_ps(p); }
+  static V bcast(const float* p) { return _mm_broadcast_ss(p); }
+  static V fma(V a, V b, V c) { return _mm_fmadd_ps(a, b, c); }
+  static void store_sum(float* p, V a, V b) { _mm_storeu_ps(p, _mm_add_ps(a, b)); }
+};
+
+template <int W>
+inline void scores_gqa(const float* const* rows, int n, const float* qT, int G, int D, float* S, int ts) {
+  using H = HeadVec<W>;
+  using V = typename H::V;
+  for (int gw = 0; gw < G / W; gw++) {
+    const float* qt = qT + (size_t)gw * D * W;
+    float* s = S + W * gw;
     int t = 0;
     for (; t + 4 <= n; t += 4) {
       const float *r0 = rows[t], *r1 = rows[t + 1], *r2 = rows[t + 2], *r3 = rows[t + 3];
-      __m256 e0 = _mm256_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
+      V e0 = H::zero(), e1 = e0, e2 = e0, e3 = e0, o0 = e0, o1 = e0, o2 = e0, o3 = e0;
       for (int d = 0; d < D; d += 2) {
-        const __m256 qe = _mm256_loadu_ps(qt + d * 8), qo = _mm256_loadu_ps(qt + (d + 1) * 8);
-        e0 = _mm256_fmadd_ps(_mm256_broadcast_ss(r0 + d), qe, e0);
-        e1 = _mm256_fmadd_ps(_mm256_broadcast_ss(r1 + d), qe, e1);
-        e2 = _mm256_fmadd_ps(_mm256_broadcast_ss(r2 + d), qe, e2);
-        e3 = _mm256_fmadd_ps(_mm256_broadcast_ss(r3 + d), qe, e3);
-        o0 = _mm256_fmadd_ps(_mm256_broadcast_ss(r0 + d + 1), qo, o0);
-        o1 = _mm256_fmadd_ps(_mm256_broadcast_ss(r1 + d + 1), qo, o1);
-        o2 = _mm256_fmadd_ps(_mm256_broadcast_ss(r2 + d + 1), qo, o2);
-        o3 = _mm256_fmadd_ps(_mm256_broadcast_ss(r3 + d + 1), qo, o3);
+        const V qe = H::load(qt + d * W), qo = H::load(qt + (d + 1) * W);
+        e0 = H::fma(H::bcast(r0 + d), qe, e0);
+        e1 = H::fma(H::bcast(r1 + d), qe, e1);
+        e2 = H::fma(H::bcast(r2 + d), qe, e2);
+        e3 = H::fma(H::bcast(r3 + d), qe, e3);
+        o0 = H::fma(H::bcast(r0 + d + 1), qo, o0);
+        o1 = H::fma(H::bcast(r1 + d + 1), qo, o1);
+        o2 = H::fma(H::bcast(r2 + d + 1), qo, o2);
+        o3 = H::fma(H::bcast(r3 + d + 1), qo, o3);
       }
-      _mm256_storeu_ps(s + (size_t)t * ts, _mm256_add_ps(e0, o0));
-      _mm256_storeu_ps(s + (size_t)(t + 1) * ts, _mm256_add_ps(e1, o1));
-      _mm256_storeu_ps(s + (size_t)(t + 2) * ts, _mm256_add_ps(e2, o2));
-      _mm256_storeu_ps(s + (size_t)(t + 3) * ts, _mm256_add_ps(e3, o3));
+      H::store_sum(s + (size_t)t * ts, e0, o0);
+      H::store_sum(s + (size_t)(t + 1) * ts, e1, o1);
+      H::store_sum(s + (size_t)(t + 2) * ts, e2, o2);
+      H::store_sum(s + (size_t)(t + 3) * ts, e3, o3);
     }
     for (; t < n; t++) {
-      __m256 e = _mm256_setzero_ps(), o = e;
+      V e = H::zero(), o = e;
       for (int d = 0; d < D; d += 2) {
-        e = _mm256_fmadd_ps(_mm256_broadcast_ss(rows[t] + d), _mm256_loadu_ps(qt + d * 8), e);
-        o = _mm256_fmadd_ps(_mm256_broadcast_ss(rows[t] + d + 1), _mm256_loadu_ps(qt + (d + 1) * 8), o);
+        e = H::fma(H::bcast(rows[t] + d), H::load(qt + d * W), e);
+        o = H::fma(H::bcast(rows[t] + d + 1), H::load(qt + (d + 1) * W), o);
       }
-      _mm256_storeu_ps(s + (size_t)t * ts, _mm256_add_ps(e, o));
+      H::store_sum(s + (size_t)t * ts, e, o);
     }
   }
 }
@@ -554,12 +577,12 @@ void decode_task_t(const DecodeTask& task) {
       sc.qf[j] = make_qfixed(sc.q.data() + (size_t)j * D, D, sc.qhi.data() + (size_t)j * D, sc.qlo.data() + (size_t)j * D,
                              sc.qfull.data() + (size_t)j * D, &sc.qu[j]);
   }
-  // fp32/fp16 keys with query heads in groups of 8 per kv head: transposed queries for scores_gqa8.
-  const bool gqa8 = (TK == KVType::F32 || TK == KVType::F16) && G % 8 == 0 && D % 2 == 0;
-  if (gqa8) {
+  // fp32/fp16 keys with query heads in groups of 8 (or 4) per kv head: transposed queries for scores_gqa.
+  const int gqa = (TK == KVType::F32 || TK == KVType::F16) && D % 2 == 0 ? (G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : 0) : 0;
+  if (gqa) {
     sc.qT.resize((size_t)NQ * D);
     for (int j = 0; j < NQ; j++)
-      for (int d = 0; d < D; d++) sc.qT[((size_t)(j / 8) * D + d) * 8 + j % 8] = sc.q[(size_t)j * D + d];
+      for (int d = 0; d < D; d++) sc.qT[((size_t)(j / gqa) * D + d) * gqa + j % gqa] = sc.q[(size_t)j * D + d];
     sc.kfrows.resize(kTB);
     if (TK == KVType::F16) sc.kf.resize((size_t)kTB * D);
   }
@@ -596,7 +619,7 @@ void decode_task_t(const DecodeTask& task) {
       const int j0 = (h - task.h0) * G;  // first query head of kv head h in this task
       for (int t = 0; t < n; t++) sc.krows[t] = kb + ((t0 + t) * H + h) * krb;
       if (h + 1 < task.h1) prefetch_head_l1(kb, t0, n, H, h + 1, krb);
-      if (gqa8) {
+      if (gqa) {
         if constexpr (TK == KVType::F32) {
           for (int t = 0; t < n; t++) sc.kfrows[t] = (const float*)sc.krows[t];
         } else {
@@ -610,7 +633,8 @@ void decode_task_t(const DecodeTask& task) {
             sc.kfrows[t] = dst;
           }
         }
-        scores_gqa8(sc.kfrows.data(), n, sc.qT.data() + (size_t)j0 * D, G, D, S + j0, NQP);
+        if (gqa == 8) scores_gqa<8>(sc.kfrows.data(), n, sc.qT.data() + (size_t)j0 * D, G, D, S + j0, NQP);
+        else scores_gqa<4>(sc.kfrows.data(), n, sc.qT.data() + (size_t)j0 * D, G, D, S + j0, NQP);
       } else {
         block_scores<TK>(sc.krows.data(), n, sc.q.data() + (size_t)j0 * D, G, D, S + j0, NQP,
                          fixed ? &sc.qf[j0] : nullptr);
