@@ -23,7 +23,7 @@
 //    rescales exactly as gemm_w8a8_ref (bit-identical results).
 //  - Loop order (prefill): K blocks of kKBlock codes, then tiles of 8 tokens (their codes of the block, 16 KiB, stay
 //    in L1), then the block of rows (<= 32 rows of the K block stay in L2 while the token tiles pass over them).
-//    Tiles of 8 tokens of grouped 2-4-bit weights run a8_tile8 (8 accumulators in registers); the rest a8_row.
+//    Tiles of 8 tokens of grouped 2-4-bit weights run a8_tile (accumulators in registers); the rest a8_row.
 //    With M <= 8 (decode) there is one K block and one tile: every weight byte is read from memory exactly once, in
 //    order: the kernel is a GEMV bound by the read bandwidth.
 #include <immintrin.h>
@@ -224,19 +224,23 @@ inline void a8_row(const uint8_t* row, int64_t chunks, int64_t cpg, int64_t G, c
   }
 }
 
-// a8_row for the common prefill case, written out so that nothing spills from the inner loop: grouped weights of
-// 2-4 bits whose groups span SHORT (1, 2, 4 or 8) chunks, 8 tokens. The 8 int16 accumulators, the chunk and its
-// byte sums take 11 of the 16 registers; the fp32 accumulators live in memory (touched once per group).
-// Also applies the weight zero points (dsT: the tokens' sum (qa - za) per group, [G][M] from token 0 of the tile,
-// row stride M; swz: sw * zw per group) and returns the 8 tokens' results as one vector.
-template <int BITS, int SHORT>
-inline __m256 a8_tile8(const uint8_t* row, int64_t chunks, int64_t G, const int8_t* A8, int64_t lda, const int32_t* za,
-                       const float* sw, const float* swz, const float* dsT, int64_t M, bool pf) {
+// a8_row written out so that nothing spills from the inner loop, for T = 8 tokens (prefill) or 4 (decode batches):
+// grouped weights of 2-4 bits whose groups span SHORT (1, 2, 4 or 8) chunks. The T int16 accumulators, the chunk and
+// its byte sums stay in registers (one asm block a chunk: left to itself GCC hoists the T products into T
+// temporaries, runs out of registers and keeps accumulators in memory, a store-to-load chain through every chunk;
+// measured 1.5x slower at T = 8, and its 4-token a8_row kept three on the stack); the fp32 accumulators live in
+// memory (touched once per group). Also applies the weight zero points (dsT: the tokens' sum (qa - za) per group,
+// [G][M] from token 0 of the tile, row stride M; swz: sw * zw per group). out[T]: the tokens' results.
+template <int BITS, int SHORT, int T>
+inline void a8_tile(const uint8_t* row, int64_t chunks, int64_t G, const int8_t* A8, int64_t lda, const int32_t* za,
+                    const float* sw, const float* swz, const float* dsT, int64_t M, bool pf, float* out) {
+  static_assert(T == 4 || T == 8, "a8_tile: 4 or 8 tokens");
   constexpr int64_t cb = (int64_t)chunk_bytes(BITS);
-  alignas(32) float acc[8][8];
-  for (int m = 0; m < 8; m++) _mm256_store_ps(acc[m], _mm256_setzero_ps());
+  alignas(32) float acc[T][8];
+  for (int m = 0; m < T; m++) _mm256_store_ps(acc[m], _mm256_setzero_ps());
   const __m256i ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
-  __m256 wcorr = _mm256_setzero_ps(), zcorr = _mm256_setzero_ps();
+  __m256 wcorr = _mm256_setzero_ps();
+  __m256 zcorr = _mm256_setzero_ps();  // lanes 0..T-1
   const int8_t* a1 = A8 + lda;
   const int8_t* a2 = A8 + 2 * lda;
   const int8_t* a3 = A8 + 3 * lda;
@@ -253,49 +257,57 @@ inline __m256 a8_tile8(const uint8_t* row, int64_t chunks, int64_t G, const int8
       const __m256i w = unpack_u8<BITS>(row + c * cb);
       const int64_t o = c * kChunk;
       w8 = _mm256_add_epi8(w8, w);
-      // One asm block: left to itself GCC hoists the 8 products into 8 temporaries, runs out of registers and keeps
-      // two accumulators in memory, a store-to-load chain through every chunk (measured 1.5x slower).
       __m256i t;
-      __asm__(
-          "vpmaddubsw %[m0], %[w], %[t]\n\tvpaddw %[t], %[p0], %[p0]\n\t"
-          "vpmaddubsw %[m1], %[w], %[t]\n\tvpaddw %[t], %[p1], %[p1]\n\t"
-          "vpmaddubsw %[m2], %[w], %[t]\n\tvpaddw %[t], %[p2], %[p2]\n\t"
-          "vpmaddubsw %[m3], %[w], %[t]\n\tvpaddw %[t], %[p3], %[p3]\n\t"
-          "vpmaddubsw %[m4], %[w], %[t]\n\tvpaddw %[t], %[p4], %[p4]\n\t"
-          "vpmaddubsw %[m5], %[w], %[t]\n\tvpaddw %[t], %[p5], %[p5]\n\t"
-          "vpmaddubsw %[m6], %[w], %[t]\n\tvpaddw %[t], %[p6], %[p6]\n\t"
-          "vpmaddubsw %[m7], %[w], %[t]\n\tvpaddw %[t], %[p7], %[p7]"
-          : [p0] "+x"(p0), [p1] "+x"(p1), [p2] "+x"(p2), [p3] "+x"(p3), [p4] "+x"(p4), [p5] "+x"(p5),
-            [p6] "+x"(p6), [p7] "+x"(p7), [t] "=&x"(t)
-          : [w] "x"(w), [m0] "m"(*(const __m256i*)(A8 + o)), [m1] "m"(*(const __m256i*)(a1 + o)),
-            [m2] "m"(*(const __m256i*)(a2 + o)), [m3] "m"(*(const __m256i*)(a3 + o)),
-            [m4] "m"(*(const __m256i*)(a4 + o)), [m5] "m"(*(const __m256i*)(a5 + o)),
-            [m6] "m"(*(const __m256i*)(a6 + o)), [m7] "m"(*(const __m256i*)(a7 + o)));
+#define QE_A8_STEP(P, M) "vpmaddubsw %[" #M "], %[w], %[t]\n\tvpaddw %[t], %[" #P "], %[" #P "]\n\t"
+      if constexpr (T == 8) {
+        __asm__(QE_A8_STEP(p0, m0) QE_A8_STEP(p1, m1) QE_A8_STEP(p2, m2) QE_A8_STEP(p3, m3)
+                    QE_A8_STEP(p4, m4) QE_A8_STEP(p5, m5) QE_A8_STEP(p6, m6) QE_A8_STEP(p7, m7)
+                : [p0] "+x"(p0), [p1] "+x"(p1), [p2] "+x"(p2), [p3] "+x"(p3), [p4] "+x"(p4), [p5] "+x"(p5),
+                  [p6] "+x"(p6), [p7] "+x"(p7), [t] "=&x"(t)
+                : [w] "x"(w), [m0] "m"(*(const __m256i*)(A8 + o)), [m1] "m"(*(const __m256i*)(a1 + o)),
+                  [m2] "m"(*(const __m256i*)(a2 + o)), [m3] "m"(*(const __m256i*)(a3 + o)),
+                  [m4] "m"(*(const __m256i*)(a4 + o)), [m5] "m"(*(const __m256i*)(a5 + o)),
+                  [m6] "m"(*(const __m256i*)(a6 + o)), [m7] "m"(*(const __m256i*)(a7 + o)));
+      } else {
+        __asm__(QE_A8_STEP(p0, m0) QE_A8_STEP(p1, m1) QE_A8_STEP(p2, m2) QE_A8_STEP(p3, m3)
+                : [p0] "+x"(p0), [p1] "+x"(p1), [p2] "+x"(p2), [p3] "+x"(p3), [t] "=&x"(t)
+                : [w] "x"(w), [m0] "m"(*(const __m256i*)(A8 + o)), [m1] "m"(*(const __m256i*)(a1 + o)),
+                  [m2] "m"(*(const __m256i*)(a2 + o)), [m3] "m"(*(const __m256i*)(a3 + o)));
+      }
+#undef QE_A8_STEP
     }
     const __m256 s = _mm256_set1_ps(sw[g]);
     wcorr = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sad_epu8(w8, zero)), s, wcorr);
-    zcorr = _mm256_fmadd_ps(_mm256_set1_ps(swz[g]), _mm256_loadu_ps(dsT + g * M), zcorr);
+    const __m256 ds = T == 8 ? _mm256_loadu_ps(dsT + g * M) : _mm256_castps128_ps256(_mm_loadu_ps(dsT + g * M));
+    zcorr = _mm256_fmadd_ps(_mm256_set1_ps(swz[g]), ds, zcorr);
     const __m256i p[8] = {p0, p1, p2, p3, p4, p5, p6, p7};
-    for (int m = 0; m < 8; m++)
+    for (int m = 0; m < T; m++)
       _mm256_store_ps(acc[m], _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p[m], ones)), s,
                                               _mm256_load_ps(acc[m])));
   }
-  // The 8 horizontal sums as one vector (lane m: token m), then both zero-point terms for all 8 tokens at once.
+  // The T horizontal sums as one vector (lane m: token m), then both zero-point terms for all T tokens at once.
   const __m256 h0 = _mm256_hadd_ps(_mm256_load_ps(acc[0]), _mm256_load_ps(acc[1]));
   const __m256 h1 = _mm256_hadd_ps(_mm256_load_ps(acc[2]), _mm256_load_ps(acc[3]));
-  const __m256 h2 = _mm256_hadd_ps(_mm256_load_ps(acc[4]), _mm256_load_ps(acc[5]));
-  const __m256 h3 = _mm256_hadd_ps(_mm256_load_ps(acc[6]), _mm256_load_ps(acc[7]));
-  const __m256 q0 = _mm256_hadd_ps(h0, h1), q1 = _mm256_hadd_ps(h2, h3);
-  const __m256 sums =
-      _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
-  const __m256 zav = _mm256_cvtepi32_ps(
-      _mm256_sub_epi32(_mm256_set1_epi32(128), _mm256_loadu_si256((const __m256i*)za)));
-  return _mm256_sub_ps(_mm256_fmadd_ps(zav, _mm256_set1_ps(hsum(wcorr)), sums), zcorr);
+  const __m256 q0 = _mm256_hadd_ps(h0, h1);  // [s0 s1 s2 s3 | s0' s1' s2' s3'] (lane halves)
+  const float wc = hsum(wcorr);
+  if constexpr (T == 8) {
+    const __m256 h2 = _mm256_hadd_ps(_mm256_load_ps(acc[4]), _mm256_load_ps(acc[5]));
+    const __m256 h3 = _mm256_hadd_ps(_mm256_load_ps(acc[6]), _mm256_load_ps(acc[7]));
+    const __m256 q1 = _mm256_hadd_ps(h2, h3);
+    const __m256 sums = _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
+    const __m256 zav = _mm256_cvtepi32_ps(
+        _mm256_sub_epi32(_mm256_set1_epi32(128), _mm256_loadu_si256((const __m256i*)za)));
+    _mm256_storeu_ps(out, _mm256_sub_ps(_mm256_fmadd_ps(zav, _mm256_set1_ps(wc), sums), zcorr));
+  } else {
+    const __m128 sums = _mm_add_ps(_mm256_castps256_ps128(q0), _mm256_extractf128_ps(q0, 1));
+    const __m128 zav = _mm_cvtepi32_ps(_mm_sub_epi32(_mm_set1_epi32(128), _mm_loadu_si128((const __m128i*)za)));
+    _mm_storeu_ps(out, _mm_sub_ps(_mm_fmadd_ps(zav, _mm_set1_ps(wc), sums), _mm256_castps256_ps128(zcorr)));
+  }
 }
 
 // 8-bit per-channel weights against 8 tokens: I[m] = exact sum (qa - za) * qw over the chunks given. The codes
 // are widened to int16 (vpmovzxbw) and meet the tokens' int16 codes in vpmaddwd (16 products per instruction, twice
-// the fp32 FMA's 8); the 8 int32 accumulators stay in registers (one asm block, as in a8_tile8). Lanes stay exact:
+// the fp32 FMA's 8); the 8 int32 accumulators stay in registers (one asm block, as in a8_tile). Lanes stay exact:
 // each sums K / 16 pairs of products <= 255 * 255 (gemm_w8a8 routes K > kW8A8MaxK to the reference).
 inline void a8_tile8_w8(const uint8_t* row, int64_t chunks, const int16_t* A16, int64_t lda, const int32_t* za,
                         int32_t* I) {
@@ -388,6 +400,7 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
   constexpr int64_t cb = (int64_t)chunk_bytes(BITS);
   int32_t Ib[8];
   float Fb[8];
+  constexpr bool kTileT = SHORT > 0 && !PC;  // tiles of 8 or 4 tokens go to a8_tile
   if (a.M <= 8) {  // GEMV (decode): one tile, each row read once, in order, its scales converted just before it
     thread_local std::vector<float> tls_rs;
     std::vector<float>& rs = detail::tls_once(tls_rs);
@@ -409,11 +422,23 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
         row_scales(W, n, sw, swz);
       }
       const int32_t* za = a.za.data();
-      // Tiles of the tokens of a small batch: 4, then 2 and 1 (M = 8: two tiles of 4, each reading the row from L1).
+      // Tiles of the tokens of a small batch: 8 or 4 (a8_tile for grouped 2-4-bit weights), then 2 and 1.
       for (int m = 0; m < mb;) {
-        const int t = mb - m >= 4 ? 4 : mb - m >= 2 ? 2 : 1;
+        const int t = mb - m >= 8 && kTileT ? 8 : mb - m >= 4 ? 4 : mb - m >= 2 ? 2 : 1;
         const int8_t* a8 = A8 ? A8 + m * a.lda : nullptr;
         const int16_t* a16 = A16 ? A16 + m * a.lda : nullptr;
+        if constexpr (kTileT) {
+          if (t >= 4) {
+            float r[8];
+            if (t == 8)
+              a8_tile<BITS, SHORT, 8>(row, chunks, G, a8, a.lda, za + m, sw, swz, a.dsumT.data() + m, a.M, m == 0, r);
+            else
+              a8_tile<BITS, SHORT, 4>(row, chunks, G, a8, a.lda, za + m, sw, swz, a.dsumT.data() + m, a.M, m == 0, r);
+            for (int i = 0; i < t; i++) F[(m + i) * N + n] = r[i];
+            m += t;
+            continue;
+          }
+        }
         switch (t) {
           case 4: a8_row<BITS, 4, PC, SHORT>(row, chunks, cpg, G, a8, a16, a.lda, za + m, sw, Ib, Fb, m == 0); break;
           case 2: a8_row<BITS, 2, PC, SHORT>(row, chunks, cpg, G, a8, a16, a.lda, za + m, sw, Ib, Fb, m == 0); break;
@@ -438,7 +463,6 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
   float *sws = scratch.data(), *swzs = sws + G * R;  // [R, G] scales and scale * zero point of the rows
   if (!PC)
     for (int64_t n = n0; n < n1; n++) row_scales(W, n, sws + (n - n0) * G, swzs + (n - n0) * G);
-  constexpr bool kTile8 = SHORT > 0 && !PC;  // full tiles of 8 tokens go to a8_tile8
   for (int64_t c0 = 0; c0 < chunks; c0 += bc) {
     const int64_t c1 = std::min(chunks, c0 + bc), g0 = PC ? 0 : c0 / cpg, gn = PC ? 1 : (c1 - 1) / cpg + 1 - g0;
     const int64_t bcpg = PC ? c1 - c0 : cpg;
@@ -465,11 +489,11 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
             continue;
           }
         }
-        if constexpr (kTile8) {
+        if constexpr (kTileT) {
           if (mb == 8) {
-            alignas(32) float r[8];
-            _mm256_store_ps(r, a8_tile8<BITS, SHORT>(row, c1 - c0, gn, A8, a.lda, za, sw, swzs + (n - n0) * G + g0,
-                                                     a.dsumT.data() + g0 * a.M + m, a.M, pf));
+            float r[8];
+            a8_tile<BITS, SHORT, 8>(row, c1 - c0, gn, A8, a.lda, za, sw, swzs + (n - n0) * G + g0,
+                                    a.dsumT.data() + g0 * a.M + m, a.M, pf, r);
             for (int i = 0; i < 8; i++) {
               float* fp = F + (m + i) * N + n;
               *fp = c0 == 0 ? r[i] : *fp + r[i];
@@ -494,8 +518,8 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
       m += mb;
     }
   }
-  if constexpr (!PC)  // the weight zero points: - sum_g sw_g * zw_g * sum_{k in g} (qa - za) (a8_tile8 did its own)
-    for (int64_t m = kTile8 ? a.M / 8 * 8 : 0; m < a.M; m++)
+  if constexpr (!PC)  // the weight zero points: - sum_g sw_g * zw_g * sum_{k in g} (qa - za) (a8_tile did its own)
+    for (int64_t m = kTileT ? a.M / 8 * 8 : 0; m < a.M; m++)
       for (int64_t n = n0; n < n1; n++) F[m * N + n] -= dot_f32(swzs + (n - n0) * G, a.dsumf.data() + m * G, G);
 }
 

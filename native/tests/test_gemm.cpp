@@ -327,6 +327,11 @@ static void test_w8a8(int cases) {
       const int64_t K = bits == 3 ? 4100 : 5632;
       check_w8a8_case(bits, gs ? gs : (int)K, bits % 2 == 1, DType::F16, 8 + randint(0, 15), randint(1, 40), K, true);
     }
+  // Small batches (the GEMV path): tiles of 8 and 4 tokens of grouped 2-4-bit weights, then the 2/1-token tails.
+  for (int bits : {2, 3, 4})
+    for (int gs : {32, 64, 128, 256})
+      for (int64_t M : {4, 7, 8})
+        check_w8a8_case(bits, gs, gs == 64, DType::BF16, M, randint(1, 60), randint(200, 1300), M != 7);
 }
 
 static void check_w8a8_case(int bits, int gs, bool sym, DType sd, int64_t M, int64_t N, int64_t K, bool with_bias) {
