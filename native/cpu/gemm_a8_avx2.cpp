@@ -29,6 +29,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "gemm_a8.h"
@@ -56,6 +57,14 @@ inline void prefetch_codes(const uint8_t* p) {
   _mm_prefetch((const char*)(p + kPfL1), _MM_HINT_T0);
   _mm_prefetch((const char*)(p + kPfL2), _MM_HINT_T1);
 }
+// Row pointers of a tile's T tokens (row stride lda), for the asm blocks' memory operands.
+template <int T, class E>
+inline std::array<const E*, T> tile_rows(const E* base, int64_t lda) {
+  std::array<const E*, T> r;
+  for (int i = 0; i < T; i++) r[i] = base + i * lda;
+  return r;
+}
+
 // prefetch_codes for every 64-byte line that starts in the bytes [b0, b1) of a row.
 inline void prefetch_lines(const uint8_t* row, int64_t b0, int64_t b1) {
   for (int64_t b = (b0 + 63) & ~int64_t(63); b < b1; b += 64) prefetch_codes(row + b);
@@ -241,13 +250,7 @@ inline void a8_tile(const uint8_t* row, int64_t chunks, int64_t G, const int8_t*
   const __m256i ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
   __m256 wcorr = _mm256_setzero_ps();
   __m256 zcorr = _mm256_setzero_ps();  // lanes 0..T-1
-  const int8_t* a1 = A8 + lda;
-  const int8_t* a2 = A8 + 2 * lda;
-  const int8_t* a3 = A8 + 3 * lda;
-  const int8_t* a4 = A8 + 4 * lda;
-  const int8_t* a5 = A8 + 5 * lda;
-  const int8_t* a6 = A8 + 6 * lda;
-  const int8_t* a7 = A8 + 7 * lda;
+  const auto a = tile_rows<T>(A8, lda);
   for (int64_t g = 0; g < G; g++) {
     const int64_t cs = g * SHORT, ce = std::min(chunks, cs + SHORT);
     if (pf) prefetch_lines(row, cs * cb, ce * cb);
@@ -264,15 +267,15 @@ inline void a8_tile(const uint8_t* row, int64_t chunks, int64_t G, const int8_t*
                     QE_A8_STEP(p4, m4) QE_A8_STEP(p5, m5) QE_A8_STEP(p6, m6) QE_A8_STEP(p7, m7)
                 : [p0] "+x"(p0), [p1] "+x"(p1), [p2] "+x"(p2), [p3] "+x"(p3), [p4] "+x"(p4), [p5] "+x"(p5),
                   [p6] "+x"(p6), [p7] "+x"(p7), [t] "=&x"(t)
-                : [w] "x"(w), [m0] "m"(*(const __m256i*)(A8 + o)), [m1] "m"(*(const __m256i*)(a1 + o)),
-                  [m2] "m"(*(const __m256i*)(a2 + o)), [m3] "m"(*(const __m256i*)(a3 + o)),
-                  [m4] "m"(*(const __m256i*)(a4 + o)), [m5] "m"(*(const __m256i*)(a5 + o)),
-                  [m6] "m"(*(const __m256i*)(a6 + o)), [m7] "m"(*(const __m256i*)(a7 + o)));
+                : [w] "x"(w), [m0] "m"(*(const __m256i*)(a[0] + o)), [m1] "m"(*(const __m256i*)(a[1] + o)),
+                  [m2] "m"(*(const __m256i*)(a[2] + o)), [m3] "m"(*(const __m256i*)(a[3] + o)),
+                  [m4] "m"(*(const __m256i*)(a[4] + o)), [m5] "m"(*(const __m256i*)(a[5] + o)),
+                  [m6] "m"(*(const __m256i*)(a[6] + o)), [m7] "m"(*(const __m256i*)(a[7] + o)));
       } else {
         __asm__(QE_A8_STEP(p0, m0) QE_A8_STEP(p1, m1) QE_A8_STEP(p2, m2) QE_A8_STEP(p3, m3)
                 : [p0] "+x"(p0), [p1] "+x"(p1), [p2] "+x"(p2), [p3] "+x"(p3), [t] "=&x"(t)
-                : [w] "x"(w), [m0] "m"(*(const __m256i*)(A8 + o)), [m1] "m"(*(const __m256i*)(a1 + o)),
-                  [m2] "m"(*(const __m256i*)(a2 + o)), [m3] "m"(*(const __m256i*)(a3 + o)));
+                : [w] "x"(w), [m0] "m"(*(const __m256i*)(a[0] + o)), [m1] "m"(*(const __m256i*)(a[1] + o)),
+                  [m2] "m"(*(const __m256i*)(a[2] + o)), [m3] "m"(*(const __m256i*)(a[3] + o)));
       }
 #undef QE_A8_STEP
     }
@@ -313,13 +316,7 @@ inline void a8_tile8_w8(const uint8_t* row, int64_t chunks, const int16_t* A16, 
                         int32_t* I) {
   const __m256i zero = _mm256_setzero_si256();
   __m256i p0 = zero, p1 = zero, p2 = zero, p3 = zero, p4 = zero, p5 = zero, p6 = zero, p7 = zero, wsum = zero;
-  const int16_t* a1 = A16 + lda;
-  const int16_t* a2 = A16 + 2 * lda;
-  const int16_t* a3 = A16 + 3 * lda;
-  const int16_t* a4 = A16 + 4 * lda;
-  const int16_t* a5 = A16 + 5 * lda;
-  const int16_t* a6 = A16 + 6 * lda;
-  const int16_t* a7 = A16 + 7 * lda;
+  const auto a = tile_rows<8>(A16, lda);
 #pragma GCC unroll 1
   for (int64_t c = 0; c < chunks; c++) {
     const uint8_t* p = row + c * kChunk;
@@ -336,12 +333,12 @@ inline void a8_tile8_w8(const uint8_t* row, int64_t chunks, const int16_t* A16, 
     // Two blocks of 4 tokens (one block of 8 would pass GCC's limit of 30 asm operands).
     __asm__(QE_W8_STEP(p0, m0) QE_W8_STEP(p1, m1) QE_W8_STEP(p2, m2) QE_W8_STEP(p3, m3)
             : [p0] "+x"(p0), [p1] "+x"(p1), [p2] "+x"(p2), [p3] "+x"(p3), [t] "=&x"(t)
-            : [w0] "x"(w0), [w1] "x"(w1), QE_W8_MEM(m0, A16), QE_W8_MEM(m1, a1), QE_W8_MEM(m2, a2),
-              QE_W8_MEM(m3, a3));
+            : [w0] "x"(w0), [w1] "x"(w1), QE_W8_MEM(m0, a[0]), QE_W8_MEM(m1, a[1]), QE_W8_MEM(m2, a[2]),
+              QE_W8_MEM(m3, a[3]));
     __asm__(QE_W8_STEP(p4, m4) QE_W8_STEP(p5, m5) QE_W8_STEP(p6, m6) QE_W8_STEP(p7, m7)
             : [p4] "+x"(p4), [p5] "+x"(p5), [p6] "+x"(p6), [p7] "+x"(p7), [t] "=&x"(t)
-            : [w0] "x"(w0), [w1] "x"(w1), QE_W8_MEM(m4, a4), QE_W8_MEM(m5, a5), QE_W8_MEM(m6, a6),
-              QE_W8_MEM(m7, a7));
+            : [w0] "x"(w0), [w1] "x"(w1), QE_W8_MEM(m4, a[4]), QE_W8_MEM(m5, a[5]), QE_W8_MEM(m6, a[6]),
+              QE_W8_MEM(m7, a[7]));
 #undef QE_W8_STEP
 #undef QE_W8_MEM
   }
