@@ -359,13 +359,6 @@ void block_scores(const uint8_t* const* rows, int n, const float* q, int G, int 
   }
 }
 
-// Scores of n fp32 rows against W = 8 (or 4) query heads at a time (grouped-query attention, G a multiple of W, D
-// even): the queries transposed, qT[g][d][W], so that one FMA multiplies a broadcast key element by the W heads'
-// query elements and a token's scores for W heads come out as one vector, S[t * ts + W g .. + W - 1], without
-// horizontal sums.
-// 4 tokens a pass share each query vector load; even and odd dims go to separate accumulators (8 FMA chains). The
-// dot_tile path spent ~40% of its time stalled on the key rows' first load, one row at a time; this keeps 4 rows in
-// flight. tinyllama-1.1b decode at context 512 (32 heads over 4 kv heads, D = 64): attention 4.95 -> 3.35 ms a step.
 // One vector of W query heads: __m256 (8 heads) or __m128 (4 heads, G = 4: Llama-3-8B, Mistral-7B).
 template <int W> struct HeadVec;
 template <> struct HeadVec<8> {
@@ -385,6 +378,13 @@ template <> struct HeadVec<4> {
   static void store_sum(float* p, V a, V b) { _mm_storeu_ps(p, _mm_add_ps(a, b)); }
 };
 
+// Scores of n fp32 rows against W = 8 (or 4) query heads at a time (grouped-query attention, G a multiple of W, D
+// even): the queries transposed, qT[g][d][W], so that one FMA multiplies a broadcast key element by the W heads'
+// query elements and a token's scores for W heads come out as one vector, S[t * ts + W g .. + W - 1], without
+// horizontal sums. 4 tokens a pass share each query vector load; even and odd dims go to separate accumulators (8
+// FMA chains). The dot_tile path spent ~40% of its time stalled on the key rows' first load, one row at a time; this
+// keeps 4 rows in flight. tinyllama-1.1b decode at context 512 (32 heads over 4 kv heads, D = 64): attention 4.95 ->
+// 3.35 ms a step.
 template <int W>
 inline void scores_gqa(const float* const* rows, int n, const float* qT, int G, int D, float* S, int ts) {
   using H = HeadVec<W>;
@@ -514,7 +514,7 @@ inline void prefetch_head_l1(const uint8_t* base, int64_t t0, int n, int H, int 
 
 struct DecodeScratch {
   std::vector<float> q, qsum, S;
-  std::vector<float> qT;               // GQA fp32/fp16 keys: queries transposed per 8 heads [NQ / 8][D][8]
+  std::vector<float> qT;               // GQA fp32/fp16 keys: queries transposed per W = 8 or 4 heads [NQ / W][D][W]
   std::vector<float> kf;               // fp16 keys of a block converted to fp32 [kTB][D]
   std::vector<const float*> kfrows;
   std::vector<const uint8_t*> krows, vrows;

@@ -31,7 +31,7 @@ namespace {
 // Largest K for which the per-channel int32 accumulation is exact: |sum (qa - za) * qw| <= 255 * 255 * K < 2^31.
 // (Grouped weights are rescaled per group; their int32 sums only need group_size below it.)
 constexpr int64_t kW8A8MaxK = 33025;
-constexpr int64_t kGemvMaxM = 8;  // up to here the a8 GEMV kernels, beyond the tiled per-channel cores
+constexpr int64_t kGemvMaxM = 8;  // up to here the a8 GEMV (rows read once), beyond the token-tiled prefill paths
 // Rows per task beyond kGemvMaxM: each task streams every token's activation codes once per K block, so fewer,
 // larger tasks read them less often; the task's rows of a K block (<= 128 KiB at 8 bits) stay in L2.
 constexpr int64_t kPrefillRows = 128;
