@@ -8,8 +8,8 @@
 // (3) accumulates the block's V rows head by head. The block two ahead is prefetched into L2 in address order, the
 // next head's rows of this block into L1. For int8/int4 the scale and zero point are taken out of the inner loops:
 //   q·k = s·(Σ q_d c_d − z·Σ q_d)            Σ_t w_t v_t = Σ_t (w_t s_t) (c_t − z_t)
-// so each K element costs a widen, a convert and one FMA per query head that shares the kv head (V one subtract
-// more, see v_accum).
+// so each K or V element costs a widen, a convert and one FMA per query head that shares the kv head (V: the
+// block's Σ_t w_t z_t comes off each accumulator once, see v_accum).
 // int4 rows hold code 2j in the low and 2j+1 in the high nibble of byte j: instead of shuffling codes back into
 // order, the query is permuted once into [even dims | odd dims] ("kernel layout") and so is the V accumulator.
 //
@@ -164,35 +164,40 @@ inline void dot_tile(const uint8_t* const* rows, const float* q, int D, float* o
     for (int gt = 0; gt < GT; gt++) out[tt * GT + gt] += dot_tail<T>(rows[tt], q + gt * D, D);
 }
 
-// acc[GT][D] (kernel layout) += Σ_t w[t * ws + gt] · (row_t - z[t * zs]) (codes minus zero point, or values), t < n.
-// The zero point is subtracted per token (exact in fp32) rather than as one Σ w·z term at the end: that term grows
-// with the context and cancels against Σ w·c, costing ~10x the rounding error at a few thousand tokens.
+// acc[GT][D] (kernel layout) += Σ_t w[t * ws + gt] · (row_t - z_t) (codes minus zero point, or values), t < n.
+// The zero-point term of the block, zw[gt] = Σ_t w_t z_t (the caller's, 0 for f32/f16), is taken off each
+// accumulator once before the block's tokens add w_t c_t: the partial sums swing by at most n · max w · 15 (int4)
+// within a block, so the rounding error stays that of per-token subtraction within a small factor, and no element
+// pays a subtract. (One Σ w·z term for the whole context instead grows with it and cancels against Σ w·c: ~10x the
+// rounding error at a few thousand tokens.)
 // One pass keeps GT × NS × N accumulators in registers across the n tokens, each token adding one independent FMA
 // to each of them.
 template <KVType T, int GT, int NS>
-inline void v_pass(const uint8_t* const* rows, int n, const float* w, int ws, const float* z, int zs, int D, int i,
-                   float* acc) {
+__attribute__((always_inline)) inline void v_pass(const uint8_t* const* rows, int n, const float* w, int ws,
+                                                  const float* zw, int D, int i, float* acc) {
   using C = Codec<T>;
   constexpr bool quant = T == KVType::I8 || T == KVType::I4;
   constexpr int V = NS * C::N;
   __m256 a[GT][V];
-  for (int gt = 0; gt < GT; gt++)
+  for (int gt = 0; gt < GT; gt++) {
+    const __m256 zb = quant ? _mm256_set1_ps(zw[gt]) : _mm256_setzero_ps();
     for (int s = 0; s < NS; s++)
-      for (int k = 0; k < C::N; k++) a[gt][s * C::N + k] = _mm256_loadu_ps(acc + gt * D + C::pos(i + s, k, D));
+      for (int k = 0; k < C::N; k++) {
+        a[gt][s * C::N + k] = _mm256_loadu_ps(acc + gt * D + C::pos(i + s, k, D));
+        if constexpr (quant) a[gt][s * C::N + k] = _mm256_sub_ps(a[gt][s * C::N + k], zb);
+      }
+  }
   for (int t = 0; t < n; t++) {
-    __m256 v[V];
+    __m256 wb[GT];
+    for (int gt = 0; gt < GT; gt++) wb[gt] = _mm256_broadcast_ss(w + (size_t)t * ws + gt);
+    // Step by step, so that only one step's vectors are live beside the accumulators.
 #pragma GCC unroll 8
-    for (int s = 0; s < NS; s++) C::load(rows[t], i + s, v + s * C::N);
-    if constexpr (quant) {
-      const __m256 zb = _mm256_broadcast_ss(z + (size_t)t * zs);
-#pragma GCC unroll 8
-      for (int k = 0; k < V; k++) v[k] = _mm256_sub_ps(v[k], zb);
-    }
+    for (int s = 0; s < NS; s++) {
+      __m256 v[C::N];
+      C::load(rows[t], i + s, v);
 #pragma GCC unroll 4
-    for (int gt = 0; gt < GT; gt++) {
-      const __m256 wb = _mm256_broadcast_ss(w + (size_t)t * ws + gt);
-#pragma GCC unroll 8
-      for (int k = 0; k < V; k++) a[gt][k] = _mm256_fmadd_ps(wb, v[k], a[gt][k]);
+      for (int gt = 0; gt < GT; gt++)
+        for (int k = 0; k < C::N; k++) a[gt][s * C::N + k] = _mm256_fmadd_ps(wb[gt], v[k], a[gt][s * C::N + k]);
     }
   }
   for (int gt = 0; gt < GT; gt++)
@@ -201,7 +206,7 @@ inline void v_pass(const uint8_t* const* rows, int n, const float* w, int ws, co
 }
 
 template <KVType T, int GT>
-inline void v_accum(const uint8_t* const* rows, int n, const float* w, int ws, const float* z, int zs, int D, float* acc) {
+inline void v_accum(const uint8_t* const* rows, int n, const float* w, int ws, const float* zw, int D, float* acc) {
   using C = Codec<T>;
   constexpr bool quant = T == KVType::I8 || T == KVType::I4;
   // Steps per pass: 4 accumulators per head group (8 for four int4 heads) — enough independent FMA chains while the
@@ -209,20 +214,27 @@ inline void v_accum(const uint8_t* const* rows, int n, const float* w, int ws, c
   constexpr int NS = std::max(1, 4 / (GT * C::N));
   const int ns = C::steps(D);
   int i = 0;
-  for (; i + NS <= ns; i += NS) v_pass<T, GT, NS>(rows, n, w, ws, z, zs, D, i, acc);
+  for (; i + NS <= ns; i += NS) v_pass<T, GT, NS>(rows, n, w, ws, zw, D, i, acc);
   if constexpr (NS >= 4)
-    for (; i + NS / 2 <= ns; i += NS / 2) v_pass<T, GT, NS / 2>(rows, n, w, ws, z, zs, D, i, acc);
-  for (; i < ns; i++) v_pass<T, GT, 1>(rows, n, w, ws, z, zs, D, i, acc);
+    for (; i + NS / 2 <= ns; i += NS / 2) v_pass<T, GT, NS / 2>(rows, n, w, ws, zw, D, i, acc);
+  for (; i < ns; i++) v_pass<T, GT, 1>(rows, n, w, ws, zw, D, i, acc);
   // Scalar tail positions.
   const int tb = C::tail_begin(D);
   const int tail_end = T == KVType::I4 ? D / 2 : D;
   for (int j = tb; j < tail_end; j++)
-    for (int t = 0; t < n; t++)
-      for (int gt = 0; gt < GT; gt++) {
-        const float wt = w[(size_t)t * ws + gt], zt = quant ? z[(size_t)t * zs] : 0.f;
-        acc[gt * D + j] += wt * (C::code(rows[t], j, D) - zt);
-        if constexpr (T == KVType::I4) acc[gt * D + j + D / 2] += wt * (C::code(rows[t], j + D / 2, D) - zt);
+    for (int gt = 0; gt < GT; gt++) {
+      float& a0 = acc[gt * D + j];
+      float* a1 = T == KVType::I4 ? &acc[gt * D + j + D / 2] : nullptr;
+      if constexpr (quant) {
+        a0 -= zw[gt];
+        if (a1) *a1 -= zw[gt];
       }
+      for (int t = 0; t < n; t++) {
+        const float wt = w[(size_t)t * ws + gt];
+        a0 += wt * C::code(rows[t], j, D);
+        if (a1) *a1 += wt * C::code(rows[t], j + D / 2, D);
+      }
+    }
 }
 
 // ── int4 keys against a single query head, in exact integer arithmetic ───────────────────────────────────────
@@ -424,13 +436,12 @@ inline void scores_gqa(const float* const* rows, int n, const float* qT, int G, 
 }
 
 template <KVType T>
-// Weights of head g for token t at w[t * ws + g], zero points at z[t * zs].
-void block_v(const uint8_t* const* rows, int n, const float* w, int ws, const float* z, int zs, int G, int D,
-             float* acc) {
+// Weights of head g for token t at w[t * ws + g], its block's zero-point term Σ_t w z at zw[g].
+void block_v(const uint8_t* const* rows, int n, const float* w, int ws, const float* zw, int G, int D, float* acc) {
   int g = 0;
-  for (; g + 4 <= G; g += 4) v_accum<T, 4>(rows, n, w + g, ws, z, zs, D, acc + (int64_t)g * D);
-  for (; g + 2 <= G; g += 2) v_accum<T, 2>(rows, n, w + g, ws, z, zs, D, acc + (int64_t)g * D);
-  for (; g < G; g++) v_accum<T, 1>(rows, n, w + g, ws, z, zs, D, acc + (int64_t)g * D);
+  for (; g + 4 <= G; g += 4) v_accum<T, 4>(rows, n, w + g, ws, zw + g, D, acc + (int64_t)g * D);
+  for (; g + 2 <= G; g += 2) v_accum<T, 2>(rows, n, w + g, ws, zw + g, D, acc + (int64_t)g * D);
+  for (; g < G; g++) v_accum<T, 1>(rows, n, w + g, ws, zw + g, D, acc + (int64_t)g * D);
 }
 
 // p[t] = exp(x[t] - m) in place for t < n; returns Σ p.
@@ -523,6 +534,7 @@ struct DecodeScratch {
   std::vector<double> qu;
   std::vector<QFixed> qf;
   std::vector<float> m, l;
+  std::vector<float> zw;  // Σ_t w_t z_t of the block per query head (quantized V)
   std::vector<int32_t> chunk_h, chunk_idx, chunk_mask;  // per 8-query-head chunk: first kv head, lane map, mask
 };
 
@@ -587,6 +599,7 @@ void decode_task_t(const DecodeTask& task) {
     if (TK == KVType::F16) sc.kf.resize((size_t)kTB * D);
   }
   // Running softmax state of the task's query heads.
+  sc.zw.assign(NQP, 0.f);
   sc.m.assign(NQP, -std::numeric_limits<float>::infinity());
   sc.l.assign(NQP, 0.f);
   sc.S.assign((size_t)kTB * NQP, 0.f);  // [token, query head] of one block: scores, then weights
@@ -664,14 +677,18 @@ void decode_task_t(const DecodeTask& task) {
       }
       const __m256 m_old = _mm256_loadu_ps(sc.m.data() + jc), m_new = _mm256_max_ps(m_old, mx);
       const __m256 alpha = exp8(_mm256_sub_ps(m_old, m_new));  // exp(-inf) = 0 on the first block
-      __m256 psum = _mm256_setzero_ps();
+      __m256 psum = _mm256_setzero_ps(), zw = _mm256_setzero_ps();
       for (int t = 0; t < n; t++) {
         float* st = S + (size_t)t * NQP + jc;
         __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(st), m_new));
         psum = _mm256_add_ps(psum, p);
-        if constexpr (vquant) p = _mm256_mul_ps(p, heads(kv.v_scale, t));  // w_t = p_t · s_t multiplies (c_t - z_t)
+        if constexpr (vquant) {  // w_t = p_t · s_t multiplies (c_t - z_t); block_v takes Σ_t w_t z_t off at once
+          p = _mm256_mul_ps(p, heads(kv.v_scale, t));
+          zw = _mm256_fmadd_ps(p, heads(kv.v_zero, t), zw);
+        }
         _mm256_storeu_ps(st, p);
       }
+      _mm256_storeu_ps(sc.zw.data() + jc, zw);
       _mm256_storeu_ps(sc.m.data() + jc, m_new);
       _mm256_storeu_ps(sc.l.data() + jc, _mm256_fmadd_ps(_mm256_loadu_ps(sc.l.data() + jc), alpha, psum));
       // Rescale the accumulators of the heads whose maximum moved (rare after the first blocks).
@@ -690,8 +707,7 @@ void decode_task_t(const DecodeTask& task) {
       float* acc = task.acc + (size_t)j0 * D;  // kernel layout while running
       for (int t = 0; t < n; t++) sc.vrows[t] = vb + ((t0 + t) * H + h) * vrb;
       if (h + 1 < task.h1) prefetch_head_l1(vb, t0, n, H, h + 1, vrb);
-      const float* vz = vquant ? kv.v_zero + t0 * H + h : nullptr;  // [t * H]
-      block_v<TV>(sc.vrows.data(), n, S + j0, NQP, vz, H, G, D, acc);
+      block_v<TV>(sc.vrows.data(), n, S + j0, NQP, sc.zw.data() + j0, G, D, acc);
     }
   }
   for (int j = 0; j < NQ; j++) { task.m[j] = sc.m[j]; task.l[j] = sc.l[j]; }
