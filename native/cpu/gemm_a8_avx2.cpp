@@ -349,6 +349,78 @@ inline void a8_tile8_w8(const uint8_t* row, int64_t chunks, const int16_t* A16, 
 }
 
 // G scales of row n as fp32 (sw) and sw * zw (swz).
+// The GEMV row of a8_row for grouped 4-bit weights whose groups span an even number of chunks (SHORT = 2, 4, 8):
+// one 32-byte load holds two chunks, and its low and high nibbles are two 32-code vectors (an AND, and a shift and an
+// AND: 3 uops per 64 codes where unpack_u8 spends 2 per 32 on top of a broadcast load). The nibbles' order is the
+// activations' problem instead: A8p holds each pair of chunks' codes as [c0 0-15 | c1 0-15 | c0 16-31 | c1 16-31]
+// (pair_activations), written once per call. A last odd chunk of the row keeps the natural order.
+// F[m] = sum_g sw_g * sum_{k in g} (qa - za) * qw, as a8_row (the zw term is the caller's).
+template <int MB, int SHORT>
+inline void a8_row4_pairs(const uint8_t* row, int64_t chunks, int64_t G, const int8_t* A8p, int64_t lda,
+                          const int32_t* za, const float* sw, float* F, bool pf) {
+  static_assert(SHORT == 2 || SHORT == 4 || SHORT == 8, "a8_row4_pairs: groups of an even number of chunks");
+  constexpr int64_t cb = (int64_t)chunk_bytes(4);
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), zero = _mm256_setzero_si256();
+  __m256 accF[MB];
+  for (int m = 0; m < MB; m++) accF[m] = _mm256_setzero_ps();
+  __m256 wcorr = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; g++) {
+    const int64_t cs = g * SHORT, ce = std::min(chunks, cs + SHORT);
+    if (pf) prefetch_lines(row, cs * cb, ce * cb);
+    // int16 lanes: one pair sum (<= 2 * 15 * 128) per chunk, at most 8 chunks; bytes of w8: <= 8 * 15.
+    __m256i p16[MB], w8 = zero;
+    for (int m = 0; m < MB; m++) p16[m] = zero;
+    auto pair = [&](int64_t c) {
+      const __m256i v = _mm256_loadu_si256((const __m256i*)(row + c * cb));
+      const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      w8 = _mm256_add_epi8(w8, _mm256_add_epi8(lo, hi));
+      for (int m = 0; m < MB; m++) {
+        const int8_t* a = A8p + m * lda + c * kChunk;
+        p16[m] = _mm256_add_epi16(p16[m], _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i*)a)));
+        p16[m] = _mm256_add_epi16(p16[m], _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i*)(a + kChunk))));
+      }
+    };
+    int64_t c = cs;
+    if (ce - cs == SHORT) {  // a whole group: a fixed trip count
+#pragma GCC unroll 4
+      for (int i = 0; i < SHORT / 2; i++) pair(cs + 2 * i);
+      c = ce;
+    } else {
+      for (; c + 2 <= ce; c += 2) pair(c);
+    }
+    if (c < ce) {  // the row's last chunk, alone
+      const __m256i w = unpack_u8<4>(row + c * cb);
+      w8 = _mm256_add_epi8(w8, w);
+      for (int m = 0; m < MB; m++)
+        p16[m] = _mm256_add_epi16(
+            p16[m], _mm256_maddubs_epi16(w, _mm256_loadu_si256((const __m256i*)(A8p + m * lda + c * kChunk))));
+    }
+    const __m256 s = _mm256_set1_ps(sw[g]);
+    for (int m = 0; m < MB; m++)
+      accF[m] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(p16[m], ones)), s, accF[m]);
+    wcorr = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sad_epu8(w8, zero)), s, wcorr);
+  }
+  const float wc = hsum(wcorr);
+  for (int m = 0; m < MB; m++) F[m] = hsum(accF[m]) + (float)(128 - za[m]) * wc;
+}
+
+// The centered codes of M tokens (row stride lda, `chunks` chunks) in a8_row4_pairs' order: the middle two 16-byte
+// quarters of every 64 bytes swapped.
+inline void pair_activations(const int8_t* A8, int64_t M, int64_t lda, int64_t chunks, int8_t* out) {
+  for (int64_t m = 0; m < M; m++) {
+    const int8_t* src = A8 + m * lda;
+    int8_t* dst = out + m * lda;
+    int64_t c = 0;
+    for (; c + 2 <= chunks; c += 2) {
+      const __m256i a = _mm256_loadu_si256((const __m256i*)(src + c * kChunk));
+      const __m256i b = _mm256_loadu_si256((const __m256i*)(src + c * kChunk + kChunk));
+      _mm256_storeu_si256((__m256i*)(dst + c * kChunk), _mm256_permute2x128_si256(a, b, 0x20));
+      _mm256_storeu_si256((__m256i*)(dst + c * kChunk + kChunk), _mm256_permute2x128_si256(a, b, 0x31));
+    }
+    if (c < chunks) std::memcpy(dst + c * kChunk, src + c * kChunk, kChunk);
+  }
+}
+
 void row_scales(const QuantWeight& W, int64_t n, float* sw, float* swz) {
   const int64_t G = W.groups();
   const int64_t i0 = n * G;
@@ -405,6 +477,16 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
     float *sw = rs.data(), *swz = sw + G;
     const int mb = (int)a.M;
     const int8_t* A8 = a.q8.empty() ? nullptr : a.q8.data();
+    // Grouped 4-bit weights, groups of 2, 4 or 8 chunks: the 1- and 2-token rows read the codes two chunks a load.
+    constexpr bool kPairs = BITS == 4 && !PC && (SHORT == 2 || SHORT == 4 || SHORT == 8);
+    const int8_t* A8p = nullptr;
+    if constexpr (kPairs) {
+      thread_local std::vector<int8_t> tls_pairs;
+      std::vector<int8_t>& pairs = detail::tls_once(tls_pairs);
+      pairs.resize((size_t)(a.M * a.lda));
+      pair_activations(A8, a.M, a.lda, chunks, pairs.data());
+      A8p = pairs.data();
+    }
     const int16_t* A16 = a.q16.empty() ? nullptr : a.q16.data();
     const int64_t sb = (int64_t)dtype_size(W.fmt.scale_dtype);
     for (int64_t n = n0; n < n1; n++) {
@@ -432,6 +514,16 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
             else
               a8_tile<BITS, SHORT, 4>(row, chunks, G, a8, a.lda, za + m, sw, swz, a.dsumT.data() + m, a.M, m == 0, r);
             for (int i = 0; i < t; i++) F[(m + i) * N + n] = r[i];
+            m += t;
+            continue;
+          }
+        }
+        if constexpr (kPairs) {
+          if (t <= 2) {
+            const int8_t* a8p = A8p + m * a.lda;
+            if (t == 2) a8_row4_pairs<2, SHORT>(row, chunks, G, a8p, a.lda, za + m, sw, Fb, m == 0);
+            else a8_row4_pairs<1, SHORT>(row, chunks, G, a8p, a.lda, za + m, sw, Fb, m == 0);
+            for (int i = 0; i < t; i++) F[(m + i) * N + n] = Fb[i] - dot_f32(swz, a.dsumf.data() + (m + i) * G, G);
             m += t;
             continue;
           }
