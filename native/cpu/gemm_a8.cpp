@@ -1,7 +1,7 @@
 // Dispatch of gemm_w8a8 (kernels.h), the integer-activation GEMM for every packed weight format.
 //
 // Paths (all compute gemm_w8a8_ref's integers exactly; only the fp32 rescale of grouped weights rounds differently):
-//  - AVX2, per-channel 4-bit weights, M > kGemvMaxM: the tiled vpmaddubsw core of gemm_avx2.cpp (w4a8_core).
+//  - AVX2, per-channel 4-bit weights, M > kA8GemvMaxM: the tiled vpmaddubsw core of gemm_avx2.cpp (w4a8_core).
 //  - AVX2, 2/3/4/8 bits, group size a multiple of 32 or one group per row: gemm_a8_avx2.cpp (decode GEMV and token-tiled
 //    prefill). Per-channel 8-bit weights had a tiled int16 core in gemm_avx2.cpp until the 8-token tile here
 //    (a8_tile8_w8) was faster: M = 256, N = 1024, K = 4096, one thread 31.0 -> 22.9 ms; N = 4096 on two threads
@@ -31,8 +31,7 @@ namespace {
 // Largest K for which the per-channel int32 accumulation is exact: |sum (qa - za) * qw| <= 255 * 255 * K < 2^31.
 // (Grouped weights are rescaled per group; their int32 sums only need group_size below it.)
 constexpr int64_t kW8A8MaxK = 33025;
-constexpr int64_t kGemvMaxM = 8;  // up to here the a8 GEMV (rows read once), beyond the token-tiled prefill paths
-// Rows per task beyond kGemvMaxM: each task streams every token's activation codes once per K block, so fewer,
+// Rows per task beyond kA8GemvMaxM: each task streams every token's activation codes once per K block, so fewer,
 // larger tasks read them less often; the task's rows of a K block (<= 128 KiB at 8 bits) stay in L2.
 constexpr int64_t kPrefillRows = 128;
 
@@ -52,7 +51,7 @@ void w8a8_portable(const float* X, int64_t M, const QuantWeight& W, const float*
   });
 }
 
-// Per-channel 4-bit weights, M > kGemvMaxM: the tiled vpmaddubsw core of gemm_avx2.cpp (w4a8_core).
+// Per-channel 4-bit weights, M > kA8GemvMaxM: the tiled vpmaddubsw core of gemm_avx2.cpp (w4a8_core).
 void w4a8_tiled(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
   // A's rows are skewed by 64 bytes so that 4 KiB-multiple strides do not alias in L1.
   const int64_t N = W.N, K = W.K, lda = chunks_per_row(K) * kChunk + 32;
@@ -127,7 +126,7 @@ void w8a8_a8(const float* X, int64_t M, const QuantWeight& W, const float* bias,
   impl::A8Act a;
   impl::avx2::a8_act(X, M, W.K, W.fmt.group_size, W.fmt.bits == 8, a);
   A8Out o(M, W);
-  dynamic_for(W.N, M <= kGemvMaxM ? gemv_block_rows(W.N, 32) : kPrefillRows,
+  dynamic_for(W.N, M <= impl::kA8GemvMaxM ? gemv_block_rows(W.N, 32) : kPrefillRows,
               [&](int64_t n0, int64_t n1) { a8_block(a, M, W, bias, Y, o, n0, n1); });
 }
 
@@ -138,7 +137,7 @@ A8Path a8_path(int64_t M, const QuantWeight& W) {
   if (span > kW8A8MaxK) return A8Path::Ref;  // int32 lanes could overflow: the int64 reference is exact
   // 6-bit weights: the portable path (the AVX2 a8 cores assume codes of 2/3/4 bits (vpmaddubsw int16 bounds) or 8).
   if (cpu_isa() < Isa::Avx2 || W.fmt.bits == 6) return A8Path::Portable;
-  if (G == 1 && W.fmt.bits == 4 && M > kGemvMaxM) return A8Path::Tiled;
+  if (G == 1 && W.fmt.bits == 4 && M > impl::kA8GemvMaxM) return A8Path::Tiled;
   if (G == 1 || W.fmt.group_size % kChunk == 0) return A8Path::A8;
   return A8Path::Portable;
 }
@@ -175,7 +174,7 @@ void gemm_w8a8_multi(const float* X, int64_t M, const QuantWeight* W, int n, con
   impl::avx2::a8_act(X, M, W[0].K, W[0].fmt.group_size, W[0].fmt.bits == 8, a);
   std::vector<A8Out> outs;
   for (int i = 0; i < n; i++) outs.emplace_back(M, W[i]);
-  const auto blocks = row_blocks(W, n, M <= kGemvMaxM ? gemv_block_rows(total_rows(W, n), 32) : kPrefillRows);
+  const auto blocks = row_blocks(W, n, M <= impl::kA8GemvMaxM ? gemv_block_rows(total_rows(W, n), 32) : kPrefillRows);
   dynamic_for((int64_t)blocks.size(), 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; b++) {
       const RowBlock& k = blocks[b];

@@ -10,9 +10,13 @@ namespace quanteval::impl {
 
 // Per-token 8-bit asymmetric activation codes of X[M, K] (exactly fake_quant_act_ref's codes), laid out for the
 // integer kernels. lda = whole 32-code chunks (+ a skew against L1 set aliasing); codes past K are 0.
+// Up to this many tokens the a8 kernels run as a GEMV (each weight row read once); beyond, the token-tiled paths.
+constexpr int64_t kA8GemvMaxM = 8;
+
 struct A8Act {
   int64_t M = 0, K = 0, G = 0, gs = 0, lda = 0;
   std::vector<int8_t> q8;     // [M, lda] centered codes qa - 128 (weights of 2/3/4 bits: vpmaddubsw operand); 0 past K
+  std::vector<int8_t> q8p;    // [M, lda] q8 in the order of the paired 4-bit GEMV steps (M <= kA8GemvMaxM, not wide16)
   std::vector<int16_t> q16;   // [M, lda] the same codes as int16 (8-bit weights: vpmaddwd operand); else empty
   std::vector<float> sa;      // [M] activation scale
   std::vector<int32_t> za;    // [M] activation zero point
