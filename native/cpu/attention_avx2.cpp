@@ -223,16 +223,13 @@ inline void v_accum(const uint8_t* const* rows, int n, const float* w, int ws, c
   const int tail_end = T == KVType::I4 ? D / 2 : D;
   for (int j = tb; j < tail_end; j++)
     for (int gt = 0; gt < GT; gt++) {
-      float& a0 = acc[gt * D + j];
-      float* a1 = T == KVType::I4 ? &acc[gt * D + j + D / 2] : nullptr;
-      if constexpr (quant) {
-        a0 -= zw[gt];
-        if (a1) *a1 -= zw[gt];
-      }
-      for (int t = 0; t < n; t++) {
-        const float wt = w[(size_t)t * ws + gt];
-        a0 += wt * C::code(rows[t], j, D);
-        if (a1) *a1 += wt * C::code(rows[t], j + D / 2, D);
+      // Position j, and for int4 its odd-dim partner j + D/2 (the same byte's high nibble).
+      for (int k = 0; k < (T == KVType::I4 ? 2 : 1); k++) {
+        const int p = j + k * (D / 2);
+        float a = acc[gt * D + p];
+        if constexpr (quant) a -= zw[gt];
+        for (int t = 0; t < n; t++) a += w[(size_t)t * ws + gt] * C::code(rows[t], p, D);
+        acc[gt * D + p] = a;
       }
     }
 }
