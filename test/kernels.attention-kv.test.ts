@@ -175,6 +175,12 @@ describe("attention with separate K and V types", () => {
   });
 });
 
+// Fast decode vs ref: 5e-6, except int4 keys with one query head per kv head, which the AVX2 path scores against the
+// query rounded to 16-bit fixed point (kernels.h; test_attention checks that the rounding is the only difference):
+// 1e-4.
+const decodeTol = (p: Pair, nHeads: number, nKv: number, D: number) =>
+  p.k === "i4" && nHeads === nKv && D >= 32 ? 1e-4 : 5e-6;
+
 describe("sliding-window attention", () => {
   const cases: [string, Pair, number, number, number, number[]][] = [
     // label, types, nHeads, nKv, D, windows
@@ -191,7 +197,7 @@ describe("sliding-window attention", () => {
     for (const window of windows) {
       const fast = await attentionDecode({ q, nHeads, kv, lens, window });
       const ref = await attentionDecode({ q, nHeads, kv, lens, window, impl: "ref" });
-      expect(relErr(fast, ref), `window ${window}`).toBeLessThanOrEqual(5e-6);
+      expect(relErr(fast, ref), `window ${window}`).toBeLessThanOrEqual(decodeTol(p, nHeads, nKv, D));
       expect(relErr(ref, naiveDecode(q, nHeads, kv, lens, window)), `window ${window}`).toBeLessThanOrEqual(5e-6);
       // Sequences no longer than the window are unchanged; longer ones change.
       lens.forEach((len, b) => {

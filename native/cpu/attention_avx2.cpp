@@ -234,89 +234,190 @@ inline void v_accum(const uint8_t* const* rows, int n, const float* w, int ws, c
     }
 }
 
-// ── int4 keys against a single query head, in exact integer arithmetic ───────────────────────────────────────
+// ── int4 keys against a single query head, in integer arithmetic ──────────────────────────────────────────────
 // With one query head per kv head (MHA) the float path spends 6 uops unpacking 16 codes for 2 FMAs. Instead the
-// query is written once in fixed point, q ≈ u·(2^15·hi + lo) with |2^15·hi + lo| < 2^30 (an error of at most
-// 2^-31·max|q| per element, below the fp32 rounding of the dot product itself), and vpmaddwd multiplies 16 int16
-// codes by 16 int16 query parts at once: 10 uops per 32 codes instead of 16, and an exact integer sum.
+// query is rounded once to 16-bit fixed point, q ≈ u·f with f = 256·a1 + a0, |f| <= 32639 and a1, a0 signed bytes,
+// and vpmaddubsw multiplies 32 unsigned codes by 32 signed query bytes at once: ~6 uops per 32 codes instead of 12
+// for the former two 16-bit limbs (vpmaddwd), and an exact integer sum of codes times f. The rounding is at most
+// u/2 = max|q|/65278 per element (a 16-bit query; fp16 operands, the field's usual, keep 11 bits), and the caller
+// takes the zero point off with Σ_d u·f_d, the same rounded query, so the score is exactly
+// s·Σ_d u·f_d·(c_d − z).
 struct QFixed {
-  const int16_t* hi;    // [D] kernel layout ([even dims | odd dims])
-  const int16_t* lo;    // [D]
-  const int32_t* full;  // [D] 2^15·hi + lo, for the scalar tail
-  double u;
+  const int8_t* a1;     // [D + 32] kernel layout ([even dims | odd dims]), zero padded: high bytes of f
+  const int8_t* a0;     // [D + 32] low bytes of f (signed)
+  const int32_t* full;  // [D] f, for the scalar tail
+  float u;
+  float sum;            // u·Σ_d f_d
 };
 
-inline QFixed make_qfixed(const float* qk, int D, int16_t* hi, int16_t* lo, int32_t* full, double* u) {
-  float m = 0.f;
-  for (int d = 0; d < D; d++) m = std::max(m, std::fabs(qk[d]));
-  *u = m > 0 ? (double)m / (double)((1 << 30) - 1) : 1.0;
-  for (int d = 0; d < D; d++) {
-    const int32_t f = (int32_t)std::nearbyint((double)qk[d] / *u);  // |f| <= 2^30 - 1
-    full[d] = f;
-    hi[d] = (int16_t)(f >> 15);          // arithmetic shift: [-2^15, 2^15)
-    lo[d] = (int16_t)(f & 0x7FFF);       // [0, 2^15)
+constexpr int32_t kQFixedMax = 32639;  // 256·127 + 127: a1 = (f − a0) / 256 stays in [-127, 127]
+
+inline QFixed make_qfixed(const float* qk, int D, int8_t* a1, int8_t* a0, int32_t* full) {
+  __m256 mv = _mm256_setzero_ps();
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  int d = 0;
+  for (; d + 8 <= D; d += 8) mv = _mm256_max_ps(mv, _mm256_and_ps(absmask, _mm256_loadu_ps(qk + d)));
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  float m = std::max(_mm_cvtss_f32(m4), _mm_cvtss_f32(_mm_movehdup_ps(m4)));
+  for (; d < D; d++) m = std::max(m, std::fabs(qk[d]));
+  const float u = m > 0 ? m / (float)kQFixedMax : 1.f;
+  const float inv = m > 0 ? (float)kQFixedMax / m : 0.f;
+  // f = round-to-nearest-even(q / u) (vcvtps2dq and nearbyint alike), clamped; a0 its low byte as signed, a1 the rest.
+  auto fix = [&](float x) { return std::clamp((int32_t)std::nearbyint(x * inv), -kQFixedMax, kQFixedMax); };
+  __m256i fsum = _mm256_setzero_si256();
+  const __m256 vinv = _mm256_set1_ps(inv);
+  const __m256i lo = _mm256_set1_epi32(-kQFixedMax), hi = _mm256_set1_epi32(kQFixedMax);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  d = 0;
+  for (; d + 32 <= D; d += 32) {
+    __m256i f[4], b0[4], b1[4];
+    for (int k = 0; k < 4; k++) {
+      f[k] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(qk + d + 8 * k), vinv));
+      f[k] = _mm256_min_epi32(_mm256_max_epi32(f[k], lo), hi);
+      _mm256_storeu_si256((__m256i*)(full + d + 8 * k), f[k]);
+      fsum = _mm256_add_epi32(fsum, f[k]);
+      b0[k] = _mm256_srai_epi32(_mm256_slli_epi32(f[k], 24), 24);
+      b1[k] = _mm256_srai_epi32(_mm256_sub_epi32(f[k], b0[k]), 8);
+    }
+    auto pack = [&](const __m256i* v) {  // 32 int32 in [-128, 127] -> 32 int8 in order
+      const __m256i w = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+      return _mm256_permutevar8x32_epi32(w, order);
+    };
+    _mm256_storeu_si256((__m256i*)(a0 + d), pack(b0));
+    _mm256_storeu_si256((__m256i*)(a1 + d), pack(b1));
   }
-  return {hi, lo, full, *u};
+  alignas(32) int32_t fl[8];
+  _mm256_store_si256((__m256i*)fl, fsum);
+  int64_t fs = 0;
+  for (int i = 0; i < 8; i++) fs += fl[i];
+  for (; d < D; d++) {
+    const int32_t f = fix(qk[d]);
+    full[d] = f;
+    a0[d] = (int8_t)(uint8_t)(f & 0xFF);  // the low byte, read as signed: [-128, 127]
+    a1[d] = (int8_t)((f - a0[d]) / 256);  // exact
+    fs += f;
+  }
+  std::memset(a1 + D, 0, 32);
+  std::memset(a0 + D, 0, 32);
+  return {a1, a0, full, u, (float)((double)u * (double)fs)};
 }
 
-inline int64_t hsum_epi32_wide(__m256i v) {
-  alignas(32) int32_t a[8];
-  _mm256_store_si256((__m256i*)a, v);
-  int64_t s = 0;
-  for (int i = 0; i < 8; i++) s += a[i];
-  return s;
-}
-
-// Dot products of TT int4 rows with one fixed-point query: out[tt].
+// Σ_d f_d c_d of TT int4 rows (int32 lanes, exact for D <= 2048), and the rows' scalar tails (int64).
+// Per 32-byte load (64 codes): the low and high nibbles as bytes (AND; shift, AND), and per limb two vpmaddubsw
+// (pair sums |.| <= 2·15·128) added in int16; up to 4 loads add in int16 (|.| <= 4·2·3840 < 2^15) before vpmaddwd
+// widens them, the high limb times 256.
 template <int TT>
 inline void dot_i4_fixed(const uint8_t* const* rows, const QFixed& qf, int D, float* out) {
   const int H2 = D / 2;  // bytes per row; byte j holds dims 2j (low nibble) and 2j + 1 (high)
-  __m256i ah[TT], al[TT];
-  for (int t = 0; t < TT; t++) ah[t] = al[t] = _mm256_setzero_si256();
-  const __m256i m4 = _mm256_set1_epi16(0x0F);
-  int j = 0;
-  for (; j + 16 <= H2; j += 16) {
-    const __m256i he = _mm256_loadu_si256((const __m256i*)(qf.hi + j));
-    const __m256i ho = _mm256_loadu_si256((const __m256i*)(qf.hi + H2 + j));
-    const __m256i le = _mm256_loadu_si256((const __m256i*)(qf.lo + j));
-    const __m256i lo = _mm256_loadu_si256((const __m256i*)(qf.lo + H2 + j));
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i w1 = _mm256_set1_epi16(256), w0 = _mm256_set1_epi16(1);
+  __m256i acc[TT];
+  for (int t = 0; t < TT; t++) acc[t] = _mm256_setzero_si256();
+  auto step = [&](int j, bool half, __m256i* s1, __m256i* s0) {
+    const __m256i he = _mm256_loadu_si256((const __m256i*)(qf.a1 + j));
+    const __m256i ho = _mm256_loadu_si256((const __m256i*)(qf.a1 + H2 + j));
+    const __m256i le = _mm256_loadu_si256((const __m256i*)(qf.a0 + j));
+    const __m256i lo = _mm256_loadu_si256((const __m256i*)(qf.a0 + H2 + j));
 #pragma GCC unroll 4
     for (int t = 0; t < TT; t++) {
-      const __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(rows[t] + j)));
-      const __m256i ce = _mm256_and_si256(x, m4), co = _mm256_srli_epi16(x, 4);
-      ah[t] = _mm256_add_epi32(ah[t], _mm256_add_epi32(_mm256_madd_epi16(ce, he), _mm256_madd_epi16(co, ho)));
-      al[t] = _mm256_add_epi32(al[t], _mm256_add_epi32(_mm256_madd_epi16(ce, le), _mm256_madd_epi16(co, lo)));
+      const __m256i x = half ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i*)(rows[t] + j)))
+                             : _mm256_loadu_si256((const __m256i*)(rows[t] + j));
+      const __m256i ce = _mm256_and_si256(x, m4), co = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+      s1[t] = _mm256_add_epi16(s1[t], _mm256_add_epi16(_mm256_maddubs_epi16(ce, he), _mm256_maddubs_epi16(co, ho)));
+      s0[t] = _mm256_add_epi16(s0[t], _mm256_add_epi16(_mm256_maddubs_epi16(ce, le), _mm256_maddubs_epi16(co, lo)));
     }
+  };
+  auto flush = [&](const __m256i* s1, const __m256i* s0) {
+    for (int t = 0; t < TT; t++)
+      acc[t] = _mm256_add_epi32(acc[t], _mm256_add_epi32(_mm256_madd_epi16(s1[t], w1), _mm256_madd_epi16(s0[t], w0)));
+  };
+  int j = 0;
+  while (j + 32 <= H2) {
+    __m256i s1[TT], s0[TT];
+    for (int t = 0; t < TT; t++) s1[t] = s0[t] = _mm256_setzero_si256();
+    for (int k = 0; k < 4 && j + 32 <= H2; k++, j += 32) step(j, false, s1, s0);
+    flush(s1, s0);
   }
-  // Lane sums stay below 2^31 for D <= 2048 (15 · 2^15 · D), so the reduction runs in int32 vectors.
+  if (j + 16 <= H2) {  // the upper half of x is zero: the query bytes read past this half meet zero codes
+    __m256i s1[TT], s0[TT];
+    for (int t = 0; t < TT; t++) s1[t] = s0[t] = _mm256_setzero_si256();
+    step(j, true, s1, s0);
+    flush(s1, s0);
+    j += 16;
+  }
+  float tail[TT];
+  for (int t = 0; t < TT; t++) {
+    int64_t s = 0;
+    for (int jj = j; jj < H2; jj++)
+      s += (int64_t)(rows[t][jj] & 0xF) * qf.full[jj] + (int64_t)(rows[t][jj] >> 4) * qf.full[H2 + jj];
+    tail[t] = (float)s;
+  }
   if constexpr (TT == 4) {
-    auto hsum4 = [](__m256i a, __m256i b, __m256i c, __m256i d) {
-      const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
-      return _mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));  // [t0 t1 t2 t3]
-    };
-    const __m256d sh = _mm256_cvtepi32_pd(hsum4(ah[0], ah[1], ah[2], ah[3]));
-    const __m256d sl = _mm256_cvtepi32_pd(hsum4(al[0], al[1], al[2], al[3]));
-    __m256d exact = _mm256_fmadd_pd(sh, _mm256_set1_pd(32768.0), sl);  // exact: |.| < 2^46
-    if (j < H2) {
-      alignas(32) double tl[4];
-      for (int t = 0; t < 4; t++) {
-        int64_t tail = 0;
-        for (int jj = j; jj < H2; jj++)
-          tail += (int64_t)(rows[t][jj] & 0xF) * qf.full[jj] + (int64_t)(rows[t][jj] >> 4) * qf.full[H2 + jj];
-        tl[t] = (double)tail;
-      }
-      exact = _mm256_add_pd(exact, _mm256_load_pd(tl));
-    }
-    _mm_storeu_ps(out, _mm256_cvtpd_ps(_mm256_mul_pd(exact, _mm256_set1_pd(qf.u))));
+    const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
+    __m128 v = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+    if (j < H2) v = _mm_add_ps(v, _mm_loadu_ps(tail));
+    _mm_storeu_ps(out, _mm_mul_ps(v, _mm_set1_ps(qf.u)));
   } else {
     for (int t = 0; t < TT; t++) {
-      int64_t tail = 0;
-      for (int jj = j; jj < H2; jj++)
-        tail += (int64_t)(rows[t][jj] & 0xF) * qf.full[jj] + (int64_t)(rows[t][jj] >> 4) * qf.full[H2 + jj];
-      const double exact = 32768.0 * (double)hsum_epi32_wide(ah[t]) + (double)hsum_epi32_wide(al[t]) + (double)tail;
-      out[t] = (float)(qf.u * exact);
+      alignas(32) int32_t a[8];
+      _mm256_store_si256((__m256i*)a, acc[t]);
+      int64_t s = 0;
+      for (int i = 0; i < 8; i++) s += a[i];
+      out[t] = qf.u * ((float)s + tail[t]);
     }
   }
+}
+
+// The common head dims (H2 = D/2 bytes a multiple of 32, up to 128 bytes: D = 64, 128, 192, 256): NL whole loads a
+// row, no tail, nothing kept across calls but the query bytes (memory operands).
+template <int TT, int NL>
+inline void dot_i4_fixed_nl(const uint8_t* const* rows, const QFixed& qf, int H2, float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256i s1[TT], s0[TT];
+#pragma GCC unroll 4
+  for (int k = 0; k < NL; k++) {
+    const int j = 32 * k;
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; t++) {
+      const __m256i x = _mm256_loadu_si256((const __m256i*)(rows[t] + j));
+      const __m256i ce = _mm256_and_si256(x, m4), co = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+      const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(ce, _mm256_loadu_si256((const __m256i*)(qf.a1 + j))),
+                                          _mm256_maddubs_epi16(co, _mm256_loadu_si256((const __m256i*)(qf.a1 + H2 + j))));
+      const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(ce, _mm256_loadu_si256((const __m256i*)(qf.a0 + j))),
+                                          _mm256_maddubs_epi16(co, _mm256_loadu_si256((const __m256i*)(qf.a0 + H2 + j))));
+      s1[t] = k ? _mm256_add_epi16(s1[t], p1) : p1;
+      s0[t] = k ? _mm256_add_epi16(s0[t], p0) : p0;
+      asm("" : "+x"(s1[t]), "+x"(s0[t]));  // keeps GCC from reassociating the int16 sums (it computed every
+                                             // product first and spilled them)
+    }
+  }
+  __m256i acc[TT];
+  for (int t = 0; t < TT; t++)
+    acc[t] = _mm256_add_epi32(_mm256_madd_epi16(s1[t], _mm256_set1_epi16(256)), _mm256_madd_epi16(s0[t], _mm256_set1_epi16(1)));
+  if constexpr (TT == 4) {
+    const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
+    const __m128 v = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+    _mm_storeu_ps(out, _mm_mul_ps(v, _mm_set1_ps(qf.u)));
+  } else {
+    for (int t = 0; t < TT; t++) {
+      __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc[t]), _mm256_extracti128_si256(acc[t], 1));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+      out[t] = qf.u * (float)_mm_cvtsi128_si32(h);
+    }
+  }
+}
+
+template <int NL>
+inline void scores_i4_fixed_nl(const uint8_t* const* rows, int n, const QFixed& qf, int H2, float* S, int ts) {
+  float o[4];
+  int t = 0;
+  for (; t + 4 <= n; t += 4) {
+    dot_i4_fixed_nl<4, NL>(rows + t, qf, H2, o);
+    for (int k = 0; k < 4; k++) S[(size_t)(t + k) * ts] = o[k];
+  }
+  for (; t < n; t++) dot_i4_fixed_nl<1, NL>(rows + t, qf, H2, S + (size_t)t * ts);
 }
 
 // Scores S[t * ts + g] (raw dot products) for n tokens and G heads; tiles keep 4 accumulators live.
@@ -326,6 +427,15 @@ void block_scores(const uint8_t* const* rows, int n, const float* q, int G, int 
   float o[4];
   if constexpr (T == KVType::I4) {
     if (qf) {
+      const int H2 = D / 2;
+      if (H2 % 32 == 0 && H2 <= 128) {
+        switch (H2 / 32) {
+          case 1: scores_i4_fixed_nl<1>(rows, n, *qf, H2, S, ts); return;
+          case 2: scores_i4_fixed_nl<2>(rows, n, *qf, H2, S, ts); return;
+          case 3: scores_i4_fixed_nl<3>(rows, n, *qf, H2, S, ts); return;
+          default: scores_i4_fixed_nl<4>(rows, n, *qf, H2, S, ts); return;
+        }
+      }
       int t = 0;
       for (; t + 4 <= n; t += 4) {
         dot_i4_fixed<4>(rows + t, *qf, D, o);
@@ -526,11 +636,10 @@ struct DecodeScratch {
   std::vector<float> kf;               // fp16 keys of a block converted to fp32 [kTB][D]
   std::vector<const float*> kfrows;
   std::vector<const uint8_t*> krows, vrows;
-  std::vector<int16_t> qhi, qlo;  // int4, G == 1: fixed-point query parts [NQ, D]
+  std::vector<int8_t> qa1, qa0;  // int4, G == 1: fixed-point query bytes [NQ, D + 32]
   std::vector<int32_t> qfull;
-  std::vector<double> qu;
   std::vector<QFixed> qf;
-  std::vector<float> m, l;
+  std::vector<float> m, l, tmp;
   std::vector<float> zw;  // Σ_t w_t z_t of the block per query head (quantized V)
   std::vector<int32_t> chunk_h, chunk_idx, chunk_mask;  // per 8-query-head chunk: first kv head, lane map, mask
 };
@@ -565,11 +674,40 @@ void decode_task_t(const DecodeTask& task) {
   sc.krows.resize(kTB);
   sc.vrows.resize(kTB);
   // q scaled by `scale` once, permuted into kernel layout; Σq for the zero-point term.
+  const __m256 vscale = _mm256_set1_ps(task.scale);
   for (int j = 0; j < NQ; j++) {
-    double qs = 0;
-    for (int d = 0; d < D; d++) {
-      const float v = task.q[(int64_t)j * D + d] * task.scale;
-      sc.q[(size_t)j * D + kernel_pos<TK>(d, D)] = v;
+    const float* src = task.q + (int64_t)j * D;
+    float* dst = sc.q.data() + (size_t)j * D;
+    __m256d qs4 = _mm256_setzero_pd();
+    int d = 0;
+    if constexpr (TK == KVType::I4) {
+      // 16 dims -> 8 even ones to dst[d/2 ..], 8 odd ones to dst[D/2 + d/2 ..]
+      for (; d + 16 <= D; d += 16) {
+        const __m256 x0 = _mm256_mul_ps(_mm256_loadu_ps(src + d), vscale);
+        const __m256 x1 = _mm256_mul_ps(_mm256_loadu_ps(src + d + 8), vscale);
+        const __m256 ev = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(x0, x1, 0x88)), 0xD8));
+        const __m256 od = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(x0, x1, 0xDD)), 0xD8));
+        _mm256_storeu_ps(dst + d / 2, ev);
+        _mm256_storeu_ps(dst + D / 2 + d / 2, od);
+        qs4 = _mm256_add_pd(qs4, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x0)),
+                                               _mm256_cvtps_pd(_mm256_extractf128_ps(x0, 1))));
+        qs4 = _mm256_add_pd(qs4, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x1)),
+                                               _mm256_cvtps_pd(_mm256_extractf128_ps(x1, 1))));
+      }
+    } else {
+      for (; d + 8 <= D; d += 8) {
+        const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(src + d), vscale);
+        _mm256_storeu_ps(dst + d, x);
+        qs4 = _mm256_add_pd(qs4, _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)),
+                                               _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1))));
+      }
+    }
+    alignas(32) double q4[4];
+    _mm256_store_pd(q4, qs4);
+    double qs = (q4[0] + q4[1]) + (q4[2] + q4[3]);
+    for (; d < D; d++) {
+      const float v = src[d] * task.scale;
+      dst[kernel_pos<TK>(d, D)] = v;
       qs += v;
     }
     sc.qsum[j] = (float)qs;
@@ -577,14 +715,16 @@ void decode_task_t(const DecodeTask& task) {
   // int4 with one query head per kv head and a head_dim the integer path covers: fixed-point queries.
   const bool fixed = TK == KVType::I4 && G == 1 && D >= 32 && D <= 2048;
   if (fixed) {
-    sc.qhi.resize((size_t)NQ * D);
-    sc.qlo.resize((size_t)NQ * D);
+    const size_t st = (size_t)D + 32;
+    sc.qa1.resize((size_t)NQ * st);
+    sc.qa0.resize((size_t)NQ * st);
     sc.qfull.resize((size_t)NQ * D);
-    sc.qu.resize(NQ);
     sc.qf.resize(NQ);
-    for (int j = 0; j < NQ; j++)
-      sc.qf[j] = make_qfixed(sc.q.data() + (size_t)j * D, D, sc.qhi.data() + (size_t)j * D, sc.qlo.data() + (size_t)j * D,
-                             sc.qfull.data() + (size_t)j * D, &sc.qu[j]);
+    for (int j = 0; j < NQ; j++) {
+      sc.qf[j] = make_qfixed(sc.q.data() + (size_t)j * D, D, sc.qa1.data() + j * st, sc.qa0.data() + j * st,
+                             sc.qfull.data() + (size_t)j * D);
+      sc.qsum[j] = sc.qf[j].sum;  // the zero-point term with the same rounded query
+    }
   }
   // fp32/fp16 keys with query heads in groups of 8 (or 4) per kv head: transposed queries for scores_gqa.
   const int gqa = (TK == KVType::F32 || TK == KVType::F16) && D % 2 == 0 ? (G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : 0) : 0;
@@ -708,12 +848,21 @@ void decode_task_t(const DecodeTask& task) {
     }
   }
   for (int j = 0; j < NQ; j++) { task.m[j] = sc.m[j]; task.l[j] = sc.l[j]; }
-  if constexpr (TV == KVType::I4) {  // back to natural layout
-    std::vector<float> tmp(D);
+  if constexpr (TV == KVType::I4) {  // back to natural layout: interleave [even dims | odd dims]
+    sc.tmp.resize(D);
+    float* tmp = sc.tmp.data();
+    const int h = D / 2;
     for (int j = 0; j < NQ; j++) {
       float* a = task.acc + (size_t)j * D;
-      for (int d = 0; d < D; d++) tmp[d] = a[kernel_pos<TV>(d, D)];
-      std::memcpy(a, tmp.data(), D * sizeof(float));
+      int i = 0;
+      for (; i + 8 <= h; i += 8) {
+        const __m256 ev = _mm256_loadu_ps(a + i), od = _mm256_loadu_ps(a + h + i);
+        const __m256 l = _mm256_unpacklo_ps(ev, od), u = _mm256_unpackhi_ps(ev, od);  // per lane: e0 o0 e1 o1 | ...
+        _mm256_storeu_ps(tmp + 2 * i, _mm256_permute2f128_ps(l, u, 0x20));
+        _mm256_storeu_ps(tmp + 2 * i + 8, _mm256_permute2f128_ps(l, u, 0x31));
+      }
+      for (int d = 2 * i; d < D; d++) tmp[d] = a[kernel_pos<TV>(d, D)];
+      std::memcpy(a, tmp, D * sizeof(float));
     }
   }
 }
