@@ -12,6 +12,9 @@
 // block's Σ_t w_t z_t comes off each accumulator once, see v_accum).
 // int4 rows hold code 2j in the low and 2j+1 in the high nibble of byte j: instead of shuffling codes back into
 // order, the query is permuted once into [even dims | odd dims] ("kernel layout") and so is the V accumulator.
+// With one query head per kv head (MHA), int4 keys and values run in integer arithmetic on vpmaddubsw: the query
+// rounded to 16-bit fixed point per head (dot_i4_fixed), the block's softmax weights to 16-bit fixed point per head
+// (v_i4_fixed); kernels.h states the rounding, test_attention its tolerances.
 //
 // Prefill (prefill_task_avx2): a tile of up to 32 rows (query positions × heads of one kv head) against key blocks
 // of kKB tokens dequantized once into fp32 scratch; S = Q·K^T by 2×4 dot-product tiles, O += P·V by 4-row × 16-dim
@@ -35,6 +38,7 @@ namespace {
 using namespace simd;
 
 constexpr int kTB = 64;  // decode: tokens per softmax block
+constexpr int kWS = kTB + 2;  // int4 V, MHA: bytes a head for the block's weight bytes (t <= kTB, pairs)
 constexpr int kKB = 64;  // prefill: keys per block
 
 // ── Element access per KV type, in kernel layout ────────────────────────────────────────────────────────────────
@@ -420,6 +424,111 @@ inline void scores_i4_fixed_nl(const uint8_t* const* rows, int n, const QFixed& 
   for (; t < n; t++) dot_i4_fixed_nl<1, NL>(rows + t, qf, H2, S + (size_t)t * ts);
 }
 
+// ── int4 values against one head's weights, in integer arithmetic ─────────────────────────────────────────────
+// With one query head per kv head (MHA) each V row meets one weight a token, and the float path spends 8 uops per
+// 16 codes (unpack, 2 converts, 2 FMAs). Instead the block's weights w_t = p_t·s_t (>= 0) are rounded to 16-bit fixed
+// point, w_t ≈ uw·f_t, f_t = 256·b1_t + b0_t in [0, 65535] with uw = max_t w_t / 65535 (so a weight is off by at
+// most uw/2, 2^-17 of the block's largest), and two tokens' codes, interleaved byte by byte, meet the two tokens'
+// weight bytes in vpmaddubsw (unsigned weight bytes x codes 0..15 as signed bytes: pair sums <= 2·255·15), summed in
+// int16 over 4 token pairs (<= 30600), then widened, combined (s0 + 256·s1 < 2^23, exact in fp32) and added as
+// acc += uw·x. The block's zero-point term zw = uw·Σ_t f_t z_t uses the same rounded weights, so the result is
+// exactly that of the rounded weights. ~15 uops per 16 codes and two tokens instead of 16.
+// acc: kernel layout ([even dims | odd dims]); H2 = D/2 bytes a row, a multiple of 32; n tokens (rows[n] is read
+// when n is odd, and must be a row of zeros, with b1[n] = b0[n] = 0).
+// One 32-byte column (32 codes of one nibble half, `half`) of NP token pairs into acc[0..31] (kernel layout).
+template <int NP>
+__attribute__((always_inline)) inline void v_i4_fixed_col(const uint8_t* const* rows, int j, int half,
+                                                          const uint8_t* b1, const uint8_t* b0, __m256 vu,
+                                                          const __m256* vz, float* a) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i m01 = _mm256_set1_epi32(0x01000001);  // int16 pairs (1, 256): s0 + 256·s1
+  __m256i s1[2], s0[2];
+#pragma GCC unroll 4
+  for (int q = 0; q < NP; q++) {
+    const int t = 2 * q;
+    __m256i x0 = _mm256_loadu_si256((const __m256i*)(rows[t] + j));
+    __m256i x1 = _mm256_loadu_si256((const __m256i*)(rows[t + 1] + j));
+    if (half) { x0 = _mm256_srli_epi16(x0, 4); x1 = _mm256_srli_epi16(x1, 4); }
+    x0 = _mm256_and_si256(x0, m4);
+    x1 = _mm256_and_si256(x1, m4);
+    int16_t p1, p0;
+    std::memcpy(&p1, b1 + t, 2);
+    std::memcpy(&p0, b0 + t, 2);
+    const __m256i w1 = _mm256_set1_epi16(p1), w0 = _mm256_set1_epi16(p0);
+    const __m256i ul = _mm256_unpacklo_epi8(x0, x1), uh = _mm256_unpackhi_epi8(x0, x1);
+    const __m256i a1l = _mm256_maddubs_epi16(w1, ul), a0l = _mm256_maddubs_epi16(w0, ul);
+    const __m256i a1h = _mm256_maddubs_epi16(w1, uh), a0h = _mm256_maddubs_epi16(w0, uh);
+    s1[0] = q ? _mm256_add_epi16(s1[0], a1l) : a1l;
+    s0[0] = q ? _mm256_add_epi16(s0[0], a0l) : a0l;
+    s1[1] = q ? _mm256_add_epi16(s1[1], a1h) : a1h;
+    s0[1] = q ? _mm256_add_epi16(s0[1], a0h) : a0h;
+  }
+  // s[0]: bytes 0-7 | 16-23 of the 32, s[1]: 8-15 | 24-31; unpacking the int16 pairs splits each in 4 | 4.
+  const __m256 A = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_unpacklo_epi16(s0[0], s1[0]), m01));  // 0-3 | 16-19
+  const __m256 B = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_unpackhi_epi16(s0[0], s1[0]), m01));  // 4-7 | 20-23
+  const __m256 C = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_unpacklo_epi16(s0[1], s1[1]), m01));  // 8-11 | 24-27
+  const __m256 E = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_unpackhi_epi16(s0[1], s1[1]), m01));  // 12-15 | 28-31
+  const __m256 x[4] = {_mm256_permute2f128_ps(A, B, 0x20), _mm256_permute2f128_ps(C, E, 0x20),
+                       _mm256_permute2f128_ps(A, B, 0x31), _mm256_permute2f128_ps(C, E, 0x31)};
+  for (int k = 0; k < 4; k++) {
+    __m256 v = _mm256_loadu_ps(a + 8 * k);
+    if (vz) v = _mm256_sub_ps(v, *vz);
+    _mm256_storeu_ps(a + 8 * k, _mm256_fmadd_ps(x[k], vu, v));
+  }
+}
+
+inline void v_i4_fixed(const uint8_t* const* rows, int n, const uint8_t* b1, const uint8_t* b0, float uw, float zw,
+                       int H2, float* acc) {
+  const __m256 vu = _mm256_set1_ps(uw), vz = _mm256_set1_ps(zw);
+  if (n == 8) {  // the usual block (kTB-limited by the L1 sets for strides of 2 KiB): 4 pairs, unrolled
+    for (int j = 0; j < H2; j += 32) {
+      v_i4_fixed_col<4>(rows, j, 0, b1, b0, vu, &vz, acc + j);
+      v_i4_fixed_col<4>(rows, j, 1, b1, b0, vu, &vz, acc + H2 + j);
+    }
+    return;
+  }
+  // Any n: int16 sums over at most 4 pairs (8 tokens) at a time; the zero-point term with the first.
+  for (int t0 = 0; t0 < n; t0 += 8) {
+    const int np = (std::min(n, t0 + 8) - t0 + 1) / 2;
+    const __m256* z = t0 == 0 ? &vz : nullptr;
+    for (int j = 0; j < H2; j += 32)
+      for (int half = 0; half < 2; half++) {
+        float* a = acc + half * H2 + j;
+        switch (np) {
+          case 1: v_i4_fixed_col<1>(rows + t0, j, half, b1 + t0, b0 + t0, vu, z, a); break;
+          case 2: v_i4_fixed_col<2>(rows + t0, j, half, b1 + t0, b0 + t0, vu, z, a); break;
+          case 3: v_i4_fixed_col<3>(rows + t0, j, half, b1 + t0, b0 + t0, vu, z, a); break;
+          default: v_i4_fixed_col<4>(rows + t0, j, half, b1 + t0, b0 + t0, vu, z, a); break;
+        }
+      }
+  }
+}
+
+// The block's weights of 8 query heads (MHA, lanes of one chunk) as v_i4_fixed wants them: w[t] (t < n, 8 heads a
+// vector, row stride ws; zero points vzero[t * zs + lane]) -> b1/b0[head * bs + t], uw[8], zw[8] = uw·Σ_t f_t z_t;
+// zeros at t = n.
+inline void quantize_weights8(const float* w, int n, int ws, __m256 wmax, const float* vzero, int zs, int bs,
+                              uint8_t* b1, uint8_t* b0, float* uw, float* zw) {
+  const __m256 pos = _mm256_cmp_ps(wmax, _mm256_setzero_ps(), _CMP_GT_OQ);
+  const __m256 inv = _mm256_and_ps(pos, _mm256_div_ps(_mm256_set1_ps(65535.f), wmax));
+  const __m256 u = _mm256_mul_ps(wmax, _mm256_set1_ps(1.f / 65535.f));
+  const __m256i fmax = _mm256_set1_epi32(65535);
+  __m256 zf = _mm256_setzero_ps();
+  alignas(32) int32_t f[8];
+  for (int t = 0; t < n; t++) {
+    const __m256i fi = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + (size_t)t * ws), inv)), fmax);
+    zf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fi), _mm256_loadu_ps(vzero + (size_t)t * zs), zf);
+    _mm256_store_si256((__m256i*)f, fi);
+    for (int l = 0; l < 8; l++) {
+      b1[l * bs + t] = (uint8_t)(f[l] >> 8);
+      b0[l * bs + t] = (uint8_t)f[l];
+    }
+  }
+  for (int l = 0; l < 8; l++) b1[l * bs + n] = b0[l * bs + n] = 0;
+  _mm256_storeu_ps(uw, u);
+  _mm256_storeu_ps(zw, _mm256_mul_ps(zf, u));
+}
+
 // Scores S[t * ts + g] (raw dot products) for n tokens and G heads; tiles keep 4 accumulators live.
 // `qf` (int4 with G == 1 only) switches to the fixed-point integer path.
 template <KVType T>
@@ -640,6 +749,8 @@ struct DecodeScratch {
   std::vector<int32_t> qfull;
   std::vector<QFixed> qf;
   std::vector<float> m, l, tmp;
+  std::vector<uint8_t> wb1, wb0, zrow;  // int4 V, MHA: the block's weight bytes [NQP][kTB + 1], a row of zeros
+  std::vector<float> uw, vz8;           // ... their units [NQP]; the block's zero points of 8 heads [kTB][8]
   std::vector<float> zw;  // Σ_t w_t z_t of the block per query head (quantized V)
   std::vector<int32_t> chunk_h, chunk_idx, chunk_mask;  // per 8-query-head chunk: first kv head, lane map, mask
 };
@@ -672,7 +783,7 @@ void decode_task_t(const DecodeTask& task) {
   const int NQP = (NQ + 7) / 8 * 8;  // padded to whole vectors (lanes >= NQ are never read back)
   sc.qsum.assign(NQP, 0.f);
   sc.krows.resize(kTB);
-  sc.vrows.resize(kTB);
+  sc.vrows.resize(kTB + 1);
   // q scaled by `scale` once, permuted into kernel layout; Σq for the zero-point term.
   const __m256 vscale = _mm256_set1_ps(task.scale);
   for (int j = 0; j < NQ; j++) {
@@ -725,6 +836,15 @@ void decode_task_t(const DecodeTask& task) {
                              sc.qfull.data() + (size_t)j * D);
       sc.qsum[j] = sc.qf[j].sum;  // the zero-point term with the same rounded query
     }
+  }
+  // int4 values with one query head per kv head and whole 32-byte columns: integer P·V (v_i4_fixed).
+  const bool vfixed = TV == KVType::I4 && G == 1 && D % 64 == 0 && D <= 2048;
+  if (vfixed) {
+    sc.wb1.assign((size_t)NQP * kWS, 0);
+    sc.wb0.assign((size_t)NQP * kWS, 0);
+    sc.uw.assign(NQP, 0.f);
+    sc.vz8.resize((size_t)8 * kTB);
+    sc.zrow.assign((size_t)D / 2, 0);
   }
   // fp32/fp16 keys with query heads in groups of 8 (or 4) per kv head: transposed queries for scores_gqa.
   const int gqa = (TK == KVType::F32 || TK == KVType::F16) && D % 2 == 0 ? (G % 8 == 0 ? 8 : G % 4 == 0 ? 4 : 0) : 0;
@@ -814,18 +934,28 @@ void decode_task_t(const DecodeTask& task) {
       }
       const __m256 m_old = _mm256_loadu_ps(sc.m.data() + jc), m_new = _mm256_max_ps(m_old, mx);
       const __m256 alpha = exp8(_mm256_sub_ps(m_old, m_new));  // exp(-inf) = 0 on the first block
-      __m256 psum = _mm256_setzero_ps(), zw = _mm256_setzero_ps();
+      __m256 psum = _mm256_setzero_ps(), zw = _mm256_setzero_ps(), wmax = _mm256_setzero_ps();
       for (int t = 0; t < n; t++) {
         float* st = S + (size_t)t * NQP + jc;
         __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(st), m_new));
         psum = _mm256_add_ps(psum, p);
         if constexpr (vquant) {  // w_t = p_t · s_t multiplies (c_t - z_t); block_v takes Σ_t w_t z_t off at once
           p = _mm256_mul_ps(p, heads(kv.v_scale, t));
-          zw = _mm256_fmadd_ps(p, heads(kv.v_zero, t), zw);
+          const __m256 z = heads(kv.v_zero, t);
+          if (vfixed) {
+            wmax = _mm256_max_ps(wmax, p);
+            _mm256_storeu_ps(sc.vz8.data() + 8 * t, z);
+          } else {
+            zw = _mm256_fmadd_ps(p, z, zw);
+          }
         }
         _mm256_storeu_ps(st, p);
       }
-      _mm256_storeu_ps(sc.zw.data() + jc, zw);
+      if (vfixed)
+        quantize_weights8(S + jc, n, NQP, wmax, sc.vz8.data(), 8, kWS, sc.wb1.data() + (size_t)jc * kWS,
+                          sc.wb0.data() + (size_t)jc * kWS, sc.uw.data() + jc, sc.zw.data() + jc);
+      else
+        _mm256_storeu_ps(sc.zw.data() + jc, zw);
       _mm256_storeu_ps(sc.m.data() + jc, m_new);
       _mm256_storeu_ps(sc.l.data() + jc, _mm256_fmadd_ps(_mm256_loadu_ps(sc.l.data() + jc), alpha, psum));
       // Rescale the accumulators of the heads whose maximum moved (rare after the first blocks).
@@ -844,7 +974,13 @@ void decode_task_t(const DecodeTask& task) {
       float* acc = task.acc + (size_t)j0 * D;  // kernel layout while running
       for (int t = 0; t < n; t++) sc.vrows[t] = vb + ((t0 + t) * H + h) * vrb;
       if (h + 1 < task.h1) prefetch_head_l1(vb, t0, n, H, h + 1, vrb);
-      block_v<TV>(sc.vrows.data(), n, S + j0, NQP, sc.zw.data() + j0, G, D, acc);
+      if (vfixed) {
+        if (n % 2) sc.vrows[n] = sc.zrow.data();
+        v_i4_fixed(sc.vrows.data(), n, sc.wb1.data() + (size_t)j0 * kWS, sc.wb0.data() + (size_t)j0 * kWS, sc.uw[j0],
+                   sc.zw[j0], D / 2, acc);
+      } else {
+        block_v<TV>(sc.vrows.data(), n, S + j0, NQP, sc.zw.data() + j0, G, D, acc);
+      }
     }
   }
   for (int j = 0; j < NQ; j++) { task.m[j] = sc.m[j]; task.l[j] = sc.l[j]; }

@@ -11,6 +11,8 @@
 //   int4 keys, MHA, AVX2 (the 16-bit fixed-point query of kernels.h): fast vs ref on the query rounded the same way
 //                        5e-6 (so the rounding is the only difference), fast vs ref on q 1e-4 (the rounding's
 //                        effect: u/2 = max|q|/65278 per element; seen up to ~2.4e-5)
+//   int4 values, MHA, AVX2 (the block's weights in 16-bit fixed point, kernels.h): 1e-4 (seen up to ~3e-5); 8-bit
+//                        weights would be ~2e-3
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -177,6 +179,9 @@ static void check_decode(std::mt19937& rng, const DecodeCase& cs, Pair p, int64_
   // The AVX2 path's int4-key MHA query (kernels.h): the scaled query rounded to 16-bit fixed point per head, and the
   // reference run on it.
   const bool q16 = p.first == KVType::I4 && G == 1 && cs.D >= 32 && cs.D <= 2048;
+  // ... and its int4-value MHA weights, rounded to 16 bits per block of tokens (not reproducible here: the blocks and
+  // their maxima are the kernel's): 1e-4 against the reference.
+  const bool w16 = p.second == KVType::I4 && G == 1 && cs.D % 64 == 0 && cs.D <= 2048;
   std::vector<float> ref16;
   if (q16) {
     std::vector<float> qr(n_out);
@@ -202,15 +207,20 @@ static void check_decode(std::mt19937& rng, const DecodeCase& cs, Pair p, int64_
       attention_decode(q.data(), cs.B, cs.n_heads, views.data(), cs.lens.data(), scale, fast.data());
       set_isa_cap(Isa::Avx512);
       set_num_threads(n_threads0);
-      const bool fixed = q16 && isa == Isa::Avx2;
+      const bool fixed = q16 && isa == Isa::Avx2, wfixed = w16 && isa == Isa::Avx2;
       const double e_q = rel_err(fast.data(), ref.data(), n_out);
       const double e = fixed ? rel_err(fast.data(), ref16.data(), n_out) : e_q;
-      worst_fast[(int)isa] = std::max(worst_fast[(int)isa], e);
-      if (fixed) {
+      if (fixed || wfixed) {
         worst_q16 = std::max(worst_q16, e_q);
-        CHECK(e_q <= 1e-4, "decode fast(avx2, %d threads) vs ref (16-bit query) %s B=%ld H=%d/%d D=%d: rel %g", nt,
-              pname(p).c_str(), (long)cs.B, cs.n_heads, cs.n_kv, cs.D, e_q);
+        CHECK(e_q <= 1e-4, "decode fast(avx2, %d threads) vs ref (16-bit query / weights) %s B=%ld H=%d/%d D=%d: rel %g",
+              nt, pname(p).c_str(), (long)cs.B, cs.n_heads, cs.n_kv, cs.D, e_q);
       }
+      if (wfixed) {  // the 16-bit weights: within 1e-4 of the rounded-query reference too
+        CHECK(e <= 1e-4, "decode fast(avx2, %d threads) vs ref16 %s B=%ld H=%d/%d D=%d: rel %g", nt, pname(p).c_str(),
+              (long)cs.B, cs.n_heads, cs.n_kv, cs.D, e);
+        continue;
+      }
+      worst_fast[(int)isa] = std::max(worst_fast[(int)isa], e);
       if (getenv("VERBOSE"))
         std::printf("decode %s threads %d %s window %ld B=%ld H=%d/%d D=%d len0=%ld: fast-ref %.2e fast-naive %.2e "
                     "ref-naive %.2e\n", isa_name(isa), nt, pname(p).c_str(), (long)window, (long)cs.B, cs.n_heads,
@@ -442,8 +452,8 @@ int main() {
   test_prefill(rng);
   test_errors(rng);
   test_lowbit(rng);
-  std::printf("worst relative errors: decode ref vs naive %.2e; decode fast vs ref scalar %.2e avx2 %.2e (int4-key MHA "
-              "vs ref on q: %.2e); prefill fast vs ref scalar %.2e avx2 %.2e\n", worst_ref_naive, worst_fast[0],
+  std::printf("worst relative errors: decode ref vs naive %.2e; decode fast vs ref scalar %.2e avx2 %.2e (16-bit query / "
+              "weights, MHA, vs ref on q: %.2e); prefill fast vs ref scalar %.2e avx2 %.2e\n", worst_ref_naive, worst_fast[0],
               worst_fast[1], worst_q16, worst_prefill[0], worst_prefill[1]);
   std::printf("%s: %d failures\n", g_failures ? "FAIL" : "ok", g_failures);
   return g_failures ? 1 : 0;

@@ -112,7 +112,10 @@ void attention_decode_ref(const float* q, int64_t B, int n_heads, const KVView* 
 // against the scaled query rounded to 16-bit fixed point per head: q·scale ≈ u·f, u = max_d |q_d·scale| / 32639,
 // f = round(q·scale / u) (round half to even), an error of at most u/2 per element (fp16 operands keep 11 bits).
 // The keys' zero-point term uses the same rounded query, so the scores are those of the rounded query exactly
-// (test_attention: fast vs ref on the rounded query within 5e-6, vs ref on q within 1e-4). Every other case is fp32.
+// (test_attention: fast vs ref on the rounded query within 5e-6, vs ref on q within 1e-4). Likewise int4 values of
+// MHA caches (head_dim a multiple of 64, <= 2048) meet the softmax weights w_t = p_t·v_scale_t of each block of tokens
+// rounded to 16-bit fixed point (w ≈ uw·f, f in [0, 65535], uw = the block's max w / 65535; the zero-point term with
+// the same rounded weights): within 1e-4 of the reference. Every other case is fp32.
 void attention_decode(const float* q, int64_t B, int n_heads, const KVView* kv, const int64_t* lens, float scale,
                       float* out);
 // Causal prefill for one sequence: q [Tq, n_heads, head_dim] are the queries at positions pos0 .. pos0+Tq-1 and
