@@ -63,13 +63,16 @@ export function allocKVCache(type: KVType | { k: KVType; v: KVType }, capacity: 
   if ((kt === "i4" || vt === "i4") && headDim % 2)
     throw new RangeError(`allocKVCache: headDim must be even for i4, got ${headDim}`);
   const n = capacity * nKvHeads * headDim, m = capacity * nKvHeads;
+  // Zeroed buffers on 2 MiB pages from 2 MiB up (the addon's allocBuffer): attention reads all of them every step.
+  const buf = (bytes: number): ArrayBuffer => native().allocBuffer(bytes);
   const make = (t: KVType) =>
-    t === "f32" ? new Float32Array(n) : t === "f16" ? new Uint16Array(n) : new Uint8Array(capacity * nKvHeads * kvBytesPerHead(t, headDim));
+    t === "f32" ? new Float32Array(buf(4 * n)) : t === "f16" ? new Uint16Array(buf(2 * n))
+      : new Uint8Array(buf(capacity * nKvHeads * kvBytesPerHead(t, headDim)));
   const quant = (t: KVType) => t !== "f32" && t !== "f16";
   const cache: KVCache = { type: kt, nKvHeads, headDim, k: make(kt), v: make(vt) };
   if (vt !== kt) Object.assign(cache, { kType: kt, vType: vt });
-  if (quant(kt)) Object.assign(cache, { kScale: new Float32Array(m), kZero: new Float32Array(m) });
-  if (quant(vt)) Object.assign(cache, { vScale: new Float32Array(m), vZero: new Float32Array(m) });
+  if (quant(kt)) Object.assign(cache, { kScale: new Float32Array(buf(4 * m)), kZero: new Float32Array(buf(4 * m)) });
+  if (quant(vt)) Object.assign(cache, { vScale: new Float32Array(buf(4 * m)), vZero: new Float32Array(buf(4 * m)) });
   return cache;
 }
 

@@ -7,6 +7,8 @@
 // Tolerances: fast vs ref and ref vs naive double: relative ≤ 5e-6 of the output norm (fp32 online softmax), as in
 // kernels.ops.test.ts.
 import { describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import { native } from "../lib/native.js";
 import {
   allocKVCache, attentionDecode, attentionPrefill, kvAppend, kvBytesPerHead, kvTypes, type KVCache, type KVType,
 } from "../lib/ops.js";
@@ -250,5 +252,38 @@ describe("sliding-window attention", () => {
     // A V declared i4 over a buffer of the wrong size for the capacity K implies.
     expect(() => attentionDecode({ q, nHeads: 1, kv: [{ ...c, vType: "i4", vScale: new Float32Array(4), vZero: new Float32Array(4) }], lens: [1] }))
       .toThrow(/kv\[0\]\.v: expected 16 bytes, got 128/);
+  });
+});
+
+describe("allocKVCache buffers (the addon's allocBuffer)", () => {
+  it("returns zeroed ArrayBuffers of the size asked, from 2 MiB up on huge pages where the kernel offers them", () => {
+    const a = native();
+    for (const bytes of [0, 10, (2 << 20) - 1, 5 << 20]) {
+      const b = a.allocBuffer(bytes) as ArrayBuffer;
+      expect(b).toBeInstanceOf(ArrayBuffer);
+      expect(b.byteLength).toBe(bytes);
+      expect(new Uint8Array(b).every((x) => x === 0)).toBe(true);
+    }
+    const c = allocKVCache("i4", 4096, 32, 128);
+    expect(c.k.byteLength).toBe(4096 * 32 * 64);
+    expect(c.kScale!.length).toBe(4096 * 32);
+    // THP in "always" or "madvise" mode: a touched 64 MiB buffer is (mostly) huge pages.
+    const thp = (() => { try { return readFileSync("/sys/kernel/mm/transparent_hugepage/enabled", "utf8"); } catch { return ""; } })();
+    if (/\[(always|madvise)\]/.test(thp)) {
+      const huge = () => Number(readFileSync("/proc/self/smaps_rollup", "utf8").match(/AnonHugePages:\s+(\d+)/)![1]);
+      const before = huge();
+      const big = new Uint8Array(a.allocBuffer(64 << 20));
+      big.fill(1);
+      expect(huge() - before).toBeGreaterThanOrEqual(32 << 10); // kB
+    }
+  });
+
+  it("rejects a size that is not a non-negative integer, naming it", () => {
+    const a = native();
+    expect(() => a.allocBuffer(-1)).toThrow(RangeError);
+    expect(() => a.allocBuffer(-1)).toThrow(/bytes: expected an integer in \[0, /);
+    expect(() => a.allocBuffer(1.5)).toThrow(TypeError);
+    expect(() => a.allocBuffer("8")).toThrow(/bytes: expected an integer, got string/);
+    expect(() => a.allocBuffer()).toThrow(/bytes: missing argument 0/);
   });
 });

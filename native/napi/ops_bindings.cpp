@@ -9,11 +9,14 @@
 // `impl: "ref" | "fast"` (default "fast") picks the scalar reference or the dispatching fast kernel.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "../runtime/huge_alloc.h"
 #include "args.h"
 #include "modules.h"
 #include "quanteval/kernels.h"
@@ -477,10 +480,39 @@ Napi::Value Embedding(const Napi::CallbackInfo& info) {
       [out_ref](Napi::Env) -> Napi::Value { return out_ref->Value(); }, {o.get("table"), o.get("ids"), out});
 }
 
+// allocBuffer(bytes) -> ArrayBuffer of `bytes` zeros. From 2 MiB up it lives on 2 MiB pages advised MADV_HUGEPAGE
+// (huge_alloc.h), for KV caches that attention reads every step; below, or where the runtime refuses external
+// buffers (V8's sandbox), it is an ordinary ArrayBuffer. The memory is V8's to account for and free.
+Napi::Value AllocBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t bytes = integer(env, arg(info, 0, "bytes"), "bytes", 0, (int64_t)1 << 40);
+  if (bytes < (int64_t(2) << 20)) return Napi::ArrayBuffer::New(env, (size_t)bytes);
+  void* p = rt::alloc_maybe_huge((size_t)bytes);
+  if (!p) throw Napi::RangeError::New(env, "allocBuffer: out of memory allocating " + std::to_string(bytes) + " bytes");
+  std::memset(p, 0, (size_t)bytes);
+  napi_value ab;
+  const napi_status st = napi_create_external_arraybuffer(
+      env, p, (size_t)bytes,
+      [](napi_env e, void* data, void* hint) {
+        int64_t change;
+        napi_adjust_external_memory(e, -(int64_t)(intptr_t)hint, &change);
+        std::free(data);
+      },
+      (void*)(intptr_t)bytes, &ab);
+  if (st != napi_ok) {
+    std::free(p);
+    return Napi::ArrayBuffer::New(env, (size_t)bytes);
+  }
+  int64_t change;
+  napi_adjust_external_memory(env, bytes, &change);
+  return Napi::Value(env, ab);
+}
+
 }  // namespace
 
 void init_ops_bindings(Napi::Env env, Napi::Object exports) {
   exports.Set("kvStore", Napi::Function::New(env, KvStore, "kvStore"));
+  exports.Set("allocBuffer", Napi::Function::New(env, AllocBuffer, "allocBuffer"));
   exports.Set("attentionDecode", Napi::Function::New(env, AttentionDecode, "attentionDecode"));
   exports.Set("attentionPrefill", Napi::Function::New(env, AttentionPrefill, "attentionPrefill"));
   exports.Set("rmsnorm", Napi::Function::New(env, Rmsnorm, "rmsnorm"));

@@ -185,8 +185,8 @@ struct SeqCache {
   bool in_use = false;
   int64_t len = 0;
   std::vector<int64_t> base, cap;  // [n_layers]
-  std::vector<std::vector<uint8_t>> k, v;
-  std::vector<std::vector<float>> ks, kz, vs, vz;
+  std::vector<HugeVec<uint8_t>> k, v;  // on 2 MiB pages from 2 MiB up (huge_alloc.h)
+  std::vector<HugeVec<float>> ks, kz, vs, vz;
   size_t bytes() const { return k_bytes() + v_bytes(); }
   size_t k_bytes() const;  // K codes + K scales/zeros
   size_t v_bytes() const;

@@ -192,10 +192,11 @@ void Session::fill_zeros(int id, int64_t len) {
 namespace {
 // Rows [off, off + live) of a per-layer array (per_tok elements a token) become rows [0, live): into a fresh array
 // of `cap` tokens when `realloc` (exactly that size: the memory accounting counts capacities), else in place.
-template <typename E>
-void move_rows(std::vector<E>& a, size_t per_tok, int64_t off, int64_t live, bool realloc, int64_t cap) {
+template <typename Vec>
+void move_rows(Vec& a, size_t per_tok, int64_t off, int64_t live, bool realloc, int64_t cap) {
+  using E = typename Vec::value_type;
   if (realloc) {
-    std::vector<E> n((size_t)cap * per_tok);
+    Vec n((size_t)cap * per_tok);
     if (live > 0) std::memcpy(n.data(), a.data() + off * per_tok, (size_t)live * per_tok * sizeof(E));
     a.swap(n);
   } else if (off > 0 && live > 0) {

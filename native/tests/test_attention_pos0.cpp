@@ -6,7 +6,7 @@
 // (batches of sequences with different lengths and pos0s) and causal prefill, on every ISA path, ref and fast. The
 // tail lives in its own buffer behind a prefix of poisoned rows (NaN values / NaN scales), so a kernel that reads a
 // row below pos0 produces NaN. Fast vs ref on the tail: relative error <= 5e-6 of the norm (fp32 accumulation in
-// another order, as in test_attention). A query whose window reaches below pos0 (and any query of a windowless
+// another order, as in test_attention; 1e-4 for the AVX2 path's 16-bit fixed-point MHA int4 cases, kernels.h). A query whose window reaches below pos0 (and any query of a windowless
 // cache with pos0 > 0) throws std::invalid_argument naming pos0; a negative pos0 throws std::out_of_range.
 #include <algorithm>
 #include <cstring>
@@ -139,9 +139,14 @@ void test_decode(std::mt19937& rng) {
               isa_name(isa), tname(p.first), tname(p.second), D, G, (long)B,
               max_abs_diff(f_tail.data(), f_full.data(), q.size()));
         const double e = rel_err(f_tail.data(), ref_tail.data(), q.size());
-        worst_fast = std::max(worst_fast, e);
-        CHECK(e <= 5e-6, "decode fast %s %s/%s D=%d: rel err vs ref %g", isa_name(isa), tname(p.first), tname(p.second),
-              D, e);
+        // MHA with int4 keys or values: the AVX2 path's 16-bit fixed-point query / weights (kernels.h), 1e-4 as in
+        // test_attention.
+        const bool fixed16 = isa == Isa::Avx2 && G == 1 &&
+                             ((p.first == KVType::I4 && D >= 32 && D <= 2048) ||
+                              (p.second == KVType::I4 && D % 64 == 0 && D <= 2048));
+        if (!fixed16) worst_fast = std::max(worst_fast, e);
+        CHECK(e <= (fixed16 ? 1e-4 : 5e-6), "decode fast %s %s/%s D=%d: rel err vs ref %g", isa_name(isa),
+              tname(p.first), tname(p.second), D, e);
       });
       n_decode++;
     }
