@@ -413,6 +413,43 @@ inline void dot_i4_fixed_nl(const uint8_t* const* rows, const QFixed& qf, int H2
   }
 }
 
+// Grouped-query attention: one int4 row against 4 query heads' fixed-point queries (qf[0..3]), NL whole loads: the
+// row is unpacked once for the 4 heads. out[0..3] = u_g · Σ_d f_gd c_d.
+template <int NL>
+inline void dot_i4_fixed_g4(const uint8_t* row, const QFixed* qf, int H2, float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256i s1[4], s0[4];
+#pragma GCC unroll 4
+  for (int k = 0; k < NL; k++) {
+    const int j = 32 * k;
+    const __m256i x = _mm256_loadu_si256((const __m256i*)(row + j));
+    const __m256i ce = _mm256_and_si256(x, m4), co = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+      const QFixed& f = qf[g];
+      const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(ce, _mm256_loadu_si256((const __m256i*)(f.a1 + j))),
+                                          _mm256_maddubs_epi16(co, _mm256_loadu_si256((const __m256i*)(f.a1 + H2 + j))));
+      const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(ce, _mm256_loadu_si256((const __m256i*)(f.a0 + j))),
+                                          _mm256_maddubs_epi16(co, _mm256_loadu_si256((const __m256i*)(f.a0 + H2 + j))));
+      s1[g] = k ? _mm256_add_epi16(s1[g], p1) : p1;
+      s0[g] = k ? _mm256_add_epi16(s0[g], p0) : p0;
+      asm("" : "+x"(s1[g]), "+x"(s0[g]));
+    }
+  }
+  __m256i acc[4];
+  for (int g = 0; g < 4; g++)
+    acc[g] = _mm256_add_epi32(_mm256_madd_epi16(s1[g], _mm256_set1_epi16(256)), _mm256_madd_epi16(s0[g], _mm256_set1_epi16(1)));
+  const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
+  const __m128 v = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+  _mm_storeu_ps(out, _mm_mul_ps(v, _mm_setr_ps(qf[0].u, qf[1].u, qf[2].u, qf[3].u)));
+}
+
+template <int NL>
+inline void scores_i4_fixed_g(const uint8_t* const* rows, int n, const QFixed* qf, int G, int H2, float* S, int ts) {
+  for (int t = 0; t < n; t++)
+    for (int g = 0; g < G; g += 4) dot_i4_fixed_g4<NL>(rows[t], qf + g, H2, S + (size_t)t * ts + g);
+}
+
 template <int NL>
 inline void scores_i4_fixed_nl(const uint8_t* const* rows, int n, const QFixed& qf, int H2, float* S, int ts) {
   float o[4];
@@ -537,6 +574,14 @@ void block_scores(const uint8_t* const* rows, int n, const float* q, int G, int 
   if constexpr (T == KVType::I4) {
     if (qf) {
       const int H2 = D / 2;
+      if (G > 1) {  // G % 4 == 0 and whole loads (decode_task_t's condition)
+        switch (H2 / 32) {
+          case 1: scores_i4_fixed_g<1>(rows, n, qf, G, H2, S, ts); return;
+          case 2: scores_i4_fixed_g<2>(rows, n, qf, G, H2, S, ts); return;
+          case 3: scores_i4_fixed_g<3>(rows, n, qf, G, H2, S, ts); return;
+          default: scores_i4_fixed_g<4>(rows, n, qf, G, H2, S, ts); return;
+        }
+      }
       if (H2 % 32 == 0 && H2 <= 128) {
         switch (H2 / 32) {
           case 1: scores_i4_fixed_nl<1>(rows, n, *qf, H2, S, ts); return;
@@ -824,7 +869,9 @@ void decode_task_t(const DecodeTask& task) {
     sc.qsum[j] = (float)qs;
   }
   // int4 with one query head per kv head and a head_dim the integer path covers: fixed-point queries.
-  const bool fixed = TK == KVType::I4 && G == 1 && D >= 32 && D <= 2048;
+  // GQA: groups of 4k query heads and head dims of whole 32-byte loads (64 to 256).
+  const bool fixed = TK == KVType::I4 &&
+                     ((G == 1 && D >= 32 && D <= 2048) || (G % 4 == 0 && D % 64 == 0 && D <= 256));
   if (fixed) {
     const size_t st = (size_t)D + 32;
     sc.qa1.resize((size_t)NQ * st);
