@@ -5,8 +5,11 @@
 // up to kTB tokens (decode_block) and per block (1) scores every query head of the task, head by head, with the
 // dequantization fused into the dot product, (2) updates the online-softmax state of 8 query heads at a time with
 // vectors across heads (scale/zero fix-up, block max, exp, running sum, rescale only where the max moved), and
-// (3) accumulates the block's V rows head by head. The block two ahead is prefetched into L2 in address order, the
-// next head's rows of this block into L1. For int8/int4 the scale and zero point are taken out of the inner loops:
+// (3) accumulates the block's V rows head by head. The next head's rows of this block are prefetched into L1; the
+// hardware prefetchers bring the blocks in. (A software prefetch of the block two ahead into L2 helped the slower
+// kernels of earlier sessions; now, MHA 32 x 128 at 4k, dropping it makes fp32 3-8% faster on one thread and int4
+// the same, and with 2 threads was faster in 5 of 5 alternating runs, by 2-15%, but within the VM's noise.)
+// For int8/int4 the scale and zero point are taken out of the inner loops:
 //   q·k = s·(Σ q_d c_d − z·Σ q_d)            Σ_t w_t v_t = Σ_t (w_t s_t) (c_t − z_t)
 // so each K or V element costs a widen, a convert and one FMA per query head that shares the kv head (V: the
 // block's Σ_t w_t z_t comes off each accumulator once, see v_accum).
@@ -736,31 +739,6 @@ inline void scale_vec(float* x, int n, float a) {
   for (; i < n; i++) x[i] *= a;
 }
 
-// Prefetch the K and V rows of kv heads [h0, h1) for tokens [t0, t1): per token one contiguous run of bytes. The
-// decode loop visits a block's rows head by head (a 2 KiB stride for 32 int4 heads of 128), a pattern the hardware
-// prefetchers do not follow across pages; a block ahead in address order they stream fine. Into L2: a block of
-// K and V can exceed L1.
-inline void prefetch_block(const KVView& kv, int64_t t0, int64_t t1, int h0, int h1, size_t krb, size_t vrb) {
-  if (t0 >= t1) return;
-  const int H = kv.n_kv_heads;
-  const uint8_t* kb = static_cast<const uint8_t*>(kv.k);
-  const uint8_t* vb = static_cast<const uint8_t*>(kv.v);
-  const size_t klen = (size_t)(h1 - h0) * krb, vlen = (size_t)(h1 - h0) * vrb;
-  for (int64_t t = t0; t < t1; t++) {
-    const int64_t koff = (t * H + h0) * (int64_t)krb, voff = (t * H + h0) * (int64_t)vrb;
-    for (size_t b = 0; b < klen; b += 64) _mm_prefetch((const char*)(kb + koff + b), _MM_HINT_T1);
-    for (size_t b = 0; b < vlen; b += 64) _mm_prefetch((const char*)(vb + voff + b), _MM_HINT_T1);
-  }
-  // Scales and zero points [token, head] of the block: one contiguous run per array.
-  const int64_t a = t0 * H + h0, e = (t1 - 1) * H + h1;
-  if (kv_quantized(kv.k_type))
-    for (const float* p : {kv.k_scale, kv.k_zero})
-      for (int64_t i = a; i < e; i += 16) _mm_prefetch((const char*)(p + i), _MM_HINT_T1);
-  if (kv_quantized(kv.v_type))
-    for (const float* p : {kv.v_scale, kv.v_zero})
-      for (int64_t i = a; i < e; i += 16) _mm_prefetch((const char*)(p + i), _MM_HINT_T1);
-}
-
 // Prefetch the K and V rows of tokens [t0, t1) of kv head `kvh`. A head's rows are n_kv_heads · row_bytes apart
 // (2 KiB for 32 int4 heads of 128): the hardware prefetchers stop at every 4 KiB page, so without this the decode
 // loop waits on DRAM latency for nearly every row.
@@ -774,9 +752,9 @@ inline void prefetch_rows(const uint8_t* kb, const uint8_t* vb, int64_t t0, int6
   }
 }
 
-// The next kv head's rows of the block (n rows of rb bytes, n_kv_heads · rb apart) from L2 into L1 while this head
-// is computed: the block prefetch above only reaches L2, and the rows' stride hides them from the L1 prefetcher
-// (measured: int4 MHA decode 1.2x faster; fp32 unchanged).
+// The next kv head's rows of the block (n rows of rb bytes, n_kv_heads · rb apart) into L1 while this head is
+// computed: the rows' stride hides them from the L1 prefetcher (measured: int4 MHA decode 1.2x faster; fp32
+// unchanged; without it, 2 threads at 4k, ~10% slower).
 inline void prefetch_head_l1(const uint8_t* base, int64_t t0, int n, int H, int h, size_t rb) {
   for (int t = 0; t < n; t++) {
     const uint8_t* row = base + ((t0 + t) * H + h) * rb;
@@ -928,10 +906,8 @@ void decode_task_t(const DecodeTask& task) {
   // through memory (a head-at-a-time walk would stride n_kv_heads · row_bytes and miss the TLB on every other row).
   // Per block: (1) the scores of every query head of the task, (2) the online-softmax update for 8 query heads at a
   // time (vectors across heads: the per-token scales and zero points of MHA heads are contiguous), (3) the values.
-  prefetch_block(kv, task.t0, std::min<int64_t>(task.t1, task.t0 + 2 * TB), task.h0, task.h1, krb, vrb);
   for (int64_t t0 = task.t0; t0 < task.t1; t0 += TB) {
     const int n = (int)std::min<int64_t>(TB, task.t1 - t0);
-    prefetch_block(kv, t0 + 2 * TB, std::min<int64_t>(task.t1, t0 + 3 * TB), task.h0, task.h1, krb, vrb);
     for (int h = task.h0; h < task.h1; h++) {
       const int j0 = (h - task.h0) * G;  // first query head of kv head h in this task
       for (int t = 0; t < n; t++) sc.krows[t] = kb + ((t0 + t) * H + h) * krb;
