@@ -475,72 +475,70 @@ inline void scores_i4_fixed_nl(const uint8_t* const* rows, int n, const QFixed& 
 // exactly that of the rounded weights. ~15 uops per 16 codes and two tokens instead of 16.
 // acc: kernel layout ([even dims | odd dims]); H2 = D/2 bytes a row, a multiple of 32; n tokens (rows[n] is read
 // when n is odd, and must be a row of zeros, with b1[n] = b0[n] = 0).
-// One 32-byte column (32 codes of one nibble half, `half`) of NP token pairs into acc[0..31] (kernel layout).
+// One 32-byte column (bytes j..j+31: 32 even dims from the low nibbles, 32 odd dims from the high ones) of NP
+// token pairs into acc (kernel layout: even dims at acc[j..], odd dims at acc[H2 + j..]).
 template <int NP>
-__attribute__((always_inline)) inline void v_i4_fixed_col(const uint8_t* const* rows, int j, int half,
+__attribute__((always_inline)) inline void v_i4_fixed_col(const uint8_t* const* rows, int j, int H2,
                                                           const uint8_t* b1, const uint8_t* b0, __m256 vu,
-                                                          const __m256* vz, float* a) {
+                                                          const __m256* vz, float* acc) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i m01 = _mm256_set1_epi32(0x01000001);  // int16 pairs (1, 256): s0 + 256·s1
-  __m256i s1[2], s0[2];
+  __m256i s1[2][2], s0[2][2];  // [half][unpack lo / hi]
 #pragma GCC unroll 4
   for (int q = 0; q < NP; q++) {
     const int t = 2 * q;
-    __m256i x0 = _mm256_loadu_si256((const __m256i*)(rows[t] + j));
-    __m256i x1 = _mm256_loadu_si256((const __m256i*)(rows[t + 1] + j));
-    if (half) { x0 = _mm256_srli_epi16(x0, 4); x1 = _mm256_srli_epi16(x1, 4); }
-    x0 = _mm256_and_si256(x0, m4);
-    x1 = _mm256_and_si256(x1, m4);
+    const __m256i x0 = _mm256_loadu_si256((const __m256i*)(rows[t] + j));
+    const __m256i x1 = _mm256_loadu_si256((const __m256i*)(rows[t + 1] + j));
     int16_t p1, p0;
     std::memcpy(&p1, b1 + t, 2);
     std::memcpy(&p0, b0 + t, 2);
     const __m256i w1 = _mm256_set1_epi16(p1), w0 = _mm256_set1_epi16(p0);
-    const __m256i ul = _mm256_unpacklo_epi8(x0, x1), uh = _mm256_unpackhi_epi8(x0, x1);
-    const __m256i a1l = _mm256_maddubs_epi16(w1, ul), a0l = _mm256_maddubs_epi16(w0, ul);
-    const __m256i a1h = _mm256_maddubs_epi16(w1, uh), a0h = _mm256_maddubs_epi16(w0, uh);
-    s1[0] = q ? _mm256_add_epi16(s1[0], a1l) : a1l;
-    s0[0] = q ? _mm256_add_epi16(s0[0], a0l) : a0l;
-    s1[1] = q ? _mm256_add_epi16(s1[1], a1h) : a1h;
-    s0[1] = q ? _mm256_add_epi16(s0[1], a0h) : a0h;
+#pragma GCC unroll 2
+    for (int half = 0; half < 2; half++) {
+      const __m256i c0 = _mm256_and_si256(half ? _mm256_srli_epi16(x0, 4) : x0, m4);
+      const __m256i c1 = _mm256_and_si256(half ? _mm256_srli_epi16(x1, 4) : x1, m4);
+      const __m256i ul = _mm256_unpacklo_epi8(c0, c1), uh = _mm256_unpackhi_epi8(c0, c1);
+      const __m256i a1l = _mm256_maddubs_epi16(w1, ul), a0l = _mm256_maddubs_epi16(w0, ul);
+      const __m256i a1h = _mm256_maddubs_epi16(w1, uh), a0h = _mm256_maddubs_epi16(w0, uh);
+      s1[half][0] = q ? _mm256_add_epi16(s1[half][0], a1l) : a1l;
+      s0[half][0] = q ? _mm256_add_epi16(s0[half][0], a0l) : a0l;
+      s1[half][1] = q ? _mm256_add_epi16(s1[half][1], a1h) : a1h;
+      s0[half][1] = q ? _mm256_add_epi16(s0[half][1], a0h) : a0h;
+    }
   }
-  // s[0]: bytes 0-7 | 16-23 of the 32, s[1]: 8-15 | 24-31; unpacking the int16 pairs splits each in 4 | 4.
-  const __m256 A = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_unpacklo_epi16(s0[0], s1[0]), m01));  // 0-3 | 16-19
-  const __m256 B = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_unpackhi_epi16(s0[0], s1[0]), m01));  // 4-7 | 20-23
-  const __m256 C = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_unpacklo_epi16(s0[1], s1[1]), m01));  // 8-11 | 24-27
-  const __m256 E = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_unpackhi_epi16(s0[1], s1[1]), m01));  // 12-15 | 28-31
-  const __m256 x[4] = {_mm256_permute2f128_ps(A, B, 0x20), _mm256_permute2f128_ps(C, E, 0x20),
-                       _mm256_permute2f128_ps(A, B, 0x31), _mm256_permute2f128_ps(C, E, 0x31)};
-  for (int k = 0; k < 4; k++) {
-    __m256 v = _mm256_loadu_ps(a + 8 * k);
-    if (vz) v = _mm256_sub_ps(v, *vz);
-    _mm256_storeu_ps(a + 8 * k, _mm256_fmadd_ps(x[k], vu, v));
+  for (int half = 0; half < 2; half++) {
+    float* a = acc + half * H2 + j;
+    // s[0]: bytes 0-7 | 16-23 of the 32, s[1]: 8-15 | 24-31; unpacking the int16 pairs splits each in 4 | 4.
+    const __m256 A = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_unpacklo_epi16(s0[half][0], s1[half][0]), m01));
+    const __m256 B = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_unpackhi_epi16(s0[half][0], s1[half][0]), m01));
+    const __m256 C = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_unpacklo_epi16(s0[half][1], s1[half][1]), m01));
+    const __m256 E = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_unpackhi_epi16(s0[half][1], s1[half][1]), m01));
+    // A: 0-3 | 16-19, B: 4-7 | 20-23, C: 8-11 | 24-27, E: 12-15 | 28-31
+    const __m256 x[4] = {_mm256_permute2f128_ps(A, B, 0x20), _mm256_permute2f128_ps(C, E, 0x20),
+                         _mm256_permute2f128_ps(A, B, 0x31), _mm256_permute2f128_ps(C, E, 0x31)};
+    for (int k = 0; k < 4; k++) {
+      __m256 v = _mm256_loadu_ps(a + 8 * k);
+      if (vz) v = _mm256_sub_ps(v, *vz);
+      _mm256_storeu_ps(a + 8 * k, _mm256_fmadd_ps(x[k], vu, v));
+    }
   }
 }
 
 inline void v_i4_fixed(const uint8_t* const* rows, int n, const uint8_t* b1, const uint8_t* b0, float uw, float zw,
                        int H2, float* acc) {
   const __m256 vu = _mm256_set1_ps(uw), vz = _mm256_set1_ps(zw);
-  if (n == 8) {  // the usual block (kTB-limited by the L1 sets for strides of 2 KiB): 4 pairs, unrolled
-    for (int j = 0; j < H2; j += 32) {
-      v_i4_fixed_col<4>(rows, j, 0, b1, b0, vu, &vz, acc + j);
-      v_i4_fixed_col<4>(rows, j, 1, b1, b0, vu, &vz, acc + H2 + j);
-    }
-    return;
-  }
-  // Any n: int16 sums over at most 4 pairs (8 tokens) at a time; the zero-point term with the first.
+  // int16 sums over at most 4 pairs (8 tokens) at a time; the zero-point term with the first.
   for (int t0 = 0; t0 < n; t0 += 8) {
     const int np = (std::min(n, t0 + 8) - t0 + 1) / 2;
     const __m256* z = t0 == 0 ? &vz : nullptr;
-    for (int j = 0; j < H2; j += 32)
-      for (int half = 0; half < 2; half++) {
-        float* a = acc + half * H2 + j;
-        switch (np) {
-          case 1: v_i4_fixed_col<1>(rows + t0, j, half, b1 + t0, b0 + t0, vu, z, a); break;
-          case 2: v_i4_fixed_col<2>(rows + t0, j, half, b1 + t0, b0 + t0, vu, z, a); break;
-          case 3: v_i4_fixed_col<3>(rows + t0, j, half, b1 + t0, b0 + t0, vu, z, a); break;
-          default: v_i4_fixed_col<4>(rows + t0, j, half, b1 + t0, b0 + t0, vu, z, a); break;
-        }
+    for (int j = 0; j < H2; j += 32) {
+      switch (np) {
+        case 1: v_i4_fixed_col<1>(rows + t0, j, H2, b1 + t0, b0 + t0, vu, z, acc); break;
+        case 2: v_i4_fixed_col<2>(rows + t0, j, H2, b1 + t0, b0 + t0, vu, z, acc); break;
+        case 3: v_i4_fixed_col<3>(rows + t0, j, H2, b1 + t0, b0 + t0, vu, z, acc); break;
+        default: v_i4_fixed_col<4>(rows + t0, j, H2, b1 + t0, b0 + t0, vu, z, acc); break;
       }
+    }
   }
 }
 
