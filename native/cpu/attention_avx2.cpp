@@ -552,8 +552,39 @@ inline void quantize_weights8(const float* w, int n, int ws, __m256 wmax, const 
   const __m256 u = _mm256_mul_ps(wmax, _mm256_set1_ps(1.f / 65535.f));
   const __m256i fmax = _mm256_set1_epi32(65535);
   __m256 zf = _mm256_setzero_ps();
+  if (n == 8) {  // the usual block: an 8 x 8 transpose of the 16-bit f in registers (the scalar loop below: ~4x the uops)
+    __m256i p[4];  // per 128-bit lane (heads 0-3 | 4-7): [token 2k: 4 heads, token 2k+1: 4 heads] as uint16
+    for (int k = 0; k < 4; k++) {
+      __m256i fi[2];
+      for (int u = 0; u < 2; u++) {
+        const int t = 2 * k + u;
+        fi[u] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + (size_t)t * ws), inv)), fmax);
+        zf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fi[u]), _mm256_loadu_ps(vzero + (size_t)t * zs), zf);
+      }
+      p[k] = _mm256_packus_epi32(fi[0], fi[1]);
+    }
+    const __m256i a0 = _mm256_unpacklo_epi16(p[0], p[1]), a1 = _mm256_unpackhi_epi16(p[0], p[1]);
+    const __m256i c0 = _mm256_unpacklo_epi16(p[2], p[3]), c1 = _mm256_unpackhi_epi16(p[2], p[3]);
+    const __m256i al = _mm256_unpacklo_epi16(a0, a1), ah = _mm256_unpackhi_epi16(a0, a1);  // tokens 0-3: heads 0,1 | 2,3
+    const __m256i cl = _mm256_unpacklo_epi16(c0, c1), ch = _mm256_unpackhi_epi16(c0, c1);  // tokens 4-7
+    // r[h]: lane-local head h (heads h and 4 + h), tokens 0-7
+    const __m256i r[4] = {_mm256_unpacklo_epi64(al, cl), _mm256_unpackhi_epi64(al, cl),
+                          _mm256_unpacklo_epi64(ah, ch), _mm256_unpackhi_epi64(ah, ch)};
+    const __m256i lo8 = _mm256_set1_epi16(0xFF);
+    auto store = [&](__m256i v, uint8_t* b, int h) {  // lanes [head h | head h + 1] x [head 4 + h | head 5 + h]
+      const __m128i l0 = _mm256_castsi256_si128(v), l1 = _mm256_extracti128_si256(v, 1);
+      _mm_storel_epi64((__m128i*)(b + h * bs), l0);
+      _mm_storeh_pd((double*)(b + (h + 1) * bs), _mm_castsi128_pd(l0));
+      _mm_storel_epi64((__m128i*)(b + (h + 4) * bs), l1);
+      _mm_storeh_pd((double*)(b + (h + 5) * bs), _mm_castsi128_pd(l1));
+    };
+    for (int h = 0; h < 4; h += 2) {
+      store(_mm256_packus_epi16(_mm256_and_si256(r[h], lo8), _mm256_and_si256(r[h + 1], lo8)), b0, h);
+      store(_mm256_packus_epi16(_mm256_srli_epi16(r[h], 8), _mm256_srli_epi16(r[h + 1], 8)), b1, h);
+    }
+  }
   alignas(32) int32_t f[8];
-  for (int t = 0; t < n; t++) {
+  for (int t = n == 8 ? 8 : 0; t < n; t++) {
     const __m256i fi = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + (size_t)t * ws), inv)), fmax);
     zf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fi), _mm256_loadu_ps(vzero + (size_t)t * zs), zf);
     _mm256_store_si256((__m256i*)f, fi);
