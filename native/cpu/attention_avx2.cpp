@@ -379,7 +379,7 @@ inline void dot_i4_fixed(const uint8_t* const* rows, const QFixed& qf, int D, fl
 // The common head dims (H2 = D/2 bytes a multiple of 32, up to 128 bytes: D = 64, 128, 192, 256): NL whole loads a
 // row, no tail, nothing kept across calls but the query bytes (memory operands).
 template <int TT, int NL>
-inline void dot_i4_fixed_nl(const uint8_t* const* rows, const QFixed& qf, int H2, float* out) {
+__attribute__((always_inline)) inline void dot_i4_fixed_nl(const uint8_t* const* rows, const QFixed& qf, int H2, float* out) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   __m256i s1[TT], s0[TT];
 #pragma GCC unroll 4
@@ -419,7 +419,7 @@ inline void dot_i4_fixed_nl(const uint8_t* const* rows, const QFixed& qf, int H2
 // Grouped-query attention: one int4 row against 4 query heads' fixed-point queries (qf[0..3]), NL whole loads: the
 // row is unpacked once for the 4 heads. out[0..3] = u_g · Σ_d f_gd c_d.
 template <int NL>
-inline void dot_i4_fixed_g4(const uint8_t* row, const QFixed* qf, int H2, float* out) {
+__attribute__((always_inline)) inline void dot_i4_fixed_g4(const uint8_t* row, const QFixed* qf, int H2, float* out) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   __m256i s1[4], s0[4];
 #pragma GCC unroll 4
@@ -448,14 +448,15 @@ inline void dot_i4_fixed_g4(const uint8_t* row, const QFixed* qf, int H2, float*
 }
 
 template <int NL>
-inline void scores_i4_fixed_g(const uint8_t* const* rows, int n, const QFixed* qf, int G, int H2, float* S, int ts) {
+__attribute__((noinline)) void scores_i4_fixed_g(const uint8_t* const* rows, int n, const QFixed* qf, int G, int H2, float* S, int ts) {
   for (int t = 0; t < n; t++)
     for (int g = 0; g < G; g += 4) dot_i4_fixed_g4<NL>(rows[t], qf + g, H2, S + (size_t)t * ts + g);
 }
 
 template <int NL>
-inline void scores_i4_fixed_nl(const uint8_t* const* rows, int n, const QFixed& qf, int H2, float* S, int ts) {
-  float o[4];
+__attribute__((noinline)) void scores_i4_fixed_nl(const uint8_t* const* rows, int n, const QFixed& qf, int H2, float* S,
+                                                  int ts) {
+  alignas(16) float o[4];
   int t = 0;
   for (; t + 4 <= n; t += 4) {
     dot_i4_fixed_nl<4, NL>(rows + t, qf, H2, o);
