@@ -63,7 +63,8 @@ export function allocKVCache(type: KVType | { k: KVType; v: KVType }, capacity: 
   if ((kt === "i4" || vt === "i4") && headDim % 2)
     throw new RangeError(`allocKVCache: headDim must be even for i4, got ${headDim}`);
   const n = capacity * nKvHeads * headDim, m = capacity * nKvHeads;
-  // Zeroed buffers on 2 MiB pages from 2 MiB up (the addon's allocBuffer): attention reads all of them every step.
+  // Zeroed ArrayBuffers whose whole 2 MiB pages are huge pages (the addon's allocBuffer): attention reads all of them
+  // every step.
   const buf = (bytes: number): ArrayBuffer => native().allocBuffer(bytes);
   const make = (t: KVType) =>
     t === "f32" ? new Float32Array(buf(4 * n)) : t === "f16" ? new Uint16Array(buf(2 * n))

@@ -473,9 +473,11 @@ __attribute__((noinline)) void scores_i4_fixed_nl(const uint8_t* const* rows, in
 // weight bytes in vpmaddubsw (unsigned weight bytes x codes 0..15 as signed bytes: pair sums <= 2·255·15), summed in
 // int16 over 4 token pairs (<= 30600), then widened, combined (s0 + 256·s1 < 2^23, exact in fp32) and added as
 // acc += uw·x. The block's zero-point term zw = uw·Σ_t f_t z_t uses the same rounded weights, so the result is
-// exactly that of the rounded weights. ~15 uops per 16 codes and two tokens instead of 16.
+// exactly that of the rounded weights. A token pair's 32-byte column (64 codes each) costs ~30 uops, ~4 per 16 codes
+// of a token where the float path spends 8, plus a per-block flush (widen, convert, one FMA per 8 dims).
 // acc: kernel layout ([even dims | odd dims]); H2 = D/2 bytes a row, a multiple of 32; n tokens (rows[n] is read
 // when n is odd, and must be a row of zeros, with b1[n] = b0[n] = 0).
+//
 // One 32-byte column (bytes j..j+31: 32 even dims from the low nibbles, 32 odd dims from the high ones) of NP
 // token pairs into acc (kernel layout: even dims at acc[j..], odd dims at acc[H2 + j..]).
 template <int NP>
