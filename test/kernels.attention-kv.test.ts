@@ -9,6 +9,7 @@
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { native } from "../lib/native.js";
+import { decodeTolerance } from "./helpers/attention_tolerance.js";
 import {
   allocKVCache, attentionDecode, attentionPrefill, kvAppend, kvBytesPerHead, kvTypes, type KVCache, type KVType,
 } from "../lib/ops.js";
@@ -177,15 +178,7 @@ describe("attention with separate K and V types", () => {
   });
 });
 
-// Fast decode vs ref: 5e-6, except int4 keys under MHA (one query head per kv head) or GQA in groups of 4k query
-// heads (head_dim 64-256), which the AVX2 path scores against the query rounded to 16-bit fixed point
-// (test_attention checks that the rounding is the only difference), and MHA int4 values (head_dim a multiple of 64),
-// which it weighs with 16-bit fixed-point weights (kernels.h): 1e-4.
-const decodeTol = (p: Pair, nHeads: number, nKv: number, D: number) => {
-  const G = nHeads / nKv;
-  const k16 = p.k === "i4" && ((G === 1 && D >= 32) || (G % 4 === 0 && D % 64 === 0 && D <= 256));
-  return k16 || (G === 1 && p.v === "i4" && D % 64 === 0) ? 1e-4 : 5e-6;
-};
+const decodeTol = (p: Pair, nHeads: number, nKv: number, D: number) => decodeTolerance(p.k, p.v, nHeads, nKv, D);
 
 describe("sliding-window attention", () => {
   const cases: [string, Pair, number, number, number, number[]][] = [
