@@ -253,6 +253,7 @@ struct QFixed {
   const int8_t* a1;     // [D + 32] kernel layout ([even dims | odd dims]), zero padded: high bytes of f
   const int8_t* a0;     // [D + 32] low bytes of f (signed)
   const int32_t* full;  // [D] f, for the scalar tail
+  const int16_t* f16;   // [D] f as int16 (int8 keys), or nullptr
   float u;
   float sum;            // u·Σ_d f_d
 };
@@ -307,7 +308,7 @@ inline QFixed make_qfixed(const float* qk, int D, int8_t* a1, int8_t* a0, int32_
   }
   std::memset(a1 + D, 0, 32);
   std::memset(a0 + D, 0, 32);
-  return {a1, a0, full, u, (float)((double)u * (double)fs)};
+  return {a1, a0, full, nullptr, u, (float)((double)u * (double)fs)};
 }
 
 // Σ_d f_d c_d of TT int4 rows (int32 lanes, exact for D <= 2048), and the rows' scalar tails (int64).
@@ -601,11 +602,75 @@ inline void quantize_weights8(const float* w, int n, int ws, __m256 wmax, const 
   _mm256_storeu_ps(zw, _mm256_mul_ps(zf, u));
 }
 
+// ── int8 keys against the same 16-bit fixed-point query ───────────────────────────────────────────────────────
+// Codes widened to int16 (vpmovzxbw) meet f (|f| <= 32639, one int16) in vpmaddwd: 3 uops per 16 codes and head
+// where the float path spends 6 (widen to dwords, convert, FMA, per 8). Sums stay below 2^31 for head_dim <= 256
+// (255 · 32639 · 256 < 2^31). MHA: 4 rows a pass; GQA: a row's codes widened once for 4 heads.
+template <int TT>
+__attribute__((always_inline)) inline void dot_i8_fixed(const uint8_t* const* rows, const QFixed& qf, int D, float* out) {
+  __m256i acc[TT];
+  for (int t = 0; t < TT; t++) acc[t] = _mm256_setzero_si256();
+  for (int d = 0; d < D; d += 16) {
+    const __m256i qv = _mm256_loadu_si256((const __m256i*)(qf.f16 + d));
+#pragma GCC unroll 4
+    for (int t = 0; t < TT; t++)
+      acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(rows[t] + d))), qv));
+  }
+  if constexpr (TT == 4) {
+    const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
+    const __m128 v = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+    _mm_storeu_ps(out, _mm_mul_ps(v, _mm_set1_ps(qf.u)));
+  } else {
+    for (int t = 0; t < TT; t++) {
+      __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc[t]), _mm256_extracti128_si256(acc[t], 1));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
+      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
+      out[t] = qf.u * (float)_mm_cvtsi128_si32(h);
+    }
+  }
+}
+
+__attribute__((always_inline)) inline void dot_i8_fixed_g4(const uint8_t* row, const QFixed* qf, int D, float* out) {
+  __m256i acc[4];
+  for (int g = 0; g < 4; g++) acc[g] = _mm256_setzero_si256();
+  for (int d = 0; d < D; d += 16) {
+    const __m256i x = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(row + d)));
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++)
+      acc[g] = _mm256_add_epi32(acc[g], _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i*)(qf[g].f16 + d))));
+  }
+  const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
+  const __m128 v = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+  _mm_storeu_ps(out, _mm_mul_ps(v, _mm_setr_ps(qf[0].u, qf[1].u, qf[2].u, qf[3].u)));
+}
+
+__attribute__((noinline)) void scores_i8_fixed(const uint8_t* const* rows, int n, const QFixed* qf, int G, int D,
+                                               float* S, int ts) {
+  if (G > 1) {  // G % 4 == 0 (decode_task_t's condition)
+    for (int t = 0; t < n; t++)
+      for (int g = 0; g < G; g += 4) dot_i8_fixed_g4(rows[t], qf + g, D, S + (size_t)t * ts + g);
+    return;
+  }
+  alignas(16) float o[4];
+  int t = 0;
+  for (; t + 4 <= n; t += 4) {
+    dot_i8_fixed<4>(rows + t, *qf, D, o);
+    for (int k = 0; k < 4; k++) S[(size_t)(t + k) * ts] = o[k];
+  }
+  for (; t < n; t++) dot_i8_fixed<1>(rows + t, *qf, D, S + (size_t)t * ts);
+}
+
 // Scores S[t * ts + g] (raw dot products) for n tokens and G heads; tiles keep 4 accumulators live.
 // `qf` (int4 with G == 1 only) switches to the fixed-point integer path.
 template <KVType T>
 void block_scores(const uint8_t* const* rows, int n, const float* q, int G, int D, float* S, int ts, const QFixed* qf) {
   float o[4];
+  if constexpr (T == KVType::I8) {
+    if (qf) {
+      scores_i8_fixed(rows, n, qf, G, D, S, ts);
+      return;
+    }
+  }
   if constexpr (T == KVType::I4) {
     if (qf) {
       const int H2 = D / 2;
@@ -800,8 +865,9 @@ struct DecodeScratch {
   std::vector<float> kf;               // fp16 keys of a block converted to fp32 [kTB][D]
   std::vector<const float*> kfrows;
   std::vector<const uint8_t*> krows, vrows;
-  std::vector<int8_t> qa1, qa0;  // int4, G == 1: fixed-point query bytes [NQ, D + 32]
+  std::vector<int8_t> qa1, qa0;  // int4 / int8 keys: the fixed-point query's bytes [NQ, D + 32]
   std::vector<int32_t> qfull;
+  std::vector<int16_t> qf16;  // int8 keys: f as int16 [NQ, D]
   std::vector<QFixed> qf;
   std::vector<float> m, l, tmp;
   std::vector<uint8_t> wb1, wb0, zrow;  // int4 V, MHA: the block's weight bytes [NQP][kTB + 1], a row of zeros
@@ -880,8 +946,10 @@ void decode_task_t(const DecodeTask& task) {
   }
   // int4 with one query head per kv head and a head_dim the integer path covers: fixed-point queries.
   // GQA: groups of 4k query heads and head dims of whole 32-byte loads (64 to 256).
-  const bool fixed = TK == KVType::I4 &&
-                     ((G == 1 && D >= 32 && D <= 2048) || (G % 4 == 0 && D % 64 == 0 && D <= 256));
+  // int8 keys: MHA or groups of 4k, head_dim a multiple of 16 up to 256 (int32 sums).
+  const bool fixed = (TK == KVType::I4 &&
+                      ((G == 1 && D >= 32 && D <= 2048) || (G % 4 == 0 && D % 64 == 0 && D <= 256))) ||
+                     (TK == KVType::I8 && (G == 1 || G % 4 == 0) && D % 16 == 0 && D <= 256);
   if (fixed) {
     const size_t st = (size_t)D + 32;
     sc.qa1.resize((size_t)NQ * st);
@@ -892,6 +960,15 @@ void decode_task_t(const DecodeTask& task) {
       sc.qf[j] = make_qfixed(sc.q.data() + (size_t)j * D, D, sc.qa1.data() + j * st, sc.qa0.data() + j * st,
                              sc.qfull.data() + (size_t)j * D);
       sc.qsum[j] = sc.qf[j].sum;  // the zero-point term with the same rounded query
+    }
+    if (TK == KVType::I8) {
+      sc.qf16.resize((size_t)NQ * D);
+      for (size_t i = 0; i < (size_t)NQ * D; i += 16) {  // D % 16 == 0
+        const __m256i a = _mm256_loadu_si256((const __m256i*)(sc.qfull.data() + i));
+        const __m256i b = _mm256_loadu_si256((const __m256i*)(sc.qfull.data() + i + 8));
+        _mm256_storeu_si256((__m256i*)(sc.qf16.data() + i), _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8));
+      }
+      for (int j = 0; j < NQ; j++) sc.qf[j].f16 = sc.qf16.data() + (size_t)j * D;
     }
   }
   // int4 values with one query head per kv head and whole 32-byte columns: integer P·V (v_i4_fixed).

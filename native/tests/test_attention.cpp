@@ -8,8 +8,8 @@
 //   fast vs ref:         5e-6 (fp32 accumulation in another order, blockwise softmax, vector exp, and for int8/int4
 //                        V the zero-point term taken off once per block of tokens; seen ~2.7e-6 for int8/int4,
 //                        ~1.7e-6 otherwise)
-//   int4 keys, MHA and GQA in groups of 4k, AVX2 (the 16-bit fixed-point query of kernels.h): fast vs ref on the
-//                        query rounded the same way
+//   int4 and int8 keys, MHA and GQA in groups of 4k, AVX2 (the 16-bit fixed-point query of kernels.h): fast vs
+//                        ref on the query rounded the same way
 //                        5e-6 (so the rounding is the only difference), fast vs ref on q 1e-4 (the rounding's
 //                        effect: u/2 = max|q|/65278 per element; seen up to ~2.4e-5)
 //   int4 values, MHA, AVX2 (the block's weights in 16-bit fixed point, kernels.h): 1e-4 (seen up to ~3e-5); 8-bit
@@ -179,8 +179,9 @@ static void check_decode(std::mt19937& rng, const DecodeCase& cs, Pair p, int64_
         (long)cs.B, cs.n_heads, cs.n_kv, cs.D, e_ref);
   // The AVX2 path's int4-key MHA query (kernels.h): the scaled query rounded to 16-bit fixed point per head, and the
   // reference run on it.
-  const bool q16 = p.first == KVType::I4 && ((G == 1 && cs.D >= 32 && cs.D <= 2048) ||
-                                             (G % 4 == 0 && cs.D % 64 == 0 && cs.D <= 256));
+  const bool q16 = (p.first == KVType::I4 && ((G == 1 && cs.D >= 32 && cs.D <= 2048) ||
+                                              (G % 4 == 0 && cs.D % 64 == 0 && cs.D <= 256))) ||
+                   (p.first == KVType::I8 && (G == 1 || G % 4 == 0) && cs.D % 16 == 0 && cs.D <= 256);
   // ... and its int4-value MHA weights, rounded to 16 bits per block of tokens (not reproducible here: the blocks and
   // their maxima are the kernel's): 1e-4 against the reference.
   const bool w16 = p.second == KVType::I4 && G == 1 && cs.D % 64 == 0 && cs.D <= 2048;

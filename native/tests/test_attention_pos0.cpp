@@ -139,11 +139,12 @@ void test_decode(std::mt19937& rng) {
               isa_name(isa), tname(p.first), tname(p.second), D, G, (long)B,
               max_abs_diff(f_tail.data(), f_full.data(), q.size()));
         const double e = rel_err(f_tail.data(), ref_tail.data(), q.size());
-        // int4 keys (MHA, or GQA in groups of 4k) or values (MHA): the AVX2 path's 16-bit fixed-point query / weights (kernels.h), 1e-4 as in
+        // int4 / int8 keys (MHA, or GQA in groups of 4k) or int4 values (MHA): the AVX2 path's 16-bit fixed-point query / weights (kernels.h), 1e-4 as in
         // test_attention.
         const bool fixed16 = isa == Isa::Avx2 &&
                              ((p.first == KVType::I4 && ((G == 1 && D >= 32 && D <= 2048) ||
                                                          (G % 4 == 0 && D % 64 == 0 && D <= 256))) ||
+                              (p.first == KVType::I8 && (G == 1 || G % 4 == 0) && D % 16 == 0 && D <= 256) ||
                               (p.second == KVType::I4 && G == 1 && D % 64 == 0 && D <= 2048));
         if (!fixed16) worst_fast = std::max(worst_fast, e);
         CHECK(e <= (fixed16 ? 1e-4 : 5e-6), "decode fast %s %s/%s D=%d: rel err vs ref %g", isa_name(isa),

@@ -109,8 +109,8 @@ void kv_store(const float* x, int64_t T, int n_kv_heads, int head_dim, KVType ty
 void attention_decode_ref(const float* q, int64_t B, int n_heads, const KVView* kv, const int64_t* lens, float scale,
                           float* out);
 // attention_decode's AVX2 path scores int4 keys of MHA caches (one query head per kv head, 32 <= head_dim <= 2048)
-// and of GQA caches with groups of 4k query heads (head_dim 64, 128, 192 or 256) against the scaled query rounded
-// to 16-bit fixed point per head: q·scale ≈ u·f, u = max_d |q_d·scale| / 32639,
+// and of GQA caches with groups of 4k query heads (head_dim 64, 128, 192 or 256), and int8 keys of such MHA or GQA
+// caches with head_dim a multiple of 16 up to 256, against the scaled query rounded to 16-bit fixed point per head: q·scale ≈ u·f, u = max_d |q_d·scale| / 32639,
 // f = round(q·scale / u) (round half to even), an error of at most u/2 per element (fp16 operands keep 11 bits).
 // The keys' zero-point term uses the same rounded query, so the scores are those of the rounded query exactly
 // (test_attention: fast vs ref on the rounded query within 5e-6, vs ref on q within 1e-4). Likewise int4 values of
