@@ -311,6 +311,17 @@ inline QFixed make_qfixed(const float* qk, int D, int8_t* a1, int8_t* a0, int32_
   return {a1, a0, full, nullptr, u, (float)((double)u * (double)fs)};
 }
 
+// out[t] = u · (the int32 lane sum of acc[t]), t < TT: one hadd tree for TT = 4. The fixed-point dot products'
+// epilogue; their sums stay below 2^31 (see each kernel's bound).
+template <int TT>
+__attribute__((always_inline)) inline void store_scaled_sums(const __m256i* acc, float u, float* out) {
+  if constexpr (TT == 4) {
+    _mm_storeu_ps(out, _mm_mul_ps(_mm_cvtepi32_ps(hsum4x8_i32(acc[0], acc[1], acc[2], acc[3])), _mm_set1_ps(u)));
+  } else {
+    for (int t = 0; t < TT; t++) out[t] = u * (float)hsum8_i32(acc[t]);
+  }
+}
+
 // Σ_d f_d c_d of TT int4 rows (int32 lanes, exact for D <= 2048), and the rows' scalar tails (int64).
 // Per 32-byte load (64 codes): the low and high nibbles as bytes (AND; shift, AND), and per limb two vpmaddubsw
 // (pair sums |.| <= 2·15·128) added in int16; up to 4 loads add in int16 (|.| <= 4·2·3840 < 2^15) before vpmaddwd
@@ -354,26 +365,12 @@ inline void dot_i4_fixed(const uint8_t* const* rows, const QFixed& qf, int D, fl
     flush(s1, s0);
     j += 16;
   }
-  float tail[TT];
-  for (int t = 0; t < TT; t++) {
+  store_scaled_sums<TT>(acc, qf.u, out);
+  for (int t = 0; t < TT; t++) {  // the scalar tail: bytes j .. H2 - 1
     int64_t s = 0;
     for (int jj = j; jj < H2; jj++)
       s += (int64_t)(rows[t][jj] & 0xF) * qf.full[jj] + (int64_t)(rows[t][jj] >> 4) * qf.full[H2 + jj];
-    tail[t] = (float)s;
-  }
-  if constexpr (TT == 4) {
-    const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
-    __m128 v = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
-    if (j < H2) v = _mm_add_ps(v, _mm_loadu_ps(tail));
-    _mm_storeu_ps(out, _mm_mul_ps(v, _mm_set1_ps(qf.u)));
-  } else {
-    for (int t = 0; t < TT; t++) {
-      alignas(32) int32_t a[8];
-      _mm256_store_si256((__m256i*)a, acc[t]);
-      int64_t s = 0;
-      for (int i = 0; i < 8; i++) s += a[i];
-      out[t] = qf.u * ((float)s + tail[t]);
-    }
+    if (j < H2) out[t] += qf.u * (float)s;
   }
 }
 
@@ -403,18 +400,7 @@ __attribute__((always_inline)) inline void dot_i4_fixed_nl(const uint8_t* const*
   __m256i acc[TT];
   for (int t = 0; t < TT; t++)
     acc[t] = _mm256_add_epi32(_mm256_madd_epi16(s1[t], _mm256_set1_epi16(256)), _mm256_madd_epi16(s0[t], _mm256_set1_epi16(1)));
-  if constexpr (TT == 4) {
-    const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
-    const __m128 v = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
-    _mm_storeu_ps(out, _mm_mul_ps(v, _mm_set1_ps(qf.u)));
-  } else {
-    for (int t = 0; t < TT; t++) {
-      __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc[t]), _mm256_extracti128_si256(acc[t], 1));
-      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
-      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
-      out[t] = qf.u * (float)_mm_cvtsi128_si32(h);
-    }
-  }
+  store_scaled_sums<TT>(acc, qf.u, out);
 }
 
 // Grouped-query attention: one int4 row against 4 query heads' fixed-point queries (qf[0..3]), NL whole loads: the
@@ -443,8 +429,7 @@ __attribute__((always_inline)) inline void dot_i4_fixed_g4(const uint8_t* row, c
   __m256i acc[4];
   for (int g = 0; g < 4; g++)
     acc[g] = _mm256_add_epi32(_mm256_madd_epi16(s1[g], _mm256_set1_epi16(256)), _mm256_madd_epi16(s0[g], _mm256_set1_epi16(1)));
-  const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
-  const __m128 v = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+  const __m128 v = _mm_cvtepi32_ps(hsum4x8_i32(acc[0], acc[1], acc[2], acc[3]));
   _mm_storeu_ps(out, _mm_mul_ps(v, _mm_setr_ps(qf[0].u, qf[1].u, qf[2].u, qf[3].u)));
 }
 
@@ -616,18 +601,7 @@ __attribute__((always_inline)) inline void dot_i8_fixed(const uint8_t* const* ro
     for (int t = 0; t < TT; t++)
       acc[t] = _mm256_add_epi32(acc[t], _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(rows[t] + d))), qv));
   }
-  if constexpr (TT == 4) {
-    const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
-    const __m128 v = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
-    _mm_storeu_ps(out, _mm_mul_ps(v, _mm_set1_ps(qf.u)));
-  } else {
-    for (int t = 0; t < TT; t++) {
-      __m128i h = _mm_add_epi32(_mm256_castsi256_si128(acc[t]), _mm256_extracti128_si256(acc[t], 1));
-      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4E));
-      h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xB1));
-      out[t] = qf.u * (float)_mm_cvtsi128_si32(h);
-    }
-  }
+  store_scaled_sums<TT>(acc, qf.u, out);
 }
 
 __attribute__((always_inline)) inline void dot_i8_fixed_g4(const uint8_t* row, const QFixed* qf, int D, float* out) {
@@ -639,8 +613,7 @@ __attribute__((always_inline)) inline void dot_i8_fixed_g4(const uint8_t* row, c
     for (int g = 0; g < 4; g++)
       acc[g] = _mm256_add_epi32(acc[g], _mm256_madd_epi16(x, _mm256_loadu_si256((const __m256i*)(qf[g].f16 + d))));
   }
-  const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(acc[0], acc[1]), _mm256_hadd_epi32(acc[2], acc[3]));
-  const __m128 v = _mm_cvtepi32_ps(_mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1)));
+  const __m128 v = _mm_cvtepi32_ps(hsum4x8_i32(acc[0], acc[1], acc[2], acc[3]));
   _mm_storeu_ps(out, _mm_mul_ps(v, _mm_setr_ps(qf[0].u, qf[1].u, qf[2].u, qf[3].u)));
 }
 

@@ -18,6 +18,18 @@ static inline __m128 hsum4x8(__m256 a, __m256 b, __m256 c, __m256 d) {
   __m256 abcd = _mm256_hadd_ps(ab, cd);  // lane halves: [a0 b0 c0 d0 | a1 b1 c1 d1]
   return _mm_add_ps(_mm256_castps256_ps128(abcd), _mm256_extractf128_ps(abcd, 1));
 }
+// Sum of the 8 int32 lanes (int32 arithmetic: the caller bounds the sum).
+static inline int32_t hsum8_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+// [hsum(a), hsum(b), hsum(c), hsum(d)] of int32 lanes, as hsum4x8.
+static inline __m128i hsum4x8_i32(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i r = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+  return _mm_add_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+}
 static inline float hmax8(__m256 v) {
   __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_max_ps(s, _mm_movehl_ps(s, s));
