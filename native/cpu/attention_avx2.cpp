@@ -260,7 +260,8 @@ struct QFixed {
 
 constexpr int32_t kQFixedMax = 32639;  // 256·127 + 127: a1 = (f − a0) / 256 stays in [-127, 127]
 
-inline QFixed make_qfixed(const float* qk, int D, int8_t* a1, int8_t* a0, int32_t* full) {
+// a1 / a0 (int4 keys) or f16 (int8 keys) may be null: only the form the keys' kernel reads is written.
+inline QFixed make_qfixed(const float* qk, int D, int8_t* a1, int8_t* a0, int32_t* full, int16_t* f16) {
   __m256 mv = _mm256_setzero_ps();
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   int d = 0;
@@ -288,12 +289,18 @@ inline QFixed make_qfixed(const float* qk, int D, int8_t* a1, int8_t* a0, int32_
       b0[k] = _mm256_srai_epi32(_mm256_slli_epi32(f[k], 24), 24);
       b1[k] = _mm256_srai_epi32(_mm256_sub_epi32(f[k], b0[k]), 8);
     }
-    auto pack = [&](const __m256i* v) {  // 32 int32 in [-128, 127] -> 32 int8 in order
-      const __m256i w = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
-      return _mm256_permutevar8x32_epi32(w, order);
-    };
-    _mm256_storeu_si256((__m256i*)(a0 + d), pack(b0));
-    _mm256_storeu_si256((__m256i*)(a1 + d), pack(b1));
+    if (a0) {
+      auto pack = [&](const __m256i* v) {  // 32 int32 in [-128, 127] -> 32 int8 in order
+        const __m256i w = _mm256_packs_epi16(_mm256_packs_epi32(v[0], v[1]), _mm256_packs_epi32(v[2], v[3]));
+        return _mm256_permutevar8x32_epi32(w, order);
+      };
+      _mm256_storeu_si256((__m256i*)(a0 + d), pack(b0));
+      _mm256_storeu_si256((__m256i*)(a1 + d), pack(b1));
+    }
+    if (f16)  // 16 int32 -> 16 int16 in order, twice
+      for (int k = 0; k < 4; k += 2)
+        _mm256_storeu_si256((__m256i*)(f16 + d + 8 * k),
+                            _mm256_permute4x64_epi64(_mm256_packs_epi32(f[k], f[k + 1]), 0xD8));
   }
   alignas(32) int32_t fl[8];
   _mm256_store_si256((__m256i*)fl, fsum);
@@ -302,13 +309,18 @@ inline QFixed make_qfixed(const float* qk, int D, int8_t* a1, int8_t* a0, int32_
   for (; d < D; d++) {
     const int32_t f = fix(qk[d]);
     full[d] = f;
-    a0[d] = (int8_t)(uint8_t)(f & 0xFF);  // the low byte, read as signed: [-128, 127]
-    a1[d] = (int8_t)((f - a0[d]) / 256);  // exact
+    if (a0) {
+      a0[d] = (int8_t)(uint8_t)(f & 0xFF);  // the low byte, read as signed: [-128, 127]
+      a1[d] = (int8_t)((f - a0[d]) / 256);  // exact
+    }
+    if (f16) f16[d] = (int16_t)f;
     fs += f;
   }
-  std::memset(a1 + D, 0, 32);
-  std::memset(a0 + D, 0, 32);
-  return {a1, a0, full, nullptr, u, (float)((double)u * (double)fs)};
+  if (a0) {
+    std::memset(a1 + D, 0, 32);
+    std::memset(a0 + D, 0, 32);
+  }
+  return {a1, a0, full, f16, u, (float)((double)u * (double)fs)};
 }
 
 // out[t] = u · (the int32 lane sum of acc[t]), t < TT: one hadd tree for TT = 4. The fixed-point dot products'
@@ -925,23 +937,20 @@ void decode_task_t(const DecodeTask& task) {
                      (TK == KVType::I8 && (G == 1 || G % 4 == 0) && D % 16 == 0 && D <= 256);
   if (fixed) {
     const size_t st = (size_t)D + 32;
-    sc.qa1.resize((size_t)NQ * st);
-    sc.qa0.resize((size_t)NQ * st);
+    const bool i4 = TK == KVType::I4;
+    if (i4) {
+      sc.qa1.resize((size_t)NQ * st);
+      sc.qa0.resize((size_t)NQ * st);
+    } else {
+      sc.qf16.resize((size_t)NQ * D);
+    }
     sc.qfull.resize((size_t)NQ * D);
     sc.qf.resize(NQ);
     for (int j = 0; j < NQ; j++) {
-      sc.qf[j] = make_qfixed(sc.q.data() + (size_t)j * D, D, sc.qa1.data() + j * st, sc.qa0.data() + j * st,
-                             sc.qfull.data() + (size_t)j * D);
+      sc.qf[j] = make_qfixed(sc.q.data() + (size_t)j * D, D, i4 ? sc.qa1.data() + j * st : nullptr,
+                             i4 ? sc.qa0.data() + j * st : nullptr, sc.qfull.data() + (size_t)j * D,
+                             i4 ? nullptr : sc.qf16.data() + (size_t)j * D);
       sc.qsum[j] = sc.qf[j].sum;  // the zero-point term with the same rounded query
-    }
-    if (TK == KVType::I8) {
-      sc.qf16.resize((size_t)NQ * D);
-      for (size_t i = 0; i < (size_t)NQ * D; i += 16) {  // D % 16 == 0
-        const __m256i a = _mm256_loadu_si256((const __m256i*)(sc.qfull.data() + i));
-        const __m256i b = _mm256_loadu_si256((const __m256i*)(sc.qfull.data() + i + 8));
-        _mm256_storeu_si256((__m256i*)(sc.qf16.data() + i), _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xD8));
-      }
-      for (int j = 0; j < NQ; j++) sc.qf[j].f16 = sc.qf16.data() + (size_t)j * D;
     }
   }
   // int4 values with one query head per kv head and whole 32-byte columns: integer P·V (v_i4_fixed).
