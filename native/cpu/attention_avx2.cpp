@@ -388,6 +388,24 @@ inline void dot_i4_fixed(const uint8_t* const* rows, const QFixed& qf, int D, fl
 
 // The common head dims (H2 = D/2 bytes a multiple of 32, up to 128 bytes: D = 64, 128, 192, 256): NL whole loads a
 // row, no tail, nothing kept across calls but the query bytes (memory operands).
+// One 32-byte step of the fixed-point int4 scores: the low / high nibble vectors ce, co of bytes j..j+31 of a row
+// against the query f, added (or, first, written) to the high- and low-limb int16 sums s1, s0. The empty asm keeps
+// GCC from reassociating the sums (it computed every product first and spilled them).
+__attribute__((always_inline)) inline void q16_step(__m256i ce, __m256i co, const QFixed& f, int j, int H2, bool first,
+                                                    __m256i& s1, __m256i& s0) {
+  const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(ce, _mm256_loadu_si256((const __m256i*)(f.a1 + j))),
+                                      _mm256_maddubs_epi16(co, _mm256_loadu_si256((const __m256i*)(f.a1 + H2 + j))));
+  const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(ce, _mm256_loadu_si256((const __m256i*)(f.a0 + j))),
+                                      _mm256_maddubs_epi16(co, _mm256_loadu_si256((const __m256i*)(f.a0 + H2 + j))));
+  s1 = first ? p1 : _mm256_add_epi16(s1, p1);
+  s0 = first ? p0 : _mm256_add_epi16(s0, p0);
+  asm("" : "+x"(s1), "+x"(s0));
+}
+// The int32 sums of a row (or head): s0 + 256·s1, pairwise.
+__attribute__((always_inline)) inline __m256i q16_widen(__m256i s1, __m256i s0) {
+  return _mm256_add_epi32(_mm256_madd_epi16(s1, _mm256_set1_epi16(256)), _mm256_madd_epi16(s0, _mm256_set1_epi16(1)));
+}
+
 template <int TT, int NL>
 __attribute__((always_inline)) inline void dot_i4_fixed_nl(const uint8_t* const* rows, const QFixed& qf, int H2, float* out) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
@@ -398,20 +416,11 @@ __attribute__((always_inline)) inline void dot_i4_fixed_nl(const uint8_t* const*
 #pragma GCC unroll 4
     for (int t = 0; t < TT; t++) {
       const __m256i x = _mm256_loadu_si256((const __m256i*)(rows[t] + j));
-      const __m256i ce = _mm256_and_si256(x, m4), co = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
-      const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(ce, _mm256_loadu_si256((const __m256i*)(qf.a1 + j))),
-                                          _mm256_maddubs_epi16(co, _mm256_loadu_si256((const __m256i*)(qf.a1 + H2 + j))));
-      const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(ce, _mm256_loadu_si256((const __m256i*)(qf.a0 + j))),
-                                          _mm256_maddubs_epi16(co, _mm256_loadu_si256((const __m256i*)(qf.a0 + H2 + j))));
-      s1[t] = k ? _mm256_add_epi16(s1[t], p1) : p1;
-      s0[t] = k ? _mm256_add_epi16(s0[t], p0) : p0;
-      asm("" : "+x"(s1[t]), "+x"(s0[t]));  // keeps GCC from reassociating the int16 sums (it computed every
-                                             // product first and spilled them)
+      q16_step(_mm256_and_si256(x, m4), _mm256_and_si256(_mm256_srli_epi16(x, 4), m4), qf, j, H2, k == 0, s1[t], s0[t]);
     }
   }
   __m256i acc[TT];
-  for (int t = 0; t < TT; t++)
-    acc[t] = _mm256_add_epi32(_mm256_madd_epi16(s1[t], _mm256_set1_epi16(256)), _mm256_madd_epi16(s0[t], _mm256_set1_epi16(1)));
+  for (int t = 0; t < TT; t++) acc[t] = q16_widen(s1[t], s0[t]);
   store_scaled_sums<TT>(acc, qf.u, out);
 }
 
@@ -427,20 +436,10 @@ __attribute__((always_inline)) inline void dot_i4_fixed_g4(const uint8_t* row, c
     const __m256i x = _mm256_loadu_si256((const __m256i*)(row + j));
     const __m256i ce = _mm256_and_si256(x, m4), co = _mm256_and_si256(_mm256_srli_epi16(x, 4), m4);
 #pragma GCC unroll 4
-    for (int g = 0; g < 4; g++) {
-      const QFixed& f = qf[g];
-      const __m256i p1 = _mm256_add_epi16(_mm256_maddubs_epi16(ce, _mm256_loadu_si256((const __m256i*)(f.a1 + j))),
-                                          _mm256_maddubs_epi16(co, _mm256_loadu_si256((const __m256i*)(f.a1 + H2 + j))));
-      const __m256i p0 = _mm256_add_epi16(_mm256_maddubs_epi16(ce, _mm256_loadu_si256((const __m256i*)(f.a0 + j))),
-                                          _mm256_maddubs_epi16(co, _mm256_loadu_si256((const __m256i*)(f.a0 + H2 + j))));
-      s1[g] = k ? _mm256_add_epi16(s1[g], p1) : p1;
-      s0[g] = k ? _mm256_add_epi16(s0[g], p0) : p0;
-      asm("" : "+x"(s1[g]), "+x"(s0[g]));
-    }
+    for (int g = 0; g < 4; g++) q16_step(ce, co, qf[g], j, H2, k == 0, s1[g], s0[g]);
   }
   __m256i acc[4];
-  for (int g = 0; g < 4; g++)
-    acc[g] = _mm256_add_epi32(_mm256_madd_epi16(s1[g], _mm256_set1_epi16(256)), _mm256_madd_epi16(s0[g], _mm256_set1_epi16(1)));
+  for (int g = 0; g < 4; g++) acc[g] = q16_widen(s1[g], s0[g]);
   const __m128 v = _mm_cvtepi32_ps(hsum4x8_i32(acc[0], acc[1], acc[2], acc[3]));
   _mm_storeu_ps(out, _mm_mul_ps(v, _mm_setr_ps(qf[0].u, qf[1].u, qf[2].u, qf[3].u)));
 }
