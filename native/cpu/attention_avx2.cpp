@@ -556,10 +556,10 @@ inline void quantize_weights8(const float* w, int n, int ws, __m256 wmax, const 
     __m256i p[4];  // per 128-bit lane (heads 0-3 | 4-7): [token 2k: 4 heads, token 2k+1: 4 heads] as uint16
     for (int k = 0; k < 4; k++) {
       __m256i fi[2];
-      for (int u = 0; u < 2; u++) {
-        const int t = 2 * k + u;
-        fi[u] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + (size_t)t * ws), inv)), fmax);
-        zf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fi[u]), _mm256_loadu_ps(vzero + (size_t)t * zs), zf);
+      for (int i = 0; i < 2; i++) {
+        const int t = 2 * k + i;
+        fi[i] = _mm256_min_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + (size_t)t * ws), inv)), fmax);
+        zf = _mm256_fmadd_ps(_mm256_cvtepi32_ps(fi[i]), _mm256_loadu_ps(vzero + (size_t)t * zs), zf);
       }
       p[k] = _mm256_packus_epi32(fi[0], fi[1]);
     }

@@ -348,7 +348,6 @@ inline void a8_tile8_w8(const uint8_t* row, int64_t chunks, const int16_t* A16, 
     I[m] = (int32_t)((uint32_t)hsum_i32(p[m]) - (uint32_t)((uint64_t)(int64_t)za[m] * wt));
 }
 
-// G scales of row n as fp32 (sw) and sw * zw (swz).
 // The GEMV row of a8_row for grouped 4-bit weights whose groups span an even number of chunks (SHORT = 2, 4, 8):
 // one 32-byte load holds two chunks, and its low and high nibbles are two 32-code vectors (an AND, and a shift and an
 // AND: 3 uops per 64 codes where unpack_u8 spends 2 per 32 on top of a broadcast load). The nibbles' order is the
@@ -407,6 +406,7 @@ inline void a8_row4_pairs(const uint8_t* row, int64_t chunks, int64_t G, const i
   for (int m = 0; m < MB; m++) F[m] = hsum(accF[m]) + (float)(128 - za[m]) * wc;
 }
 
+// G scales of row n as fp32 (sw) and sw * zw (swz).
 void row_scales(const QuantWeight& W, int64_t n, float* sw, float* swz) {
   const int64_t G = W.groups();
   const int64_t i0 = n * G;
