@@ -25,7 +25,8 @@ export type Backend = "cpu" | "cuda" | "auto";
 export type Addon = Record<string, any> & {
   variant: "cpu" | "cuda";
   napiVersion: number;
-  cpuInfo(): { isa: string; threads: number; features: Record<string, boolean> };
+  /** a8Dot: the int8 dot product of gemmW8A8's per-channel kernels ("avx2", "avx-vnni", "avx512-vnni", "vnni-emulated"). */
+  cpuInfo(): { isa: string; threads: number; features: Record<string, boolean>; a8Dot: string };
   cudaInfo(): {
     compiled: boolean;
     devices: { name: string; computeCapability: string; memoryBytes: number; multiprocessors: number }[];
@@ -35,6 +36,8 @@ export type Addon = Record<string, any> & {
   };
   setNumThreads(n: number): number;
   setIsa(isa: "scalar" | "avx2" | "avx512" | "auto"): string;
+  /** VNNI for gemmW8A8 where the CPU has it ("auto"), never ("off"), or emulated in AVX2 ("emulate", for tests). */
+  setA8Dot(mode: "auto" | "off" | "emulate"): string;
 };
 
 export interface NativeInfo {

@@ -8,7 +8,7 @@
 //  - every kind of bad argument raises a TypeError / RangeError naming the argument.
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   dequantize,
   fakeQuantAct,
@@ -254,7 +254,42 @@ describe("gemm (dense) fast vs ref (rel L2 <= 1e-5)", () => {
     });
 });
 
-describe("gemmW8A8", () => {
+// gemmW8A8's int8 dot product: the machine's own (VNNI where it has it), the AVX2 kernels when that is VNNI, and the
+// VNNI kernels with the instruction emulated (their tiling and arithmetic, on any AVX2 CPU).
+const startDot = native().cpuInfo().a8Dot;
+const dotModes: ("auto" | "off" | "emulate")[] =
+  startIsa === "scalar" ? ["auto"] : startDot.endsWith("-vnni") ? ["auto", "off", "emulate"] : ["auto", "emulate"];
+afterAll(() => {
+  native().setA8Dot("auto");
+});
+
+describe("setA8Dot", () => {
+  it("switches gemmW8A8's dot product and names it; rejects unknown modes", () => {
+    native().setIsa(startIsa);  // the scalar runs above leave the ISA capped
+    if (startIsa !== "scalar") {
+      expect(native().setA8Dot("emulate")).toBe("vnni-emulated");
+      expect(native().cpuInfo().a8Dot).toBe("vnni-emulated");
+      expect(native().setA8Dot("off")).toBe("avx2");
+    }
+    const f = native().cpuInfo().features;
+    expect(native().setA8Dot("auto")).toBe(
+      startIsa === "scalar" || !(f.avxvnni || (f.avx512vnni && startIsa === "avx512"))
+        ? "avx2"
+        : startIsa === "avx512" && f.avx512vnni ? "avx512-vnni" : "avx-vnni",
+    );
+    expect(() => native().setA8Dot("vnni")).toThrow(RangeError);
+    expect(() => native().setA8Dot("vnni")).toThrow(/mode: expected one of auto, off, emulate, got 'vnni'/);
+  });
+});
+
+describe.each(dotModes)("gemmW8A8 (a8 dot: %s)", (dot) => {
+  beforeAll(() => {
+    native().setIsa(startIsa);  // the scalar runs above leave the ISA capped
+    native().setA8Dot(dot);
+  });
+  afterAll(() => {
+    native().setA8Dot("auto");
+  });
   // Per channel: one exact integer per output and the ref's fp32 rescale, bit for bit. Grouped: exact integers per
   // group, scaled and summed over groups in fp32 (the ref sums in double): within 1e-5 of the norm.
   for (const [M, N, K, bits, gs, sym] of [
@@ -270,6 +305,8 @@ describe("gemmW8A8", () => {
     [2, 9, 150, 4, 40, false],
     [1, 30, 172, 6, 0, false],
     [40, 25, 300, 6, 64, true],
+    [7, 23, 4100, 2, 0, false],
+    [260, 31, 700, 3, 0, true],
   ] as const)
     it(`M=${M} N=${N} K=${K} w${bits}${gs ? `g${gs}` : ""} ${sym ? "sym" : "asym"}: fast ~ ref; ref ~ gemmQ(fakeQuantAct(X))`, async () => {
       const W = await packedRandom(N, K, { bits, groupSize: gs || K, symmetric: sym, scaleDtype: gs % 64 ? "f16" : "bf16" }, N + K + bits);

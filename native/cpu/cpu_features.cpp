@@ -55,6 +55,15 @@ Isa env_cap() {
 }
 
 Isa g_cap = env_cap();
+
+A8DotMode env_a8_dot() {
+  const char* e = std::getenv("QUANTEVAL_VNNI");
+  if (e && !std::strcmp(e, "off")) return A8DotMode::Off;
+  if (e && !std::strcmp(e, "emulate")) return A8DotMode::Emulate;
+  return A8DotMode::Auto;
+}
+
+A8DotMode g_a8_dot = env_a8_dot();
 }  // namespace
 
 const CpuFeatures& cpu_features() {
@@ -68,6 +77,28 @@ Isa cpu_isa() {
 }
 
 void set_isa_cap(Isa cap) { g_cap = cap; }
+
+A8Dot a8_dot() {
+  const Isa isa = cpu_isa();
+  if (isa < Isa::Avx2 || g_a8_dot == A8DotMode::Off) return A8Dot::Avx2;
+  if (g_a8_dot == A8DotMode::Emulate) return A8Dot::Emulated;
+  const CpuFeatures& f = cpu_features();
+  if (isa >= Isa::Avx512 && f.avx512vnni) return A8Dot::Avx512Vnni;
+  if (f.avxvnni) return A8Dot::AvxVnni;
+  return A8Dot::Avx2;
+}
+
+void set_a8_dot_mode(A8DotMode mode) { g_a8_dot = mode; }
+
+const char* a8_dot_name(A8Dot d) {
+  switch (d) {
+    case A8Dot::Avx2: return "avx2";
+    case A8Dot::Emulated: return "vnni-emulated";
+    case A8Dot::AvxVnni: return "avx-vnni";
+    case A8Dot::Avx512Vnni: return "avx512-vnni";
+  }
+  return "?";
+}
 
 const char* isa_name(Isa isa) {
   switch (isa) {

@@ -6,6 +6,9 @@
 //    prefill). Per-channel 8-bit weights had a tiled int16 core in gemm_avx2.cpp until the 8-token tile here
 //    (a8_tile8_w8) was faster: M = 256, N = 1024, K = 4096, one thread 31.0 -> 22.9 ms; N = 4096 on two threads
 //    60.3 -> 55.1 ms.
+//  - VNNI (cpu_features.h a8_dot), per-channel weights of 2/3/4/8 bits, any M: the vpdpbusd kernels of
+//    gemm_a8_vnni.cpp instead of the two AVX2 paths above (and with QUANTEVAL_VNNI=emulate the same kernels with the
+//    instruction emulated, for tests on CPUs without it).
 //  - Otherwise (QUANTEVAL_ISA=scalar, 6-bit weights, group sizes that split 32-code chunks): the reference arithmetic, in parallel
 //    over output channels.
 //
@@ -97,10 +100,25 @@ struct A8Out {
   }
 };
 
+// The VNNI kernel for W, or null: per-channel weights (the grouped ones keep the AVX2 kernels) when a8_dot() has one.
+using A8RowsPc = void (*)(const impl::A8Act&, const QuantWeight&, int64_t, int64_t, int32_t*);
+A8RowsPc vnni_rows(const QuantWeight& W) {
+  if (W.groups() != 1 || W.fmt.bits == 6) return nullptr;
+  switch (a8_dot()) {
+    case A8Dot::Emulated: return impl::a8_vnni_emu::a8_rows_pc;
+    case A8Dot::AvxVnni: return impl::a8_avxvnni::a8_rows_pc;
+    case A8Dot::Avx512Vnni: return impl::a8_avx512vnni::a8_rows_pc;
+    default: return nullptr;
+  }
+}
+// a8_act's int16 copy of the codes: only the AVX2 kernels of 8-bit weights read it.
+bool a8_wide16(const QuantWeight& W) { return W.fmt.bits == 8 && !vnni_rows(W); }
+
 void a8_block(const impl::A8Act& a, int64_t M, const QuantWeight& W, const float* bias, float* Y, A8Out& o,
               int64_t n0, int64_t n1) {
   const int64_t N = W.N;
-  impl::avx2::a8_rows(a, W, n0, n1, o.I.get(), o.F.get());
+  if (const A8RowsPc rows = vnni_rows(W)) rows(a, W, n0, n1, o.I.get());
+  else impl::avx2::a8_rows(a, W, n0, n1, o.I.get(), o.F.get());
   if (W.groups() == 1) {
     for (int64_t m = 0; m < M; m++)
       for (int64_t n = n0; n < n1; n++) {
@@ -124,7 +142,7 @@ void a8_block(const impl::A8Act& a, int64_t M, const QuantWeight& W, const float
 
 void w8a8_a8(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
   impl::A8Act a;
-  impl::avx2::a8_act(X, M, W.K, W.fmt.group_size, W.fmt.bits == 8, a);
+  impl::avx2::a8_act(X, M, W.K, W.fmt.group_size, a8_wide16(W), a);
   A8Out o(M, W);
   dynamic_for(W.N, M <= impl::kA8GemvMaxM ? gemv_block_rows(W.N, 32) : kPrefillRows,
               [&](int64_t n0, int64_t n1) { a8_block(a, M, W, bias, Y, o, n0, n1); });
@@ -137,7 +155,7 @@ A8Path a8_path(int64_t M, const QuantWeight& W) {
   if (span > kW8A8MaxK) return A8Path::Ref;  // int32 lanes could overflow: the int64 reference is exact
   // 6-bit weights: the portable path (the AVX2 a8 cores assume codes of 2/3/4 bits (vpmaddubsw int16 bounds) or 8).
   if (cpu_isa() < Isa::Avx2 || W.fmt.bits == 6) return A8Path::Portable;
-  if (G == 1 && W.fmt.bits == 4 && M > impl::kA8GemvMaxM) return A8Path::Tiled;
+  if (G == 1 && W.fmt.bits == 4 && M > impl::kA8GemvMaxM && !vnni_rows(W)) return A8Path::Tiled;
   if (G == 1 || W.fmt.group_size % kChunk == 0) return A8Path::A8;
   return A8Path::Portable;
 }
@@ -163,7 +181,7 @@ void gemm_w8a8_multi(const float* X, int64_t M, const QuantWeight* W, int n, con
   // One pass needs one activation quantization: the same A8 path, bits class (8 or not) and group size.
   bool fused = n > 1;
   for (int i = 0; i < n && fused; i++)
-    fused = a8_path(M, W[i]) == A8Path::A8 && (W[i].fmt.bits == 8) == (W[0].fmt.bits == 8) &&
+    fused = a8_path(M, W[i]) == A8Path::A8 && a8_wide16(W[i]) == a8_wide16(W[0]) &&
             W[i].groups() == W[0].groups() && (W[i].groups() == 1 || W[i].fmt.group_size == W[0].fmt.group_size);
   if (!fused) {
     for (int i = 0; i < n; i++)
@@ -171,7 +189,7 @@ void gemm_w8a8_multi(const float* X, int64_t M, const QuantWeight* W, int n, con
     return;
   }
   impl::A8Act a;
-  impl::avx2::a8_act(X, M, W[0].K, W[0].fmt.group_size, W[0].fmt.bits == 8, a);
+  impl::avx2::a8_act(X, M, W[0].K, W[0].fmt.group_size, a8_wide16(W[0]), a);
   std::vector<A8Out> outs;
   for (int i = 0; i < n; i++) outs.emplace_back(M, W[i]);
   const auto blocks = row_blocks(W, n, M <= impl::kA8GemvMaxM ? gemv_block_rows(total_rows(W, n), 32) : kPrefillRows);

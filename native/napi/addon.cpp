@@ -25,6 +25,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   feats.Set("avx512f", f.avx512f); feats.Set("avx512bw", f.avx512bw); feats.Set("avx512vl", f.avx512vl);
   feats.Set("avx512vnni", f.avx512vnni); feats.Set("avx512bf16", f.avx512bf16); feats.Set("avxvnni", f.avxvnni);
   o.Set("features", feats);
+  o.Set("a8Dot", a8_dot_name(a8_dot()));
   return o;
 }
 
@@ -41,6 +42,17 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   else if (s == "avx512" || s == "auto") set_isa_cap(Isa::Avx512);
   else range_error(env, "isa: expected one of scalar, avx2, avx512, auto, got '" + s + "'");
   return Napi::String::New(env, isa_name(cpu_isa()));
+}
+
+// The int8 dot product of gemmW8A8's per-channel kernels (cpu_features.h A8DotMode); returns the one now in use.
+Napi::Value SetA8Dot(const Napi::CallbackInfo& info) {
+  auto env = info.Env();
+  auto s = string(env, arg(info, 0, "mode"), "mode");
+  if (s == "auto") set_a8_dot_mode(A8DotMode::Auto);
+  else if (s == "off") set_a8_dot_mode(A8DotMode::Off);
+  else if (s == "emulate") set_a8_dot_mode(A8DotMode::Emulate);
+  else range_error(env, "mode: expected one of auto, off, emulate, got '" + s + "'");
+  return Napi::String::New(env, a8_dot_name(a8_dot()));
 }
 
 Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
@@ -81,6 +93,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaInfo", Napi::Function::New(env, CudaInfo, "cudaInfo"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
+  exports.Set("setA8Dot", Napi::Function::New(env, SetA8Dot, "setA8Dot"));
   init_kernel_bindings(env, exports);
   init_ops_bindings(env, exports);
   init_runtime_bindings(env, exports);

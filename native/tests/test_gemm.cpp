@@ -107,7 +107,13 @@ static Packed quantize(const std::vector<float>& W, int64_t N, int64_t K, QuantF
   return p;
 }
 
-static const char* isa_label() { return isa_name(cpu_isa()); }
+// The ISA level, and the int8 dot product of gemm_w8a8's per-channel kernels when it is not AVX2's.
+static const char* isa_label() {
+  static std::string l;
+  l = isa_name(cpu_isa());
+  if (cpu_isa() >= Isa::Avx2 && a8_dot() != A8Dot::Avx2) l += std::string("/") + a8_dot_name(a8_dot());
+  return l.c_str();
+}
 
 // ── RTN semantics ──────────────────────────────────────────────────────────────────────────────────────────
 static void test_rtn_hand_cases() {
@@ -334,6 +340,16 @@ static void test_w8a8(int cases) {
         check_w8a8_case(bits, gs, gs == 64, DType::BF16, M, randint(1, 60), randint(200, 1300), M != 7);
 }
 
+// Per-channel weights of every bit width the integer kernels take, across the token tiles (4, 2, 1 and their
+// remainders), both weight-row tiles (2, 1), rows longer than one chunk with a short last chunk, and K up to 4100.
+static void test_w8a8_pc() {
+  for (int bits : {2, 3, 4, 8})
+    for (int64_t M : {1, 2, 3, 4, 5, 8, 9, 17, 70}) {
+      const int64_t N = randint(1, 45), K = M % 2 ? randint(1, 700) : randint(2000, 4100);
+      check_w8a8_case(bits, (int)K, (M + bits) % 3 == 0, DType::F16, M, N, K, M % 3 != 0);
+    }
+}
+
 static void check_w8a8_case(int bits, int gs, bool sym, DType sd, int64_t M, int64_t N, int64_t K, bool with_bias) {
   QuantFormat f{bits, gs, sym, sd};
   std::vector<float> W = randn((size_t)(N * K), 0.05f), X = randn((size_t)(M * K), 3.f), bias = randn((size_t)N);
@@ -453,11 +469,33 @@ int main() {
       test_dense(isa == Isa::Scalar ? 15 : 40);
       test_gemm_q(isa == Isa::Scalar ? 30 : 150);
       test_unpack_identity();
+      test_w8a8_pc();
       test_w8a8(isa == Isa::Scalar ? 16 : 56);
       test_multi(isa == Isa::Scalar ? 10 : 40);
     }
   }
   set_isa_cap(hw);
-  std::printf("%s: %d checks, %d failures (ISAs tested: %zu)\n", failures ? "FAIL" : "ok", checks, failures, isas.size());
+  // gemm_w8a8's VNNI kernels: always with the instruction emulated (their tiling and arithmetic on any AVX2 CPU),
+  // and with the real one when this CPU has it. Without VNNI the second pass is skipped (reported below).
+  int dot_modes = 0;
+  if (hw >= Isa::Avx2) {
+    std::vector<A8DotMode> modes = {A8DotMode::Emulate};
+    set_a8_dot_mode(A8DotMode::Auto);
+    if (a8_dot() == A8Dot::AvxVnni || a8_dot() == A8Dot::Avx512Vnni) modes.push_back(A8DotMode::Auto);
+    else std::printf("skip: gemm_w8a8 on real VNNI (this CPU has neither AVX-VNNI nor AVX512-VNNI/VL)\n");
+    for (A8DotMode mode : modes) {
+      set_a8_dot_mode(mode);
+      dot_modes++;
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        test_w8a8_pc();
+        test_w8a8(56);
+        test_multi(40);
+      }
+    }
+    set_a8_dot_mode(A8DotMode::Auto);
+  }
+  std::printf("%s: %d checks, %d failures (ISAs tested: %zu, VNNI dot modes: %d)\n", failures ? "FAIL" : "ok", checks,
+              failures, isas.size(), dot_modes);
   return failures ? 1 : 0;
 }

@@ -18,4 +18,15 @@ Isa cpu_isa();
 void set_isa_cap(Isa cap);  // for tests and benchmarks
 const char* isa_name(Isa isa);
 
+// The int8 dot product of the integer-activation GEMM (gemm_w8a8) for per-channel weights. VNNI's vpdpbusd (32
+// u8 x s8 products summed into int32 lanes, no int16 stage) where the CPU has it: AVX512-VNNI with VL at the Avx512
+// level, else AVX-VNNI at Avx2 or above; otherwise the AVX2 kernels (vpmaddubsw / vpmaddwd). Emulated runs the
+// VNNI kernels with vpdpbusd emulated exactly in AVX2: it exercises their tiling and zero-point arithmetic on CPUs
+// without VNNI (tests), at a fraction of the speed. QUANTEVAL_VNNI=off|emulate|auto (env) sets the mode.
+enum class A8Dot : int { Avx2 = 0, Emulated = 1, AvxVnni = 2, Avx512Vnni = 3 };
+enum class A8DotMode : int { Auto = 0, Off = 1, Emulate = 2 };
+A8Dot a8_dot();  // after the mode and the ISA cap
+void set_a8_dot_mode(A8DotMode mode);  // for tests and benchmarks
+const char* a8_dot_name(A8Dot d);
+
 }  // namespace quanteval
