@@ -1,7 +1,8 @@
 /**
  * CPU GEMM / GEMV benchmark on Llama projection shapes.
  *
- *   npm run bench:kernels            (node dist/bench/kernels.js; QUANTEVAL_THREADS caps the threads)
+ *   npm run bench:kernels            (node dist/bench/kernels.js; QUANTEVAL_THREADS caps the threads;
+ *                                     QUANTEVAL_VNNI=off times the AVX2 w8a8/w4a8 kernels on a VNNI CPU)
  *   node dist/bench/kernels.js --shapes tinyllama --variants fp32,w4g128,w4g128a8 --ms 1,4,256
  *
  * For N x K in {4096x4096, 11008x4096, 4096x11008} (`--shapes llama7b`, the default; `tinyllama`: 2048x2048,
@@ -173,7 +174,10 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const loadBefore = os.loadavg()[0];
   const info = native().cpuInfo();
-  console.log(`quanteval kernel bench: ${cpuModel()}, ${info.threads} threads, ISA ${info.isa}`);
+  console.log(
+    `quanteval kernel bench: ${cpuModel()}, ${info.threads} threads, ISA ${info.isa}, ` +
+      `a8 dot (w8a8 / w4a8 per channel) ${info.a8Dot}`,
+  );
 
   // Read bandwidth: all threads stream a buffer far larger than the last-level cache (huge-page advised); each round
   // times every read strategy of the probe (native/cpu/membw.cpp) and keeps the fastest.
@@ -262,6 +266,7 @@ async function main(): Promise<void> {
     cpu: cpuModel(),
     threads: info.threads,
     isa: info.isa,
+    a8Dot: info.a8Dot,
     features: info.features,
     readBandwidthGBps: readGBps,
     readBandwidthMedianGBps: readGBpsMedian,

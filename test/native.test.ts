@@ -32,6 +32,23 @@ describe("native loader", () => {
     expect(nativeInfo()).toBe(info);
   });
 
+  it("QUANTEVAL_VNNI picks gemmW8A8's int8 dot product (cpuInfo().a8Dot)", () => {
+    const dotInChild = (env: Record<string, string>) => {
+      const script = `
+        import { loadNative } from ${JSON.stringify(path.join(root, "lib", "native.ts"))};
+        console.log(loadNative().addon.cpuInfo().a8Dot);`;
+      return execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+        env: { ...process.env, QUANTEVAL_BACKEND: "cpu", ...env },
+        cwd: root,
+      }).toString().trim().split("\n").pop();
+    };
+    const { addon } = loadNative();
+    const avx2 = addon.cpuInfo().isa !== "scalar";
+    expect(dotInChild({ QUANTEVAL_VNNI: "emulate" })).toBe(avx2 ? "vnni-emulated" : "avx2");
+    expect(dotInChild({ QUANTEVAL_VNNI: "off" })).toBe("avx2");
+    expect(["avx2", "avx-vnni", "avx512-vnni"]).toContain(dotInChild({ QUANTEVAL_VNNI: "auto" }));
+  });
+
   it("falls back from auto with the reason when the CUDA addon is missing", () => {
     const r = loaderInChild({ QUANTEVAL_CUDA_ADDON: "/nonexistent/quanteval.node", QUANTEVAL_BACKEND: "auto" });
     expect(r.info).toMatchObject({ variant: "cpu", requested: "auto" });
