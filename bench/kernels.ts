@@ -2,7 +2,7 @@
  * CPU GEMM / GEMV benchmark on Llama projection shapes.
  *
  *   npm run bench:kernels            (node dist/bench/kernels.js; QUANTEVAL_THREADS caps the threads;
- *                                     QUANTEVAL_VNNI=off times the AVX2 w8a8/w4a8 kernels on a VNNI CPU)
+ *                                     QUANTEVAL_VNNI=off times the AVX2 *a8 kernels on a VNNI CPU)
  *   node dist/bench/kernels.js --shapes tinyllama --variants fp32,w4g128,w4g128a8 --ms 1,4,256
  *
  * For N x K in {4096x4096, 11008x4096, 4096x11008} (`--shapes llama7b`, the default; `tinyllama`: 2048x2048,
@@ -176,7 +176,7 @@ async function main(): Promise<void> {
   const info = native().cpuInfo();
   console.log(
     `quanteval kernel bench: ${cpuModel()}, ${info.threads} threads, ISA ${info.isa}, ` +
-      `a8 dot (w8a8 / w4a8 per channel) ${info.a8Dot}`,
+      `a8 dot (the *a8 variants) ${info.a8Dot}`,
   );
 
   // Read bandwidth: all threads stream a buffer far larger than the last-level cache (huge-page advised); each round

@@ -6,8 +6,8 @@
 //    prefill). Per-channel 8-bit weights had a tiled int16 core in gemm_avx2.cpp until the 8-token tile here
 //    (a8_tile8_w8) was faster: M = 256, N = 1024, K = 4096, one thread 31.0 -> 22.9 ms; N = 4096 on two threads
 //    60.3 -> 55.1 ms.
-//  - VNNI (cpu_features.h a8_dot), per-channel weights of 2/3/4/8 bits, any M: the vpdpbusd kernels of
-//    gemm_a8_vnni.cpp instead of the two AVX2 paths above (and with QUANTEVAL_VNNI=emulate the same kernels with the
+//  - VNNI (cpu_features.h a8_dot), 2/3/4/8 bits per channel or in groups of a multiple of 32, any M: the vpdpbusd
+//    kernels of gemm_a8_vnni.cpp instead of the two AVX2 paths above (and with QUANTEVAL_VNNI=emulate the same kernels with the
 //    instruction emulated, for tests on CPUs without it).
 //  - Otherwise (QUANTEVAL_ISA=scalar, 6-bit weights, group sizes that split 32-code chunks): the reference arithmetic, in parallel
 //    over output channels.
@@ -100,14 +100,15 @@ struct A8Out {
   }
 };
 
-// The VNNI kernel for W, or null: per-channel weights (the grouped ones keep the AVX2 kernels) when a8_dot() has one.
-using A8RowsPc = void (*)(const impl::A8Act&, const QuantWeight&, int64_t, int64_t, int32_t*);
-A8RowsPc vnni_rows(const QuantWeight& W) {
-  if (W.groups() != 1 || W.fmt.bits == 6) return nullptr;
+// The VNNI kernel for W (the A8 path's weights: 2/3/4/8 bits, per channel or groups of a multiple of 32) when
+// a8_dot() has one, else null.
+using A8Rows = void (*)(const impl::A8Act&, const QuantWeight&, int64_t, int64_t, int32_t*, float*);
+A8Rows vnni_rows(const QuantWeight& W) {
+  if (W.fmt.bits == 6 || (W.groups() != 1 && W.fmt.group_size % kChunk != 0)) return nullptr;
   switch (a8_dot()) {
-    case A8Dot::Emulated: return impl::a8_vnni_emu::a8_rows_pc;
-    case A8Dot::AvxVnni: return impl::a8_avxvnni::a8_rows_pc;
-    case A8Dot::Avx512Vnni: return impl::a8_avx512vnni::a8_rows_pc;
+    case A8Dot::Emulated: return impl::a8_vnni_emu::a8_rows;
+    case A8Dot::AvxVnni: return impl::a8_avxvnni::a8_rows;
+    case A8Dot::Avx512Vnni: return impl::a8_avx512vnni::a8_rows;
     default: return nullptr;
   }
 }
@@ -117,7 +118,7 @@ bool a8_wide16(const QuantWeight& W) { return W.fmt.bits == 8 && !vnni_rows(W); 
 void a8_block(const impl::A8Act& a, int64_t M, const QuantWeight& W, const float* bias, float* Y, A8Out& o,
               int64_t n0, int64_t n1) {
   const int64_t N = W.N;
-  if (const A8RowsPc rows = vnni_rows(W)) rows(a, W, n0, n1, o.I.get());
+  if (const A8Rows rows = vnni_rows(W)) rows(a, W, n0, n1, o.I.get(), o.F.get());
   else impl::avx2::a8_rows(a, W, n0, n1, o.I.get(), o.F.get());
   if (W.groups() == 1) {
     for (int64_t m = 0; m < M; m++)

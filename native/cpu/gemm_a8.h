@@ -35,17 +35,17 @@ void a8_act(const float* X, int64_t M, int64_t K, int64_t gs, bool wide16, A8Act
 void a8_rows(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F);
 }  // namespace avx2
 
-// The VNNI kernels (gemm_a8_vnni.cpp), one namespace per dot-product instruction (cpu_features.h A8Dot), for
-// single-group (per-channel) weights of 2, 3, 4 or 8 bits: I[m, n] = sum_k (qa - za) * qw exactly, for the rows
-// [n0, n1) (row stride W.N), from `a` filled by avx2::a8_act with wide16 = false.
+// The VNNI kernels (gemm_a8_vnni.cpp), one namespace per dot-product instruction (cpu_features.h A8Dot), for weights
+// of 2, 3, 4 or 8 bits: the contract of avx2::a8_rows above (I per channel, F grouped, group_size % 32 == 0), from
+// `a` filled by avx2::a8_act with wide16 = false.
 namespace a8_vnni_emu {
-void a8_rows_pc(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I);
+void a8_rows(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F);
 }
 namespace a8_avxvnni {
-void a8_rows_pc(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I);
+void a8_rows(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F);
 }
 namespace a8_avx512vnni {
-void a8_rows_pc(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I);
+void a8_rows(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F);
 }
 
 }  // namespace quanteval::impl

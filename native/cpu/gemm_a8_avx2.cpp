@@ -32,7 +32,7 @@
 #include <array>
 #include <cstring>
 
-#include "a8_unpack.h"
+#include "a8_common.h"
 #include "gemm_a8.h"
 #include "gemm_common.h"
 #include "tls.h"
@@ -379,48 +379,6 @@ inline void a8_row4_pairs(const uint8_t* row, int64_t chunks, int64_t G, const i
   }
   const float wc = hsum(wcorr);
   for (int m = 0; m < MB; m++) F[m] = hsum(accF[m]) + (float)(128 - za[m]) * wc;
-}
-
-// G scales of row n as fp32 (sw) and sw * zw (swz).
-void row_scales(const QuantWeight& W, int64_t n, float* sw, float* swz) {
-  const int64_t G = W.groups();
-  const int64_t i0 = n * G;
-  int64_t g = 0;
-  switch (W.fmt.scale_dtype) {
-    case DType::F16: {
-      const uint16_t* s = static_cast<const uint16_t*>(W.scales) + i0;
-      for (; g + 8 <= G; g += 8) _mm256_storeu_ps(sw + g, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(s + g))));
-      for (; g < G; g++) sw[g] = _cvtsh_ss(s[g]);
-      break;
-    }
-    case DType::BF16: {
-      const uint16_t* s = static_cast<const uint16_t*>(W.scales) + i0;
-      for (; g < G; g++) sw[g] = bf16_to_f32(s[g]);
-      break;
-    }
-    default: std::memcpy(sw, static_cast<const float*>(W.scales) + i0, sizeof(float) * G); break;
-  }
-  if (W.fmt.symmetric) {
-    const float zs = (float)(1 << (W.fmt.bits - 1));
-    for (g = 0; g < G; g++) swz[g] = sw[g] * zs;
-    return;
-  }
-  const uint8_t* z = W.zeros + i0;
-  for (g = 0; g + 8 <= G; g += 8) {
-    const __m256 zf = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(z + g))));
-    _mm256_storeu_ps(swz + g, _mm256_mul_ps(_mm256_loadu_ps(sw + g), zf));
-  }
-  for (; g < G; g++) swz[g] = sw[g] * (float)z[g];
-}
-
-// sum_g a[g] * b[g] in fp32 (8 lanes).
-inline float dot_f32(const float* a, const float* b, int64_t n) {
-  __m256 acc = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
-  float s = hsum(acc);
-  for (; i < n; i++) s += a[i] * b[i];
-  return s;
 }
 
 template <int BITS, bool PC, int SHORT>

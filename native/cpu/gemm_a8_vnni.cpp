@@ -1,6 +1,6 @@
 #pragma GCC target("avx2,fma,f16c")
-// VNNI kernels of the integer-activation GEMM (gemm_w8a8) for per-channel weights of 2, 3, 4 and 8 bits: the kernel
-// of gemm_a8_vnni_impl.h compiled three times, each with its own vpdpbusd:
+// VNNI kernels of the integer-activation GEMM (gemm_w8a8) for weights of 2, 3, 4 and 8 bits, per channel or in groups
+// of a multiple of 32: the kernels of gemm_a8_vnni_impl.h compiled three times, each with its own vpdpbusd:
 //   a8_vnni_emu   AVX2 only: vpdpbusd emulated exactly (vpmaddwd on the even and odd bytes widened to int16). Slow;
 //                 it lets the kernels' tiling and arithmetic be tested against gemm_w8a8_ref on CPUs without VNNI.
 //   a8_avxvnni    AVX-VNNI (VEX, Alder Lake and later, Zen 5): _mm256_dpbusd_avx_epi32.
@@ -14,11 +14,13 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
-#include "a8_unpack.h"
+#include "a8_common.h"
 #include "gemm_a8.h"
 #include "gemm_common.h"
 #include "simd_avx2.h"
+#include "tls.h"
 
 namespace quanteval::impl::a8_vnni_emu {
 // acc[i] += sum_{j<4} u[4i+j] * s[4i+j], exactly: each product fits int16 x int16 -> int32 (|u * s| <= 255 * 128).
@@ -47,13 +49,13 @@ inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) { return _mm256_dpbusd_
 #pragma GCC pop_options
 
 namespace quanteval::impl {
-void a8_vnni_emu::a8_rows_pc(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I) {
-  rows_pc(a, W, n0, n1, I);
+void a8_vnni_emu::a8_rows(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F) {
+  rows(a, W, n0, n1, I, F);
 }
-void a8_avxvnni::a8_rows_pc(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I) {
-  rows_pc(a, W, n0, n1, I);
+void a8_avxvnni::a8_rows(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F) {
+  rows(a, W, n0, n1, I, F);
 }
-void a8_avx512vnni::a8_rows_pc(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I) {
-  rows_pc(a, W, n0, n1, I);
+void a8_avx512vnni::a8_rows(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F) {
+  rows(a, W, n0, n1, I, F);
 }
 }  // namespace quanteval::impl

@@ -44,7 +44,7 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, isa_name(cpu_isa()));
 }
 
-// The int8 dot product of gemmW8A8's per-channel kernels (cpu_features.h A8DotMode); returns the one now in use.
+// The int8 dot product of gemmW8A8's kernels (cpu_features.h A8DotMode); returns the one now in use.
 Napi::Value SetA8Dot(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto s = string(env, arg(info, 0, "mode"), "mode");

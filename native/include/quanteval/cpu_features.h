@@ -18,7 +18,8 @@ Isa cpu_isa();
 void set_isa_cap(Isa cap);  // for tests and benchmarks
 const char* isa_name(Isa isa);
 
-// The int8 dot product of the integer-activation GEMM (gemm_w8a8) for per-channel weights. VNNI's vpdpbusd (32
+// The int8 dot product of the integer-activation GEMM (gemm_w8a8; weights of 2/3/4/8 bits per channel or in groups of
+// a multiple of 32). VNNI's vpdpbusd (32
 // u8 x s8 products summed into int32 lanes, no int16 stage) where the CPU has it: AVX512-VNNI with VL at the Avx512
 // level, else AVX-VNNI at Avx2 or above; otherwise the AVX2 kernels (vpmaddubsw / vpmaddwd). Emulated runs the
 // VNNI kernels with vpdpbusd emulated exactly in AVX2: it exercises their tiling and zero-point arithmetic on CPUs
