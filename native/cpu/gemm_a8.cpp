@@ -7,8 +7,8 @@
 //    (a8_tile8_w8) was faster: M = 256, N = 1024, K = 4096, one thread 31.0 -> 22.9 ms; N = 4096 on two threads
 //    60.3 -> 55.1 ms.
 //  - VNNI (cpu_features.h a8_dot), 2/3/4/8 bits per channel or in groups of a multiple of 32, any M: the vpdpbusd
-//    kernels of gemm_a8_vnni.cpp instead of the two AVX2 paths above (and with QUANTEVAL_VNNI=emulate the same kernels with the
-//    instruction emulated, for tests on CPUs without it).
+//    kernels of gemm_a8_vnni.cpp instead of the two AVX2 paths above (QUANTEVAL_VNNI=emulate: the same kernels with
+//    the instruction emulated, for tests on CPUs without it).
 //  - Otherwise (QUANTEVAL_ISA=scalar, 6-bit weights, group sizes that split 32-code chunks): the reference arithmetic, in parallel
 //    over output channels.
 //
@@ -179,7 +179,7 @@ void gemm_w8a8_multi(const float* X, int64_t M, const QuantWeight* W, int n, con
   check_act(DType::F32, M, "gemm_w8a8_multi");
   check_multi(W, n, "gemm_w8a8_multi", check_w8a8);
   if (M == 0 || n == 0) return;
-  // One pass needs one activation quantization: the same A8 path, bits class (8 or not) and group size.
+  // One pass needs one activation quantization: the same A8 path, activation layout (a8_wide16) and group size.
   bool fused = n > 1;
   for (int i = 0; i < n && fused; i++)
     fused = a8_path(M, W[i]) == A8Path::A8 && a8_wide16(W[i]) == a8_wide16(W[0]) &&
