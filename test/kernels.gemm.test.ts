@@ -8,7 +8,7 @@
 //  - every kind of bad argument raises a TypeError / RangeError naming the argument.
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   dequantize,
   fakeQuantAct,
@@ -220,6 +220,9 @@ describe("gemmQ fast vs ref (rel L2 <= 1e-5)", () => {
     { M: 33, N: 21, K: 333, format: { bits: 6, groupSize: 43, symmetric: false, scaleDtype: "bf16" }, x: "f32", bias: true },
     { M: 300, N: 19, K: 172, format: { bits: 4, groupSize: 172, symmetric: true, scaleDtype: "f16" }, x: "bf16", bias: false },
   ];
+  afterEach(() => {
+    native().setIsa(startIsa);  // the scalar cases must not leave the rest of the file on the scalar path
+  });
   for (const isa of [startIsa, "scalar"] as const)
     for (const c of cases)
       it(`[${isa}] M=${c.M} N=${c.N} K=${c.K} w${c.format.bits} g${c.format.groupSize} ${c.format.scaleDtype} x=${c.x}`, async () => {
@@ -265,7 +268,6 @@ afterAll(() => {
 
 describe("setA8Dot", () => {
   it("switches gemmW8A8's dot product and names it; rejects unknown modes", () => {
-    native().setIsa(startIsa);  // the scalar runs above leave the ISA capped
     if (startIsa !== "scalar") {
       expect(native().setA8Dot("emulate")).toBe("vnni-emulated");
       expect(native().cpuInfo().a8Dot).toBe("vnni-emulated");
@@ -284,7 +286,6 @@ describe("setA8Dot", () => {
 
 describe.each(dotModes)("gemmW8A8 (a8 dot: %s)", (dot) => {
   beforeAll(() => {
-    native().setIsa(startIsa);  // the scalar runs above leave the ISA capped
     native().setA8Dot(dot);
   });
   afterAll(() => {

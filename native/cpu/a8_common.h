@@ -1,5 +1,5 @@
 // Helpers shared by the integer-activation kernels (gemm_a8_avx2.cpp, gemm_a8_vnni.cpp): unpack_u8 (one packed chunk
-// of 2-, 3- or 4-bit codes as 32 bytes in natural order), row_scales, dot_f32. Include only from files compiled with
+// of 2-, 3- or 4-bit codes as 32 bytes in natural order), hsum_u64, row_scales, dot_f32. Include only from files compiled with
 // #pragma GCC target("avx2,fma,f16c") (inline: it inherits that target, and the VNNI targets are supersets of it).
 #pragma once
 #include <immintrin.h>
@@ -38,6 +38,13 @@ inline __m256i unpack_u8(const uint8_t* c) {
     }
     return q;
   }
+}
+
+// Sum of the 4 qword lanes (vpsadbw sums).
+inline uint64_t hsum_u64(__m256i v) {
+  alignas(32) uint64_t l[4];
+  _mm256_store_si256((__m256i*)l, v);
+  return l[0] + l[1] + l[2] + l[3];
 }
 
 // G scales of row n as fp32 (sw) and sw * zw (swz).

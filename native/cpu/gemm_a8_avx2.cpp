@@ -77,11 +77,6 @@ inline int32_t hsum_i32(__m256i v) {
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
   return _mm_cvtsi128_si32(s);
 }
-inline uint64_t hsum_u64(__m256i v) {
-  alignas(32) uint64_t l[4];
-  _mm256_store_si256((__m256i*)l, v);
-  return l[0] + l[1] + l[2] + l[3];
-}
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));

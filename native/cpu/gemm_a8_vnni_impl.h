@@ -57,12 +57,7 @@ void tile(const uint8_t* const* rows, int64_t chunks, const int8_t* A, int64_t l
   for (int m = 0; m < MR; m++)
     for (int r = 0; r < NR; r++) acc[m * NR + r] = simd::hsum8_i32(s[m][r]);
   if (FIRST)
-    for (int r = 0; r < NR; r++) {
-      // 4 qword lanes, each below 2^32 (sum qw <= 255 K): their low dwords hold them
-      alignas(32) uint64_t l[4];
-      _mm256_store_si256((__m256i*)l, ws[r]);
-      wsum[r] = (uint32_t)(l[0] + l[1] + l[2] + l[3]);
-    }
+    for (int r = 0; r < NR; r++) wsum[r] = (uint32_t)avx2::hsum_u64(ws[r]);  // sum qw <= 255 K < 2^32
 }
 
 template <int BITS, int MR, int NR>
