@@ -4,6 +4,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -134,10 +135,20 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     return;
   }
   int64_t per = (n + nt - 1) / nt;
+  // An exception must not leave a task: on a worker it would terminate the process, and on the calling thread it
+  // would return while the workers still run fn. The first one is kept and rethrown here once every task is done.
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
   pool().run(nt, [&](int i) {
     int64_t b = i * per, e = std::min(n, b + per);
-    if (b < e) fn(b, e);
+    if (b >= e) return;
+    try {
+      fn(b, e);
+    } catch (...) {
+      if (!failed.exchange(true)) error = std::current_exception();
+    }
   });
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace quanteval

@@ -12,6 +12,7 @@
 //    32-code chunks): per channel bit-exact (integer accumulation, same fp32 rescale); grouped within 1e-5 of the
 //    magnitude above (fp32 sum over groups); the ref vs gemm_q_ref(fake_quant_act_ref(X)) within 1e-5 of the norm.
 //  - fast unpacking (tiled path) on identity activations reproduces dequantize_ref exactly.
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -454,7 +455,32 @@ static void test_errors() {
   CHECK(threw, "gemm_q accepts f16 activations");
 }
 
+// parallel_for hands an exception thrown on any thread back to the caller, after all ranges ran, and the pool works on.
+static void test_parallel_for_exception() {
+  set_num_threads(2);
+  for (int thrower = 0; thrower < 2; thrower++) {
+    std::atomic<int> ran{0};
+    std::string msg;
+    try {
+      parallel_for(2, 1, [&](int64_t b, int64_t) {
+        ran++;
+        if (b == thrower) throw std::runtime_error("range " + std::to_string(b));
+      });
+    } catch (const std::runtime_error& e) {
+      msg = e.what();
+    }
+    CHECK(msg == "range " + std::to_string(thrower), "parallel_for: exception of range %d: got '%s'", thrower, msg.c_str());
+    CHECK(ran == 2, "parallel_for: %d of 2 ranges ran before the rethrow", ran.load());
+  }
+  std::atomic<int64_t> sum{0};
+  parallel_for(1000, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) sum += i;
+  });
+  CHECK(sum == 499500, "parallel_for after an exception: sum %ld", (long)sum.load());
+}
+
 int main() {
+  test_parallel_for_exception();
   test_rtn_hand_cases();
   test_rtn_bounds();
   test_fake_quant_act();

@@ -13,6 +13,7 @@ namespace quanteval {
 int num_threads();
 void set_num_threads(int n);  // n >= 1; resizes the pool
 // Runs fn(begin, end) over [0, n) split into at most num_threads() contiguous ranges of at least `grain` items.
+// An exception thrown by fn is rethrown on the calling thread once every range has finished (the first, if several).
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace quanteval
