@@ -114,6 +114,8 @@ A8Rows vnni_rows(const QuantWeight& W) {
 }
 // a8_act's int16 copy of the codes: only the AVX2 kernels of 8-bit weights read it.
 bool a8_wide16(const QuantWeight& W) { return W.fmt.bits == 8 && !vnni_rows(W); }
+// a8_act's reordered copy (q8p): only the AVX2 GEMV of some grouped 4-bit weights reads it.
+bool a8_pairs(const QuantWeight& W) { return !vnni_rows(W) && impl::avx2::a8_reads_pairs(W); }
 
 void a8_block(const impl::A8Act& a, int64_t M, const QuantWeight& W, const float* bias, float* Y, A8Out& o,
               int64_t n0, int64_t n1) {
@@ -143,7 +145,7 @@ void a8_block(const impl::A8Act& a, int64_t M, const QuantWeight& W, const float
 
 void w8a8_a8(const float* X, int64_t M, const QuantWeight& W, const float* bias, float* Y) {
   impl::A8Act a;
-  impl::avx2::a8_act(X, M, W.K, W.fmt.group_size, a8_wide16(W), a);
+  impl::avx2::a8_act(X, M, W.K, W.fmt.group_size, a8_wide16(W), a8_pairs(W), a);
   A8Out o(M, W);
   dynamic_for(W.N, M <= impl::kA8GemvMaxM ? gemv_block_rows(W.N, 32) : kPrefillRows,
               [&](int64_t n0, int64_t n1) { a8_block(a, M, W, bias, Y, o, n0, n1); });
@@ -190,7 +192,9 @@ void gemm_w8a8_multi(const float* X, int64_t M, const QuantWeight* W, int n, con
     return;
   }
   impl::A8Act a;
-  impl::avx2::a8_act(X, M, W[0].K, W[0].fmt.group_size, a8_wide16(W[0]), a);
+  bool pairs = false;  // one reordered copy serves every weight that reads it
+  for (int i = 0; i < n; i++) pairs = pairs || a8_pairs(W[i]);
+  impl::avx2::a8_act(X, M, W[0].K, W[0].fmt.group_size, a8_wide16(W[0]), pairs, a);
   std::vector<A8Out> outs;
   for (int i = 0; i < n; i++) outs.emplace_back(M, W[i]);
   const auto blocks = row_blocks(W, n, M <= impl::kA8GemvMaxM ? gemv_block_rows(total_rows(W, n), 32) : kPrefillRows);

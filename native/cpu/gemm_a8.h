@@ -16,7 +16,7 @@ constexpr int64_t kA8GemvMaxM = 8;
 struct A8Act {
   int64_t M = 0, K = 0, G = 0, gs = 0, lda = 0;
   std::vector<int8_t> q8;     // [M, lda] centered codes qa - 128 (weights of 2/3/4 bits: vpmaddubsw operand); 0 past K
-  std::vector<int8_t> q8p;    // [M, lda] q8 in the order of the paired 4-bit GEMV steps (M <= kA8GemvMaxM, not wide16)
+  std::vector<int8_t> q8p;    // [M, lda] q8 in the order of the paired 4-bit GEMV steps (a8_act's `pairs`); else empty
   std::vector<int16_t> q16;   // [M, lda] the same codes as int16 (8-bit weights: vpmaddwd operand); else empty
   std::vector<float> sa;      // [M] activation scale
   std::vector<int32_t> za;    // [M] activation zero point
@@ -26,8 +26,11 @@ struct A8Act {
 };
 
 namespace avx2 {
-// Fills `a` for X[M, K] with groups of gs (G groups); wide16: also fill q16.
-void a8_act(const float* X, int64_t M, int64_t K, int64_t gs, bool wide16, A8Act& a);
+// Fills `a` for X[M, K] with groups of gs (G groups); wide16: also fill q16; pairs: also fill q8p (M <= kA8GemvMaxM,
+// not wide16).
+void a8_act(const float* X, int64_t M, int64_t K, int64_t gs, bool wide16, bool pairs, A8Act& a);
+// Whether a8_rows reads q8p for W at M <= kA8GemvMaxM: grouped 4-bit weights in groups of 2, 4 or 8 chunks.
+bool a8_reads_pairs(const QuantWeight& W);
 // Integer dot products for the W rows [n0, n1) (group_size % 32 == 0 or a single group):
 //   single group (per channel): I[m, n] = sum_k (qa - za) * qw   (int32, exact)
 //   grouped: F[m, n] = sum_g sw[n, g] * sum_{k in g} (qa - za) * (qw - zw[n, g])   (fp32 accumulation)

@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <stdexcept>
 
 #include "a8_common.h"
 #include "gemm_a8.h"
@@ -394,6 +395,7 @@ void rows_bits(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int
     // Grouped 4-bit weights, groups of 2, 4 or 8 chunks: the 1- and 2-token rows read the codes two chunks a load
     // (a8_row4_pairs, on the reordered codes q8p).
     constexpr bool kPairs = BITS == 4 && !PC && (SHORT == 2 || SHORT == 4 || SHORT == 8);
+    if (kPairs && a.q8p.empty()) throw std::logic_error("a8_rows: the paired activation codes (q8p) were not filled");
     const int8_t* A8p = kPairs ? a.q8p.data() : nullptr;
     const int16_t* A16 = a.q16.empty() ? nullptr : a.q16.data();
     const int64_t sb = (int64_t)dtype_size(W.fmt.scale_dtype);
@@ -552,7 +554,7 @@ inline void pair_activations(const int8_t* A8, int64_t M, int64_t lda, int64_t c
   }
 }
 
-void a8_act(const float* X, int64_t M, int64_t K, int64_t gs, bool wide16, A8Act& a) {
+void a8_act(const float* X, int64_t M, int64_t K, int64_t gs, bool wide16, bool pairs, A8Act& a) {
   a.M = M;
   a.K = K;
   a.gs = std::min(gs, K);
@@ -614,12 +616,18 @@ void a8_act(const float* X, int64_t M, int64_t K, int64_t gs, bool wide16, A8Act
     }
   }
   // The GEMV's paired 4-bit steps read the codes reordered (once here, for every weight the call multiplies).
-  if (!wide16 && M <= kA8GemvMaxM) {
+  if (pairs && !wide16 && M <= kA8GemvMaxM) {
     a.q8p.resize((size_t)(M * a.lda));
     pair_activations(a.q8.data(), M, a.lda, chunks_per_row(K), a.q8p.data());
   } else {
     a.q8p.clear();
   }
+}
+
+// rows_bits' kPairs, as rows_dispatch instantiates it (PC: one group; SHORT: the chunks a group when 1, 2, 4 or 8).
+bool a8_reads_pairs(const QuantWeight& W) {
+  const int64_t cpg = W.fmt.group_size / kChunk;
+  return W.fmt.bits == 4 && W.groups() > 1 && W.fmt.group_size % kChunk == 0 && (cpg == 2 || cpg == 4 || cpg == 8);
 }
 
 void a8_rows(const A8Act& a, const QuantWeight& W, int64_t n0, int64_t n1, int32_t* I, float* F) {
