@@ -25,7 +25,8 @@ export type Backend = "cpu" | "cuda" | "auto";
 export type Addon = Record<string, any> & {
   variant: "cpu" | "cuda";
   napiVersion: number;
-  /** a8Dot: the int8 dot product of gemmW8A8's kernels ("avx2", "avx-vnni", "avx512-vnni", "vnni-emulated"). */
+  /** a8Dot: the int8 dot product of gemmW8A8's kernels ("avx2", "avx-vnni", "avx512-vnni", "vnni-emulated",
+   *  or "scalar" when the ISA is capped at scalar and the reference runs). */
   cpuInfo(): { isa: string; threads: number; features: Record<string, boolean>; a8Dot: string };
   cudaInfo(): {
     compiled: boolean;

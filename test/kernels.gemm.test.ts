@@ -275,7 +275,9 @@ describe("setA8Dot", () => {
     }
     const f = native().cpuInfo().features;
     expect(native().setA8Dot("auto")).toBe(
-      startIsa === "scalar" || !(f.avxvnni || (f.avx512vnni && startIsa === "avx512"))
+      startIsa === "scalar"
+        ? "scalar"
+        : !(f.avxvnni || (f.avx512vnni && startIsa === "avx512"))
         ? "avx2"
         : startIsa === "avx512" && f.avx512vnni ? "avx512-vnni" : "avx-vnni",
     );

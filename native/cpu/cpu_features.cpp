@@ -80,7 +80,8 @@ void set_isa_cap(Isa cap) { g_cap = cap; }
 
 A8Dot a8_dot() {
   const Isa isa = cpu_isa();
-  if (isa < Isa::Avx2 || g_a8_dot == A8DotMode::Off) return A8Dot::Avx2;
+  if (isa < Isa::Avx2) return A8Dot::Scalar;
+  if (g_a8_dot == A8DotMode::Off) return A8Dot::Avx2;
   if (g_a8_dot == A8DotMode::Emulate) return A8Dot::Emulated;
   const CpuFeatures& f = cpu_features();
   if (isa >= Isa::Avx512 && f.avx512vnni) return A8Dot::Avx512Vnni;
@@ -96,6 +97,7 @@ const char* a8_dot_name(A8Dot d) {
     case A8Dot::Emulated: return "vnni-emulated";
     case A8Dot::AvxVnni: return "avx-vnni";
     case A8Dot::Avx512Vnni: return "avx512-vnni";
+    case A8Dot::Scalar: return "scalar";
   }
   return "?";
 }

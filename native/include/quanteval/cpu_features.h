@@ -23,8 +23,9 @@ const char* isa_name(Isa isa);
 // u8 x s8 products summed into int32 lanes, no int16 stage) where the CPU has it: AVX512-VNNI with VL at the Avx512
 // level, else AVX-VNNI at Avx2 or above; otherwise the AVX2 kernels (vpmaddubsw / vpmaddwd). Emulated runs the
 // VNNI kernels with vpdpbusd emulated exactly in AVX2: it exercises their tiling and zero-point arithmetic on CPUs
-// without VNNI (tests), at a fraction of the speed. QUANTEVAL_VNNI=off|emulate|auto (env) sets the mode.
-enum class A8Dot : int { Avx2 = 0, Emulated = 1, AvxVnni = 2, Avx512Vnni = 3 };
+// without VNNI (tests), at a fraction of the speed. QUANTEVAL_VNNI=off|emulate|auto (env) sets the mode. Scalar: the
+// ISA is capped below AVX2 (QUANTEVAL_ISA=scalar), gemm_w8a8 runs its reference whatever the mode.
+enum class A8Dot : int { Avx2 = 0, Emulated = 1, AvxVnni = 2, Avx512Vnni = 3, Scalar = 4 };
 enum class A8DotMode : int { Auto = 0, Off = 1, Emulate = 2 };
 A8Dot a8_dot();  // after the mode and the ISA cap
 void set_a8_dot_mode(A8DotMode mode);  // for tests and benchmarks
