@@ -1,5 +1,6 @@
 // Dispatch of the GEMM kernels (kernels.h): validates the arguments, then picks the implementation for the CPU
-// (cpu_isa(): AVX2+FMA+F16C or the portable fallback). The shape-dependent choices (GEMV vs tiled) are made inside
+// (cpu_isa(): AVX2+FMA+F16C, whose tiled path
+// takes AVX-512 register tiles at the Avx512 level, or the portable fallback). The shape-dependent choices (GEMV vs tiled) are made inside
 // each implementation.
 // gemm_w8a8 is dispatched in gemm_a8.cpp.
 #include <algorithm>

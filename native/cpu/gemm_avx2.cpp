@@ -8,7 +8,8 @@
 //    it meets the NB rows of a W block that stay in L2. The W block is copied (dense; fp16/bf16 converted) or
 //    dequantized (packed) into an fp32 panel whose rows are skewed by 64 bytes: rows whose stride is a multiple of
 //    4 KiB (K = 4096 fp32) would otherwise all map to the same L1 sets, which halved the GEMM's speed. The whole
-//    dequantized matrix is never built. With M <= 4, dense weights are streamed in place instead.
+//    dequantized matrix is never built. With M <= 4, dense weights are streamed in place instead. On AVX-512 CPUs
+//    the fp32 blocks go to a 4 x 6 zmm tile instead (gemm_avx512.cpp).
 //  - Quantized GEMV (M <= kGemvMaxM, group size a multiple of 32): memory bound, so each packed row is streamed
 //    once: 32 codes are unpacked to 4 fp32 vectors and multiplied by all M activation rows; per group
 //    y += s * sum(x * q) and, once per group, y -= s * z * sum_group(x) with the group sums of x precomputed.
@@ -20,10 +21,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "gemm_common.h"
 #include "gemm_impl.h"
+#include "quanteval/cpu_features.h"
 #include "quanteval/threadpool.h"
 #include "tls.h"
 
@@ -107,9 +110,13 @@ void micro_n(int nr, const float* X, int64_t ldx, const WT* W, int64_t ldw, int6
 }
 
 // Y[M, nrows] += X[M, kc] · W[nrows, kc]^T with every register tile.
+// fp32 weights (panels, and fp32 rows read in place) take the AVX-512 tile (gemm_avx512.cpp) on AVX-512 CPUs.
 template <class WT>
 void tiles(const float* X, int64_t ldx, int64_t M, const WT* W, int64_t ldw, int64_t nrows, int64_t kc, float* Y,
            int64_t ldy) {
+  if constexpr (std::is_same_v<WT, float>) {
+    if (cpu_isa() >= Isa::Avx512) return avx512::tiles_f32(X, ldx, M, W, ldw, nrows, kc, Y, ldy);
+  }
   for (int64_t m = 0; m < M; m += MR) {
     const int mr = (int)std::min<int64_t>(MR, M - m);
     const float* x = X + m * ldx;
@@ -435,6 +442,8 @@ void gemv_q_dispatch_m(int64_t M, const QuantWeight& W, const float* X, int64_t 
 template <int BITS>
 void gemv_q_dispatch(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum,
                      const float* bias, float* Y, int64_t n0, int64_t n1) {
+  if (cpu_isa() >= Isa::Avx512 && avx512::gemv_q_takes(BITS, M))  // same X / gsum, zmm kernel (gemm_avx512.cpp)
+    return avx512::gemv_q_rows(M, W, X, ldx, gsum, bias, Y, n0, n1);
   switch (W.fmt.group_size) {
     case 32: gemv_q_dispatch_m<BITS, 1>(M, W, X, ldx, gsum, bias, Y, n0, n1); break;
     case 64: gemv_q_dispatch_m<BITS, 2>(M, W, X, ldx, gsum, bias, Y, n0, n1); break;

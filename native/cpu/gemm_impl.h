@@ -33,6 +33,19 @@ void w4a8_core(const int8_t* A8, int64_t lda8, int64_t M, const QuantWeight& W, 
 uint64_t read_stream(const uint8_t* p, int64_t b, int64_t e, int strategy);
 }  // namespace avx2
 
+namespace avx512 {
+// Y[M, nrows] += X[M, kc] · W[nrows, kc]^T (row strides ldx, ldw, ldy), fp32, with AVX-512 register tiles
+// (gemm_avx512.cpp). Called by the AVX2 implementation's tiled path when cpu_isa() is Avx512.
+void tiles_f32(const float* X, int64_t ldx, int64_t M, const float* W, int64_t ldw, int64_t nrows, int64_t kc,
+               float* Y, int64_t ldy);
+// The quantized GEMV (gemm_avx2.cpp's path for M <= 8, groups of a multiple of 32) for the cases gemv_q_takes:
+// 4- and 8-bit codes, M <= 4. X, ldx and gsum as the AVX2 GEMV's (GemvX: fp32, zero-padded to whole chunks,
+// 4-bit transformed; per-group sums of the original X). Rows [n0, n1) of Y[M, N].
+bool gemv_q_takes(int bits, int64_t M);
+void gemv_q_rows(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias,
+                 float* Y, int64_t n0, int64_t n1);
+}  // namespace avx512
+
 // Memory read bandwidth probe for the benchmarks: the threads stream a `bytes`-byte buffer (fresh, huge-page advised,
 // faulted in beforehand) in 4 MiB blocks handed out dynamically; `reps` rounds, each timing every read strategy;
 // returns each round's fastest pass in seconds.

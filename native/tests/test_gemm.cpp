@@ -479,7 +479,48 @@ static void test_parallel_for_exception() {
   CHECK(sum == 499500, "parallel_for after an exception: sum %ld", (long)sum.load());
 }
 
-int main() {
+// `test_gemm avx512 [cases]`: only the kernels that differ at the Avx512 level (the fp32 tiles of dense and packed
+// weights, the 4- and 8-bit GEMV, single and fused), with fewer random cases when asked (emulators); fails on a CPU without AVX-512.
+static int avx512_only(int cases) {
+  std::printf("cpu: isa %s\n", isa_name(cpu_isa()));
+  if (cpu_isa() < Isa::Avx512) {
+    std::printf("FAIL: this CPU has no AVX512F/BW/VL (isa %s)\n", isa_name(cpu_isa()));
+    return 1;
+  }
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    test_dense(cases);
+    test_gemm_q(cases);
+    test_multi(cases);
+  }
+  std::printf("%s: %d checks, %d failures (isa %s)\n", failures ? "FAIL" : "ok", checks, failures,
+              isa_name(cpu_isa()));
+  return failures ? 1 : 0;
+}
+
+// `test_gemm vnni [cases]`: only gemm_w8a8 on this CPU's own VNNI instruction (fails when it has none), with fewer
+// random cases when asked: for emulators of VNNI CPUs (scripts/avx512-emu, Bochs' tigerlake model), ~100x slower.
+static int vnni_only(int cases) {
+  set_a8_dot_mode(A8DotMode::Auto);
+  std::printf("cpu: isa %s, a8 dot %s\n", isa_name(cpu_isa()), a8_dot_name(a8_dot()));
+  if (a8_dot() != A8Dot::AvxVnni && a8_dot() != A8Dot::Avx512Vnni) {
+    std::printf("FAIL: this CPU has neither AVX-VNNI nor AVX512-VNNI/VL (a8 dot %s)\n", a8_dot_name(a8_dot()));
+    return 1;
+  }
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    test_w8a8_pc();
+    test_w8a8(cases);
+    test_multi(cases);
+  }
+  std::printf("%s: %d checks, %d failures (gemm_w8a8 on %s)\n", failures ? "FAIL" : "ok", checks, failures,
+              a8_dot_name(a8_dot()));
+  return failures ? 1 : 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && !std::strcmp(argv[1], "avx512")) return avx512_only(argc > 2 ? std::atoi(argv[2]) : 40);
+  if (argc > 1 && !std::strcmp(argv[1], "vnni")) return vnni_only(argc > 2 ? std::atoi(argv[2]) : 56);
   test_parallel_for_exception();
   test_rtn_hand_cases();
   test_rtn_bounds();
@@ -487,6 +528,8 @@ int main() {
   test_errors();
   std::vector<Isa> isas = {Isa::Scalar};
   if (cpu_isa() >= Isa::Avx2) isas.push_back(Isa::Avx2);
+  if (cpu_isa() >= Isa::Avx512) isas.push_back(Isa::Avx512);
+  else std::printf("skip: the AVX-512 tiles (this CPU has no AVX512F/BW/VL; scripts/avx512-emu runs them)\n");
   const Isa hw = cpu_isa();
   for (Isa isa : isas) {
     set_isa_cap(isa);
