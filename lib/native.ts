@@ -26,8 +26,10 @@ export type Addon = Record<string, any> & {
   variant: "cpu" | "cuda";
   napiVersion: number;
   /** a8Dot: the int8 dot product of gemmW8A8's kernels ("avx2", "avx-vnni", "avx512-vnni", "vnni-emulated",
-   *  or "scalar" when the ISA is capped at scalar and the reference runs). */
-  cpuInfo(): { isa: string; threads: number; features: Record<string, boolean>; a8Dot: string };
+   *  or "scalar" when the ISA is capped at scalar and the reference runs).
+   *  zmm: the AVX-512 kernels of the fp32 GEMM tiles and the 4-/8-bit GEMV: "avx512" (the avx512 level), "none",
+   *  or "avx512-emulated" (QUANTEVAL_AVX512=emulate: the same kernels with their zmm primitives emulated, for tests). */
+  cpuInfo(): { isa: string; threads: number; features: Record<string, boolean>; a8Dot: string; zmm: string };
   cudaInfo(): {
     compiled: boolean;
     devices: { name: string; computeCapability: string; memoryBytes: number; multiprocessors: number }[];

@@ -51,6 +51,58 @@ describe("native loader", () => {
     expect(dotInChild({ QUANTEVAL_ISA: "scalar", QUANTEVAL_VNNI: "emulate" })).toBe("scalar");
   });
 
+  it("QUANTEVAL_AVX512 runs the AVX-512 kernels emulated; gemmQ gives the same results (cpuInfo().zmm)", () => {
+    // In a child: the zmm kernels' name, and a 4-bit g128 GEMV (M = 2) and a dense GEMM (M = 9) run through them.
+    const script = `
+      import { loadNative } from ${JSON.stringify(path.join(root, "lib", "native.ts"))};
+      import { quantizeRtn, gemmQ, gemm } from ${JSON.stringify(path.join(root, "lib", "kernels.ts"))};
+      const a = loadNative().addon;
+      let s = 7;
+      const rnd = (n) => Float32Array.from({ length: n }, () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648) - 0.5);
+      const N = 40, K = 300;
+      const w = rnd(N * K), x2 = rnd(2 * K), x9 = rnd(9 * K);
+      const q = await quantizeRtn(w, N, K, { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f16" });
+      const y = await gemmQ(x2, "f32", 2, q);
+      const d = await gemm(x9, "f32", 9, { N, K, dtype: "f32", data: w });
+      console.log(JSON.stringify({ zmm: a.cpuInfo().zmm, y: Array.from(y), d: Array.from(d) }));`;
+    const run = (env: Record<string, string>) =>
+      JSON.parse(
+        execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+          env: { ...process.env, QUANTEVAL_BACKEND: "cpu", ...env },
+          cwd: root,
+        })
+          .toString()
+          .trim()
+          .split("\n")
+          .pop()!,
+      ) as { zmm: string; y: number[]; d: number[] };
+    const { addon } = loadNative();
+    const avx2 = addon.cpuInfo().isa !== "scalar";
+    const emu = run({ QUANTEVAL_AVX512: "emulate" });
+    const plain = run({ QUANTEVAL_AVX512: "auto", QUANTEVAL_ISA: "avx2" });
+    expect(emu.zmm).toBe(avx2 ? "avx512-emulated" : "none");
+    expect(plain.zmm).toBe("none");
+    expect(["none", "avx512"]).toContain(addon.cpuInfo().zmm);
+    // Different summation orders (16 lanes against 8), the same products: equal to fp32 rounding, and not bit for
+    // bit (these fixed inputs differ in some outputs: the emulated kernels did run).
+    if (avx2) {
+      expect(emu.y).not.toEqual(plain.y);
+      expect(emu.d).not.toEqual(plain.d);
+    }
+    for (const [a, b] of [
+      [emu.y, plain.y],
+      [emu.d, plain.d],
+    ]) {
+      expect(a.length).toBe(b.length);
+      let num = 0, den = 0;
+      for (let i = 0; i < a.length; i++) {
+        num += (a[i] - b[i]) ** 2;
+        den += b[i] ** 2;
+      }
+      expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
+    }
+  });
+
   it("falls back from auto with the reason when the CUDA addon is missing", () => {
     const r = loaderInChild({ QUANTEVAL_CUDA_ADDON: "/nonexistent/quanteval.node", QUANTEVAL_BACKEND: "auto" });
     expect(r.info).toMatchObject({ variant: "cpu", requested: "auto" });

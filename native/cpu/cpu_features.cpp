@@ -64,6 +64,13 @@ A8DotMode env_a8_dot() {
 }
 
 A8DotMode g_a8_dot = env_a8_dot();
+
+ZmmMode env_zmm() {
+  const char* e = std::getenv("QUANTEVAL_AVX512");
+  return e && !std::strcmp(e, "emulate") ? ZmmMode::Emulate : ZmmMode::Auto;
+}
+
+ZmmMode g_zmm = env_zmm();
 }  // namespace
 
 const CpuFeatures& cpu_features() {
@@ -98,6 +105,24 @@ const char* a8_dot_name(A8Dot d) {
     case A8Dot::AvxVnni: return "avx-vnni";
     case A8Dot::Avx512Vnni: return "avx512-vnni";
     case A8Dot::Scalar: return "scalar";
+  }
+  return "?";
+}
+
+Zmm zmm_kernels() {
+  const Isa isa = cpu_isa();
+  if (isa < Isa::Avx2) return Zmm::None;
+  if (g_zmm == ZmmMode::Emulate) return Zmm::Emulated;
+  return isa >= Isa::Avx512 ? Zmm::Native : Zmm::None;
+}
+
+void set_zmm_mode(ZmmMode mode) { g_zmm = mode; }
+
+const char* zmm_name(Zmm z) {
+  switch (z) {
+    case Zmm::None: return "none";
+    case Zmm::Native: return "avx512";
+    case Zmm::Emulated: return "avx512-emulated";
   }
   return "?";
 }

@@ -110,12 +110,16 @@ void micro_n(int nr, const float* X, int64_t ldx, const WT* W, int64_t ldw, int6
 }
 
 // Y[M, nrows] += X[M, kc] · W[nrows, kc]^T with every register tile.
-// fp32 weights (panels, and fp32 rows read in place) take the AVX-512 tile (gemm_avx512.cpp) on AVX-512 CPUs.
+// fp32 weights (panels, and fp32 rows read in place) take the AVX-512 tile (gemm_avx512.cpp) when zmm_kernels() says.
 template <class WT>
 void tiles(const float* X, int64_t ldx, int64_t M, const WT* W, int64_t ldw, int64_t nrows, int64_t kc, float* Y,
            int64_t ldy) {
   if constexpr (std::is_same_v<WT, float>) {
-    if (cpu_isa() >= Isa::Avx512) return avx512::tiles_f32(X, ldx, M, W, ldw, nrows, kc, Y, ldy);
+    switch (zmm_kernels()) {
+      case Zmm::Native: return avx512::tiles_f32(X, ldx, M, W, ldw, nrows, kc, Y, ldy);
+      case Zmm::Emulated: return avx512_emu::tiles_f32(X, ldx, M, W, ldw, nrows, kc, Y, ldy);
+      default: break;
+    }
   }
   for (int64_t m = 0; m < M; m += MR) {
     const int mr = (int)std::min<int64_t>(MR, M - m);
@@ -442,8 +446,13 @@ void gemv_q_dispatch_m(int64_t M, const QuantWeight& W, const float* X, int64_t 
 template <int BITS>
 void gemv_q_dispatch(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum,
                      const float* bias, float* Y, int64_t n0, int64_t n1) {
-  if (cpu_isa() >= Isa::Avx512 && avx512::gemv_q_takes(BITS, M))  // same X / gsum, zmm kernel (gemm_avx512.cpp)
-    return avx512::gemv_q_rows(M, W, X, ldx, gsum, bias, Y, n0, n1);
+  if (avx512::gemv_q_takes(BITS, M)) {  // same X / gsum, zmm kernel (gemm_avx512.cpp)
+    switch (zmm_kernels()) {
+      case Zmm::Native: return avx512::gemv_q_rows(M, W, X, ldx, gsum, bias, Y, n0, n1);
+      case Zmm::Emulated: return avx512_emu::gemv_q_rows(M, W, X, ldx, gsum, bias, Y, n0, n1);
+      default: break;
+    }
+  }
   switch (W.fmt.group_size) {
     case 32: gemv_q_dispatch_m<BITS, 1>(M, W, X, ldx, gsum, bias, Y, n0, n1); break;
     case 64: gemv_q_dispatch_m<BITS, 2>(M, W, X, ldx, gsum, bias, Y, n0, n1); break;

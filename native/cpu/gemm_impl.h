@@ -33,9 +33,11 @@ void w4a8_core(const int8_t* A8, int64_t lda8, int64_t M, const QuantWeight& W, 
 uint64_t read_stream(const uint8_t* p, int64_t b, int64_t e, int strategy);
 }  // namespace avx2
 
+// gemm_avx512.cpp, two instances of one kernel text: avx512 (zmm registers) and avx512_emu (the same text with the
+// zmm primitives emulated in scalar code, for tests). zmm_kernels() picks one.
 namespace avx512 {
 // Y[M, nrows] += X[M, kc] · W[nrows, kc]^T (row strides ldx, ldw, ldy), fp32, with AVX-512 register tiles
-// (gemm_avx512.cpp). Called by the AVX2 implementation's tiled path when cpu_isa() is Avx512.
+// (gemm_avx512.cpp). Called by the AVX2 implementation's tiled path when zmm_kernels() is Native.
 void tiles_f32(const float* X, int64_t ldx, int64_t M, const float* W, int64_t ldw, int64_t nrows, int64_t kc,
                float* Y, int64_t ldy);
 // The quantized GEMV (gemm_avx2.cpp's path for M <= 8, groups of a multiple of 32) for the cases gemv_q_takes:
@@ -45,6 +47,13 @@ bool gemv_q_takes(int bits, int64_t M);
 void gemv_q_rows(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias,
                  float* Y, int64_t n0, int64_t n1);
 }  // namespace avx512
+namespace avx512_emu {  // the same three functions
+void tiles_f32(const float* X, int64_t ldx, int64_t M, const float* W, int64_t ldw, int64_t nrows, int64_t kc,
+               float* Y, int64_t ldy);
+bool gemv_q_takes(int bits, int64_t M);
+void gemv_q_rows(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias,
+                 float* Y, int64_t n0, int64_t n1);
+}  // namespace avx512_emu
 
 // Memory read bandwidth probe for the benchmarks: the threads stream a `bytes`-byte buffer (fresh, huge-page advised,
 // faulted in beforehand) in 4 MiB blocks handed out dynamically; `reps` rounds, each timing every read strategy;

@@ -26,6 +26,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   feats.Set("avx512vnni", f.avx512vnni); feats.Set("avx512bf16", f.avx512bf16); feats.Set("avxvnni", f.avxvnni);
   o.Set("features", feats);
   o.Set("a8Dot", a8_dot_name(a8_dot()));
+  o.Set("zmm", zmm_name(zmm_kernels()));
   return o;
 }
 

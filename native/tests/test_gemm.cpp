@@ -112,6 +112,7 @@ static Packed quantize(const std::vector<float>& W, int64_t N, int64_t K, QuantF
 static const char* isa_label() {
   static std::string l;
   l = isa_name(cpu_isa());
+  if (zmm_kernels() == Zmm::Emulated) l += "/avx512-emulated";
   if (cpu_isa() >= Isa::Avx2 && a8_dot() != A8Dot::Avx2) l += std::string("/") + a8_dot_name(a8_dot());
   return l.c_str();
 }
@@ -253,6 +254,25 @@ static void test_dense(int cases) {
   }
 }
 
+static void check_gemm_q_case(int bits, int gs, bool sym, DType sd, DType xd, int64_t M, int64_t N, int64_t K,
+                              bool with_bias) {
+  QuantFormat f{bits, gs, sym, sd};
+  std::vector<float> W = randn((size_t)(N * K), 0.05f), X = randn((size_t)(M * K)), bias = randn((size_t)N);
+  Packed p = quantize(W, N, K, f);
+  QuantWeight q = p.view();
+  std::vector<uint16_t> Xb = to_bf16(X);
+  const void* xp = xd == DType::F32 ? (const void*)X.data() : (const void*)Xb.data();
+  const float* b = with_bias ? bias.data() : nullptr;
+  std::vector<float> y((size_t)(M * N), NAN), ref((size_t)(M * N));
+  gemm_q_ref(xp, xd, M, q, b, ref.data());
+  gemm_q(xp, xd, M, q, b, y.data());
+  std::vector<float> Wh((size_t)(N * K));
+  dequantize_ref(q, Wh.data());
+  const double e = err_vs_magnitude(y, ref, as_f32(xp, xd, (size_t)(M * K)), Wh, M, N, K);
+  CHECK(e <= 1e-5, "[%s] gemm_q bits=%d gs=%d sym=%d scale=%s x=%s M=%ld N=%ld K=%ld bias=%d: err %.3g of ||a|| > 1e-5",
+        isa_label(), bits, f.group_size, sym, dtype_name(sd), dtype_name(xd), (long)M, (long)N, (long)K, b != nullptr, e);
+}
+
 static void test_gemm_q(int cases) {
   const int bits_list[5] = {2, 3, 4, 6, 8};
   const int gs_list[6] = {32, 64, 128, 43, 0 /* per channel */, 172};
@@ -273,22 +293,21 @@ static void test_gemm_q(int cases) {
     // Wide cases (N > the kernels' dynamic blocks of 64-96 rows) spread over several threads.
     const int64_t N = t % 9 == 0 ? 1 : t % 11 == 0 ? randint(200, 420) : randint(1, 60);
     const int64_t K = t % 10 == 0 ? 172 : (t % 3 == 0 && N < 100 ? randint(500, 1100) : randint(1, 400));
-    QuantFormat f{bits, gsel == 0 ? (int)K : gsel, sym, sd};
-    std::vector<float> W = randn((size_t)(N * K), 0.05f), X = randn((size_t)(M * K)), bias = randn((size_t)N);
-    Packed p = quantize(W, N, K, f);
-    QuantWeight q = p.view();
-    std::vector<uint16_t> Xb = to_bf16(X);
-    const void* xp = xd == DType::F32 ? (const void*)X.data() : (const void*)Xb.data();
-    const float* b = t % 2 ? bias.data() : nullptr;
-    std::vector<float> y((size_t)(M * N), NAN), ref((size_t)(M * N));
-    gemm_q_ref(xp, xd, M, q, b, ref.data());
-    gemm_q(xp, xd, M, q, b, y.data());
-    std::vector<float> Wh((size_t)(N * K));
-    dequantize_ref(q, Wh.data());
-    const double e = err_vs_magnitude(y, ref, as_f32(xp, xd, (size_t)(M * K)), Wh, M, N, K);
-    CHECK(e <= 1e-5, "[%s] gemm_q bits=%d gs=%d sym=%d scale=%s x=%s M=%ld N=%ld K=%ld bias=%d: err %.3g of ||a|| > 1e-5",
-          isa_label(), bits, f.group_size, sym, dtype_name(sd), dtype_name(xd), (long)M, (long)N, (long)K, b != nullptr, e);
+    check_gemm_q_case(bits, gsel == 0 ? (int)K : gsel, sym, sd, xd, M, N, K, t % 2);
   }
+}
+
+// The GEMV shapes (M <= 4, 4- and 8-bit codes, groups of a multiple of 32 or per channel) that the AVX-512 kernels
+// take, every combination, K a multiple of 32 or not (a short last group).
+static void test_gemv_grid() {
+  int t = 0;
+  for (int bits : {4, 8})
+    for (int gs : {32, 64, 128, 96, 0})
+      for (int64_t M = 1; M <= 4; M++, t++) {
+        const int64_t K = t % 2 ? 32 * randint(1, 40) : randint(1, 1300), N = t % 7 == 0 ? 1 : randint(2, 90);
+        check_gemm_q_case(bits, gs == 0 ? (int)K : gs, t % 3 == 0, (DType)(t % 3), t % 4 == 1 ? DType::BF16 : DType::F32,
+                          M, N, K, t % 2 == 0);
+      }
 }
 
 // Identity activations through the tiled path (M = K > 8) give W_hat^T: the fast unpackers against get_code.
@@ -491,6 +510,7 @@ static int avx512_only(int cases) {
     set_num_threads(threads);
     test_dense(cases);
     test_gemm_q(cases);
+    test_gemv_grid();
     test_multi(cases);
   }
   std::printf("%s: %d checks, %d failures (isa %s)\n", failures ? "FAIL" : "ok", checks, failures,
@@ -529,7 +549,7 @@ int main(int argc, char** argv) {
   std::vector<Isa> isas = {Isa::Scalar};
   if (cpu_isa() >= Isa::Avx2) isas.push_back(Isa::Avx2);
   if (cpu_isa() >= Isa::Avx512) isas.push_back(Isa::Avx512);
-  else std::printf("skip: the AVX-512 tiles (this CPU has no AVX512F/BW/VL; scripts/avx512-emu runs them)\n");
+  else std::printf("skip: the AVX-512 kernels on zmm registers (this CPU has no AVX512F/BW/VL; emulated below)\n");
   const Isa hw = cpu_isa();
   for (Isa isa : isas) {
     set_isa_cap(isa);
@@ -537,6 +557,7 @@ int main(int argc, char** argv) {
       set_num_threads(threads);
       test_dense(isa == Isa::Scalar ? 15 : 40);
       test_gemm_q(isa == Isa::Scalar ? 30 : 150);
+      test_gemv_grid();
       test_unpack_identity();
       test_w8a8_pc();
       test_w8a8(isa == Isa::Scalar ? 16 : 56);
@@ -564,7 +585,19 @@ int main(int argc, char** argv) {
     }
     set_a8_dot_mode(A8DotMode::Auto);
   }
-  std::printf("%s: %d checks, %d failures (ISAs tested: %zu, VNNI dot modes: %d)\n", failures ? "FAIL" : "ok", checks,
-              failures, isas.size(), dot_modes);
+  // The AVX-512 kernel text with its zmm primitives emulated in scalar code: on every AVX2 CPU.
+  if (hw >= Isa::Avx2) {
+    set_zmm_mode(ZmmMode::Emulate);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      test_dense(20);
+      test_gemm_q(60);
+      test_gemv_grid();
+      test_multi(20);
+    }
+    set_zmm_mode(ZmmMode::Auto);
+  }
+  std::printf("%s: %d checks, %d failures (ISAs tested: %zu, VNNI dot modes: %d, AVX-512 emulated: %s)\n",
+              failures ? "FAIL" : "ok", checks, failures, isas.size(), dot_modes, hw >= Isa::Avx2 ? "yes" : "no");
   return failures ? 1 : 0;
 }

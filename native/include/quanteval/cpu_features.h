@@ -31,4 +31,14 @@ A8Dot a8_dot();  // after the mode and the ISA cap
 void set_a8_dot_mode(A8DotMode mode);  // for tests and benchmarks
 const char* a8_dot_name(A8Dot d);
 
+// The AVX-512 kernels (gemm_avx512.cpp: the fp32 GEMM tiles and the 4-/8-bit GEMV): Native at the Avx512 level;
+// Emulated runs the same kernel text with its zmm primitives emulated lane by lane in scalar code (exact lane
+// semantics, for tests on CPUs without AVX-512; slow), at Avx2 or above; None otherwise (the AVX2 kernels).
+// QUANTEVAL_AVX512=emulate (env) or set_zmm_mode(Emulate) asks for the emulation.
+enum class Zmm : int { None = 0, Native = 1, Emulated = 2 };
+enum class ZmmMode : int { Auto = 0, Emulate = 1 };
+Zmm zmm_kernels();  // after the mode and the ISA cap
+void set_zmm_mode(ZmmMode mode);  // for tests
+const char* zmm_name(Zmm z);
+
 }  // namespace quanteval
