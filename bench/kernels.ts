@@ -176,7 +176,7 @@ async function main(): Promise<void> {
   const info = native().cpuInfo();
   console.log(
     `quanteval kernel bench: ${cpuModel()}, ${info.threads} threads, ISA ${info.isa}, ` +
-      `a8 dot (the *a8 variants) ${info.a8Dot}`,
+      `a8 dot (the *a8 variants) ${info.a8Dot}, AVX-512 kernels ${info.zmm}`,
   );
 
   // Read bandwidth: all threads stream a buffer far larger than the last-level cache (huge-page advised); each round
@@ -267,6 +267,7 @@ async function main(): Promise<void> {
     threads: info.threads,
     isa: info.isa,
     a8Dot: info.a8Dot,
+    zmm: info.zmm,
     features: info.features,
     readBandwidthGBps: readGBps,
     readBandwidthMedianGBps: readGBpsMedian,
