@@ -33,7 +33,7 @@
 #include "tls.h"
 
 #pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq")
+#pragma GCC target("avx2,fma,f16c,avx512f,avx512bw,avx512vl")  // the Avx512 level: F + BW + VL, nothing else
 namespace quanteval::impl::avx512 {
 using namespace detail;
 namespace {
@@ -46,7 +46,7 @@ inline F vload_first(int r, const float* p) { return _mm512_maskz_loadu_ps((__mm
 inline F vfma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
 inline F vadd(F a, F b) { return _mm512_add_ps(a, b); }
 inline float vhsum(F v) {
-  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+  const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));

@@ -1,5 +1,5 @@
 // The kernel text of gemm_avx512.cpp, included twice there: in quanteval::impl::avx512 with the primitives on zmm
-// registers (AVX512F/BW/VL/DQ intrinsics), and in quanteval::impl::avx512_emu with the same primitives emulated lane by
+// registers (AVX512F intrinsics), and in quanteval::impl::avx512_emu with the same primitives emulated lane by
 // lane in scalar code (the tests' way of running this text on CPUs without AVX-512). The including namespace defines:
 //   F, I              16 floats / 16 int32 lanes
 //   vzero, vset1      all lanes 0 / v
