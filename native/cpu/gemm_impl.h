@@ -47,10 +47,9 @@ bool gemv_q_takes(int bits, int64_t M);
 void gemv_q_rows(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias,
                  float* Y, int64_t n0, int64_t n1);
 }  // namespace avx512
-namespace avx512_emu {  // the same three functions
+namespace avx512_emu {  // the same functions (gemv_q_takes: ask avx512's, it is the same)
 void tiles_f32(const float* X, int64_t ldx, int64_t M, const float* W, int64_t ldw, int64_t nrows, int64_t kc,
                float* Y, int64_t ldy);
-bool gemv_q_takes(int bits, int64_t M);
 void gemv_q_rows(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias,
                  float* Y, int64_t n0, int64_t n1);
 }  // namespace avx512_emu
