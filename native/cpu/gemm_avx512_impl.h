@@ -113,19 +113,23 @@ void gemv_row(const QuantWeight& W, const float* X, int64_t ldx, const float* gs
   }
 }
 
-template <int BITS, int M>
-void gemv_rows_m(const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias, float* Y,
+template <int BITS, int M, int CPG>
+void gemv_rows_g(const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias, float* Y,
                  int64_t n0, int64_t n1) {
   thread_local std::vector<float> tls_sc;
   std::vector<float>& sc = detail::tls_once(tls_sc);
   sc.resize((size_t)W.groups());
-  for (int64_t n = n0; n < n1; n++) {
-    switch (W.fmt.group_size) {
-      case 32: gemv_row<BITS, M, 1>(W, X, ldx, gsum, bias, Y, n, sc.data()); break;
-      case 64: gemv_row<BITS, M, 2>(W, X, ldx, gsum, bias, Y, n, sc.data()); break;
-      case 128: gemv_row<BITS, M, 4>(W, X, ldx, gsum, bias, Y, n, sc.data()); break;
-      default: gemv_row<BITS, M, 0>(W, X, ldx, gsum, bias, Y, n, sc.data()); break;
-    }
+  for (int64_t n = n0; n < n1; n++) gemv_row<BITS, M, CPG>(W, X, ldx, gsum, bias, Y, n, sc.data());
+}
+
+template <int BITS, int M>
+void gemv_rows_m(const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias, float* Y,
+                 int64_t n0, int64_t n1) {
+  switch (W.fmt.group_size) {  // chunks per group known at compile time for groups of 32, 64, 128
+    case 32: return gemv_rows_g<BITS, M, 1>(W, X, ldx, gsum, bias, Y, n0, n1);
+    case 64: return gemv_rows_g<BITS, M, 2>(W, X, ldx, gsum, bias, Y, n0, n1);
+    case 128: return gemv_rows_g<BITS, M, 4>(W, X, ldx, gsum, bias, Y, n0, n1);
+    default: return gemv_rows_g<BITS, M, 0>(W, X, ldx, gsum, bias, Y, n0, n1);
   }
 }
 
@@ -139,7 +143,6 @@ void gemv_rows_bits(int64_t M, const QuantWeight& W, const float* X, int64_t ldx
     default: gemv_rows_m<BITS, 4>(W, X, ldx, gsum, bias, Y, n0, n1); break;
   }
 }
-
 
 }  // namespace
 
