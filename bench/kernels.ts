@@ -9,7 +9,8 @@
  * 5632x2048, 2048x5632, 32000x2048) and M in {1, 4, 16, 64, 256} it times (median of repeated native runs after a
  * warm-up, variants interleaved round by round; each run on the next of several copies of its weight spanning 128 MiB,
  * so that weights come from memory and not from the 32 MiB L3 — `--hot` times one copy) the project's fp32 `gemm` — the baseline — and the fused quantized
- * kernels: w8 (per channel), w4g128, w3g128, w2g64 (asymmetric, fp16 scales), W8A8 (8-bit per-channel weights,
+ * kernels: w8 (per channel), w4g128 (w4g128fma: the same on the fp32-FMA 4-bit GEMV, the A/B of the default integer
+ * one at M = 1), w3g128, w2g64 (asymmetric, fp16 scales), W8A8 (8-bit per-channel weights,
  * per-token 8-bit activations), W4A8 (4-bit per-channel weights, same activations) and the grouped int8-activation
  * kernels w4g128a8, w3g128a8, w2g64a8, w8g128a8. Each row reports weight GB/s (packed bytes incl. scales and zeros /
  * time), GFLOP/s (2MNK / time), the speedup over fp32 at the same shape and M, for a8 variants the speedup over the
@@ -54,11 +55,15 @@ interface Variant {
   format?: QuantFormat; // undefined: fp32 dense
   w8a8?: boolean;
   exact?: string; // the same weights with fp32 activations (a8 variants)
+  gemv4?: "int" | "fp32"; // the exact 4-bit GEMV kernel at M = 1 (setGemv4); else the one in use at start
 }
 const ALL_VARIANTS: Variant[] = [
   { name: "fp32" },
   { name: "w8", format: { bits: 8, groupSize: 0, symmetric: false, scaleDtype: "f16" } },
   { name: "w4g128", format: { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f16" } },
+  // The same weights on the previous 4-bit GEMV (codes converted to fp32 for FMAs; QUANTEVAL_GEMV4=fp32): at M = 1
+  // the A/B of the integer kernel that w4g128 runs by default. Same kernels as w4g128 at M > 1.
+  { name: "w4g128fma", format: { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f16" }, gemv4: "fp32" },
   { name: "w3g128", format: { bits: 3, groupSize: 128, symmetric: false, scaleDtype: "f16" } },
   { name: "w2g64", format: { bits: 2, groupSize: 64, symmetric: false, scaleDtype: "f16" } },
   { name: "w8a8", format: { bits: 8, groupSize: 0, symmetric: false, scaleDtype: "f16" }, w8a8: true, exact: "w8" },
@@ -174,9 +179,10 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const loadBefore = os.loadavg()[0];
   const info = native().cpuInfo();
+  const gemv4AtStart = info.gemv4 as "int" | "fp32";
   console.log(
     `quanteval kernel bench: ${cpuModel()}, ${info.threads} threads, ISA ${info.isa}, ` +
-      `a8 dot (the *a8 variants) ${info.a8Dot}, AVX-512 kernels ${info.zmm}`,
+      `a8 dot (the *a8 variants) ${info.a8Dot}, AVX-512 kernels ${info.zmm}, 4-bit GEMV (w4g128 at M = 1) ${info.gemv4}`,
   );
 
   // Read bandwidth: all threads stream a buffer far larger than the last-level cache (huge-page advised); each round
@@ -228,10 +234,13 @@ async function main(): Promise<void> {
       for (const gs of gemms) for (const g of gs) await timeGemm(g, 1); // warm-up: page faults
       const next = VARIANTS.map(() => 0);
       for (let r = 0; r < repsFor(M); r++)
-        for (let i = 0; i < gemms.length; i++)
+        for (let i = 0; i < gemms.length; i++) {
+          native().setGemv4(VARIANTS[i].gemv4 ?? gemv4AtStart);
           for (let k = 0; k < perRound; k++)
             // Runs are timed natively (no Promise overhead in the figure); each on the next copy of the weight.
             secs[i].push(...(await timeGemm(gemms[i][next[i]++ % gemms[i].length], 1)).seconds);
+        }
+      native().setGemv4(gemv4AtStart);
       const base = median(secs[0]);
       VARIANTS.forEach((v, i) => {
         const seconds = median(secs[i]);
@@ -248,7 +257,7 @@ async function main(): Promise<void> {
         };
         rows.push(row);
         console.log(
-          `${N}x${K} M=${String(M).padStart(3)} ${v.name.padEnd(8)} ${(seconds * 1e3).toFixed(3).padStart(9)} ms ` +
+          `${N}x${K} M=${String(M).padStart(3)} ${v.name.padEnd(9)} ${(seconds * 1e3).toFixed(3).padStart(9)} ms ` +
             `${gbps.toFixed(1).padStart(6)} GB/s ${row.gflops.toFixed(1).padStart(7)} GFLOP/s ` +
             `x${row.speedupVsFp32.toFixed(2)} vs fp32, ${(100 * row.fractionOfReadBw).toFixed(0)}% of read bw` +
             (row.speedupVsExact !== null ? `, x${row.speedupVsExact.toFixed(2)} vs ${v.exact}` : ""),
@@ -268,6 +277,7 @@ async function main(): Promise<void> {
     isa: info.isa,
     a8Dot: info.a8Dot,
     zmm: info.zmm,
+    gemv4: info.gemv4,
     features: info.features,
     readBandwidthGBps: readGBps,
     readBandwidthMedianGBps: readGBpsMedian,
@@ -290,7 +300,7 @@ async function main(): Promise<void> {
   for (const r of rows) {
     if (r.M !== mLo && r.M !== mHi) continue;
     console.log(
-      `${`${r.N}x${r.K}`.padEnd(11)} ${String(r.M).padStart(4)}  ${r.variant.padEnd(9)} ${(r.seconds * 1e3).toFixed(2).padStart(8)} ` +
+      `${`${r.N}x${r.K}`.padEnd(11)} ${String(r.M).padStart(4)}  ${r.variant.padEnd(10)} ${(r.seconds * 1e3).toFixed(2).padStart(8)} ` +
         `${r.gbps.toFixed(1).padStart(7)} ${r.gflops.toFixed(1).padStart(8)}  ${r.speedupVsFp32.toFixed(2).padStart(6)}x ` +
         `${(100 * r.fractionOfReadBw).toFixed(0).padStart(6)}%` +
         (r.speedupVsExact !== null ? `  ${r.speedupVsExact.toFixed(2).padStart(6)}x` : ""),

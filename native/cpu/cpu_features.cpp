@@ -71,6 +71,13 @@ ZmmMode env_zmm() {
 }
 
 ZmmMode g_zmm = env_zmm();
+
+Gemv4 env_gemv4() {
+  const char* e = std::getenv("QUANTEVAL_GEMV4");
+  return e && !std::strcmp(e, "fp32") ? Gemv4::Fp32 : Gemv4::Int;
+}
+
+Gemv4 g_gemv4 = env_gemv4();
 }  // namespace
 
 const CpuFeatures& cpu_features() {
@@ -126,6 +133,12 @@ const char* zmm_name(Zmm z) {
   }
   return "?";
 }
+
+Gemv4 gemv4_kernel() { return g_gemv4; }
+
+void set_gemv4_kernel(Gemv4 k) { g_gemv4 = k; }
+
+const char* gemv4_name(Gemv4 k) { return k == Gemv4::Fp32 ? "fp32" : "int"; }
 
 const char* isa_name(Isa isa) {
   switch (isa) {

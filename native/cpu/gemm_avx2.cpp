@@ -20,6 +20,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -152,7 +153,7 @@ inline void init_y(float* Y, int64_t M, int64_t N, const float* bias, int64_t n0
 
 // X as fp32 (converted from bf16 when needed) with rows of ld >= K floats, zero past K.
 struct XF32 {
-  std::vector<float> buf;
+  aligned_vector<float> buf;
   const float* p = nullptr;
   int64_t ld = 0;
   // pad_to: row length rounded up to a multiple of it; skew: extra floats a row, so that rows whose length is a
@@ -300,18 +301,19 @@ inline void xform_gemv_x(int bits, float* X, int64_t M, int64_t ld, int64_t chun
     }
 }
 
-// The G scales of row n as fp32 (out[G]): broadcast from memory once per group instead of converted there.
-inline void row_scales_f32(const QuantWeight& W, int64_t n, float* out) {
-  const int64_t G = W.groups();
+// The scales of groups [g0, g1) of row n as fp32 (out[g1 - g0]; all G by default): broadcast from memory once per
+// group instead of converted there.
+inline void row_scales_f32(const QuantWeight& W, int64_t n, float* out, int64_t g0 = 0, int64_t g1 = -1) {
+  const int64_t G = W.groups(), len = (g1 < 0 ? G : g1) - g0, base = n * G + g0;
   int64_t g = 0;
   if (W.fmt.scale_dtype == DType::F16) {
-    const uint16_t* s = static_cast<const uint16_t*>(W.scales) + n * G;
-    for (; g + 8 <= G; g += 8) _mm256_storeu_ps(out + g, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(s + g))));
+    const uint16_t* s = static_cast<const uint16_t*>(W.scales) + base;
+    for (; g + 8 <= len; g += 8) _mm256_storeu_ps(out + g, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(s + g))));
   } else if (W.fmt.scale_dtype == DType::F32) {
-    std::memcpy(out, static_cast<const float*>(W.scales) + n * G, sizeof(float) * G);
+    std::memcpy(out, static_cast<const float*>(W.scales) + base, sizeof(float) * len);
     return;
   }
-  for (; g < G; g++) out[g] = scale_at(W.scales, W.fmt.scale_dtype, n * G + g);
+  for (; g < len; g++) out[g] = scale_at(W.scales, W.fmt.scale_dtype, base + g);
 }
 
 // Zero-point correction of one row: sum_g s[g] * z[g] * gsum[g] (z = 2^(bits-1) when symmetric).
@@ -428,6 +430,144 @@ void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float*
   for (; n < n1; n++) gemv_q_pass<BITS, M, CPG, 1>(W, X, ldx, gsum, bias, Y, n);
 }
 
+// ── exact 4-bit GEMV at M = 1 on integer products (Gemv4::Int, cpu_features.h; docs/gemv.md "Tenth session") ──
+// X is held per group g as integers: x_k ~ 2^E_g n_k, n_k = round(x_k 2^-E_g) with |n_k| < 2^30 (E_g from the group's
+// largest |x|, so that one is exact: its 24-bit mantissa fits), split n = 2^15 h + l with h in [-2^15, 2^15) and l in
+// [0, 2^15). Every x_k within 2^7 of its group's largest is exact; the others are off by at most 2^-31 of it.
+// Per chunk of 32 codes: vpmovzxbw (16 bytes -> 16 words), vpand / vpsrlw (codes 0-15 / 16-31), 4 vpmaddwd (16 codes x
+// 16 pieces, pair sums in int32 lanes), 4 vpaddd: 11 vector instructions, none a conversion; the fp32 kernel's 12
+// include 4 vcvtdq2ps and 4 FMAs on the same two pipes' worth of issue. From L1, one Zen 3 core: 35 vs 25.6 Gcode/s.
+// Lanes: a vpmaddwd lane is at most 2 * 15 * 2^15 < 2^20 in magnitude, two a chunk per accumulator: a group of up to
+// kGemvIntMaxChunks chunks stays below 2^30. Per group: y += s_g 2^E_g (2^15 sum(h c) + sum(l c)), in fp32.
+constexpr int64_t kGemvIntMaxChunks = 512;
+constexpr int64_t kGemvIntL1Chunks = 192;  // X of up to 24 KiB stays in L1 (32 KiB)
+
+struct GemvXi {
+  aligned_vector<int16_t> x;  // [chunks][64]: h of codes 0-15, l of 0-15, h of 16-31, l of 16-31
+  std::vector<float> f;    // [G] 2^E_g
+};
+
+// Rows [n, n + R) of Y: R rows a pass share every load of X. scf: [R][G] scratch.
+template <int CPG, int R>
+void gemv_q4i_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, const float* bias, float* Y, int64_t n,
+                   float* scf) {
+  const int64_t G = W.groups(), stride = W.stride(), chunks = chunks_per_row(W.K);
+  const int64_t cpg = CPG ? CPG : W.fmt.group_size / kChunk;
+  const int64_t pf_dist = R * stride;  // the next pass's rows
+  const __m256i m4 = _mm256_set1_epi16(0x0F);
+  const __m256 two15 = _mm256_set1_ps(32768.f), zsym = _mm256_set1_ps(8.f);
+  const int16_t* X = xi.x.data();
+  __m256 yacc[R], zc[R];
+  for (int r = 0; r < R; r++) {
+    // One pass over the row's groups: scf = s 2^E, and the zero-point correction sum_g s_g z_g gsum_g in lanes.
+    const int64_t nr = n + r;
+    const uint8_t* z = W.fmt.symmetric ? nullptr : W.zeros + nr * G;
+    float* sf = scf + r * G;
+    zc[r] = yacc[r] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < G; j += 8) {
+      const int64_t len = std::min<int64_t>(8, G - j);
+      alignas(32) float s8[8], z8[8], f8[8], g8[8];
+      __m256 sv, zv = zsym, fv, gv;
+      if (len == 8) {
+        if (W.fmt.scale_dtype == DType::F16)
+          sv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(static_cast<const uint16_t*>(W.scales) + nr * G + j)));
+        else if (W.fmt.scale_dtype == DType::F32)
+          sv = _mm256_loadu_ps(static_cast<const float*>(W.scales) + nr * G + j);
+        else {
+          for (int i = 0; i < 8; i++) s8[i] = scale_at(W.scales, W.fmt.scale_dtype, nr * G + j + i);
+          sv = _mm256_load_ps(s8);
+        }
+        if (z) zv = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(z + j))));
+        fv = _mm256_loadu_ps(xi.f.data() + j);
+        gv = _mm256_loadu_ps(gsum + j);
+        _mm256_storeu_ps(sf + j, _mm256_mul_ps(sv, fv));
+      } else {  // the last groups: lanes past len stay 0
+        for (int64_t i = 0; i < 8; i++) {
+          s8[i] = i < len ? scale_at(W.scales, W.fmt.scale_dtype, nr * G + j + i) : 0.f;
+          z8[i] = i < len ? (z ? (float)z[j + i] : 8.f) : 0.f;
+          f8[i] = i < len ? xi.f[j + i] : 0.f;
+          g8[i] = i < len ? gsum[j + i] : 0.f;
+        }
+        sv = _mm256_load_ps(s8);
+        zv = _mm256_load_ps(z8);
+        fv = _mm256_load_ps(f8);
+        gv = _mm256_load_ps(g8);
+        _mm256_store_ps(s8, _mm256_mul_ps(sv, fv));
+        std::memcpy(sf + j, s8, sizeof(float) * len);
+      }
+      zc[r] = _mm256_fmadd_ps(_mm256_mul_ps(sv, zv), gv, zc[r]);
+    }
+  }
+  const uint8_t* row = W.codes + n * stride;
+  for (int64_t g = 0; g < G; g++) {
+    const int64_t c0 = g * cpg, c1 = CPG && g + 1 < G ? c0 + CPG : std::min(chunks, c0 + cpg);
+    __m256i ah[R], al[R];
+    for (int r = 0; r < R; r++) ah[r] = al[r] = _mm256_setzero_si256();
+    auto chunk = [&](int64_t c) {
+      const __m256i* x = (const __m256i*)(X + c * 64);
+      if constexpr (R == 1) {
+        const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(row + c * 16)));
+        const __m256i lo = _mm256_and_si256(w, m4), hi = _mm256_srli_epi16(w, 4);
+        ah[0] = _mm256_add_epi32(ah[0], _mm256_madd_epi16(lo, _mm256_load_si256(x)));
+        al[0] = _mm256_add_epi32(al[0], _mm256_madd_epi16(lo, _mm256_load_si256(x + 1)));
+        ah[0] = _mm256_add_epi32(ah[0], _mm256_madd_epi16(hi, _mm256_load_si256(x + 2)));
+        al[0] = _mm256_add_epi32(al[0], _mm256_madd_epi16(hi, _mm256_load_si256(x + 3)));
+        // Keeps the chunk's adds in order: GCC otherwise hoists every load of the group and reassociates the adds
+        // into trees that need more than 16 registers (spills).
+        asm("" : "+x"(ah[0]), "+x"(al[0]));
+      } else {
+        const __m256i x0 = _mm256_load_si256(x), x1 = _mm256_load_si256(x + 1), x2 = _mm256_load_si256(x + 2),
+                      x3 = _mm256_load_si256(x + 3);
+        for (int r = 0; r < R; r++) {
+          const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(row + r * stride + c * 16)));
+          const __m256i lo = _mm256_and_si256(w, m4), hi = _mm256_srli_epi16(w, 4);
+          ah[r] = _mm256_add_epi32(ah[r], _mm256_madd_epi16(lo, x0));
+          al[r] = _mm256_add_epi32(al[r], _mm256_madd_epi16(lo, x1));
+          ah[r] = _mm256_add_epi32(ah[r], _mm256_madd_epi16(hi, x2));
+          al[r] = _mm256_add_epi32(al[r], _mm256_madd_epi16(hi, x3));
+          asm("" : "+x"(ah[r]), "+x"(al[r]));
+        }
+      }
+    };
+    // The next pass's codes at the same offset, one prefetch a 64-byte line (4 chunks).
+    auto prefetch = [&](int64_t c) {
+      for (int r = 0; r < R; r++) _mm_prefetch((const char*)(row + r * stride + c * 16 + pf_dist), _MM_HINT_T0);
+    };
+    if (CPG && c1 - c0 == CPG) {
+      for (int cc = 0; cc < CPG; cc++) {
+        if ((c0 + cc) % 4 == 0) prefetch(c0 + cc);
+        chunk(c0 + cc);
+      }
+    } else {
+      for (int64_t c = c0; c < c1; c++) {
+        if (c % 4 == 0) prefetch(c);
+        chunk(c);
+      }
+    }
+    for (int r = 0; r < R; r++) {
+      const __m256 t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah[r]), two15, _mm256_cvtepi32_ps(al[r]));
+      yacc[r] = _mm256_fmadd_ps(t, _mm256_broadcast_ss(scf + r * G + g), yacc[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) Y[n + r] = hsum(_mm256_sub_ps(yacc[r], zc[r])) + (bias ? bias[n + r] : 0.f);
+}
+
+// R = 2 when X (128 bytes a chunk) does not fit in L1 beside the codes: each row of W then costs half the X traffic
+// from L2 (K = 11008: 39 vs 33 Gcode/s streaming, two threads); with X in L1 one stream of codes a thread is faster
+// (K = 4096: 44 vs 40).
+template <int CPG>
+void gemv_q4i_rows(const QuantWeight& W, const GemvXi& xi, const float* gsum, const float* bias, float* Y, int64_t n0,
+                   int64_t n1) {
+  const int64_t G = W.groups();
+  thread_local std::vector<float> tls_buf;
+  std::vector<float>& scf = detail::tls_once(tls_buf);
+  scf.resize((size_t)(2 * G));
+  int64_t n = n0;
+  if (chunks_per_row(W.K) > kGemvIntL1Chunks)
+    for (; n + 2 <= n1; n += 2) gemv_q4i_pass<CPG, 2>(W, xi, gsum, bias, Y, n, scf.data());
+  for (; n < n1; n++) gemv_q4i_pass<CPG, 1>(W, xi, gsum, bias, Y, n, scf.data());
+}
+
 template <int BITS, int CPG>
 void gemv_q_dispatch_m(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum,
                        const float* bias, float* Y, int64_t n0, int64_t n1) {
@@ -443,14 +583,23 @@ void gemv_q_dispatch_m(int64_t M, const QuantWeight& W, const float* X, int64_t 
   }
 }
 
+// xi: X as integers (GemvX::xi) when the integer 4-bit GEMV takes this call, else null.
 template <int BITS>
 void gemv_q_dispatch(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum,
-                     const float* bias, float* Y, int64_t n0, int64_t n1) {
+                     const GemvXi* xi, const float* bias, float* Y, int64_t n0, int64_t n1) {
   if (avx512::gemv_q_takes(BITS, M)) {  // same X / gsum, zmm kernel (gemm_avx512.cpp)
     switch (zmm_kernels()) {
       case Zmm::Native: return avx512::gemv_q_rows(M, W, X, ldx, gsum, bias, Y, n0, n1);
       case Zmm::Emulated: return avx512_emu::gemv_q_rows(M, W, X, ldx, gsum, bias, Y, n0, n1);
       default: break;
+    }
+  }
+  if (xi) {
+    switch (W.fmt.group_size) {
+      case 32: return gemv_q4i_rows<1>(W, *xi, gsum, bias, Y, n0, n1);
+      case 64: return gemv_q4i_rows<2>(W, *xi, gsum, bias, Y, n0, n1);
+      case 128: return gemv_q4i_rows<4>(W, *xi, gsum, bias, Y, n0, n1);
+      default: return gemv_q4i_rows<0>(W, *xi, gsum, bias, Y, n0, n1);
     }
   }
   switch (W.fmt.group_size) {
@@ -562,7 +711,63 @@ struct GemvX {
         }
         gsum[m * G + g] = hsum(_mm256_add_ps(a, b));
       }
+    if (BITS == 4 && M == 1 && gemv4_kernel() == Gemv4::Int && cpg <= kGemvIntMaxChunks &&
+        !(zmm_kernels() != Zmm::None && avx512::gemv_q_takes(BITS, M)))
+      build_xi(cpg, G, chunks);
     xform_gemv_x(BITS, x.buf.data(), M, x.ld, chunks);  // after the group sums of the original X
+  }
+  // The integer 4-bit GEMV's X (GemvXi) for this call, null when it does not take it.
+  const GemvXi* int_x() const { return has_xi ? &xi : nullptr; }
+
+ private:
+  GemvXi xi;
+  bool has_xi = false;
+
+  // Row 0 of the (untransformed) X as per-group integers. Not built (the fp32 kernel takes the call) when X holds an
+  // Inf or a NaN (the fp32 kernel propagates them as the reference does) or a group of tiny nonzero values.
+  void build_xi(int64_t cpg, int64_t G, int64_t chunks) {
+    const float* X = x.p;
+    xi.x.resize((size_t)(chunks * 64));
+    xi.f.resize((size_t)G);
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i exp_mask = _mm256_set1_epi32(0x7F800000), low15 = _mm256_set1_epi32(0x7FFF);
+    for (int64_t g = 0; g < G; g++) {
+      const int64_t c0 = g * cpg, c1 = std::min(chunks, c0 + cpg);
+      __m256 mx = _mm256_setzero_ps();
+      __m256i nonfinite = _mm256_setzero_si256();
+      for (int64_t k = c0 * kChunk; k < c1 * kChunk; k += 8) {
+        const __m256 v = _mm256_loadu_ps(X + k);
+        mx = _mm256_max_ps(mx, _mm256_and_ps(v, abs_mask));
+        nonfinite = _mm256_or_si256(nonfinite, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(v), exp_mask), exp_mask));
+      }
+      if (!_mm256_testz_si256(nonfinite, nonfinite)) return;  // has_xi stays false
+      alignas(32) float m8[8];
+      _mm256_store_ps(m8, mx);
+      const float m = *std::max_element(m8, m8 + 8);
+      int e = 0;
+      std::frexp(m, &e);  // m < 2^e
+      const int E = m > 0.f ? e - 30 : 0;
+      // 2^-E a float and s_g 2^E a normal one: a group whose largest |x| is below 2^-70 (but not 0) sends the call to
+      // the fp32 kernel.
+      if (E < -100) return;
+      xi.f[g] = std::ldexp(1.f, E);
+      const __m256 inv = _mm256_set1_ps(std::ldexp(1.f, -E));
+      for (int64_t c = c0; c < c1; c++)
+        for (int half = 0; half < 2; half++) {
+          const float* xs = X + c * kChunk + 16 * half;
+          // |x 2^-E| < 2^30: an exact scaling, rounded to the nearest integer.
+          const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xs), inv));
+          const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xs + 8), inv));
+          // packs interleaves 128-bit lanes (a0-3 b0-3 a4-7 b4-7): permute restores the order. No saturation: h is
+          // in [-2^15, 2^15), l in [0, 2^15).
+          const __m256i h = _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_srai_epi32(a, 15), _mm256_srai_epi32(b, 15)), 0xD8);
+          const __m256i l = _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_and_si256(a, low15), _mm256_and_si256(b, low15)), 0xD8);
+          __m256i* d = (__m256i*)(xi.x.data() + c * 64 + 32 * half);
+          _mm256_storeu_si256(d, h);
+          _mm256_storeu_si256(d + 1, l);
+        }
+    }
+    has_xi = true;
   }
 };
 
@@ -574,7 +779,7 @@ void gemm_q_bits(const void* X, DType x_dtype, int64_t M, const QuantWeight& W, 
     if (aligned) {
       GemvX<BITS> gx(X, x_dtype, M, K, W.fmt.group_size);
       dynamic_for(N, gemv_block_rows(N, 64), [&](int64_t n0, int64_t n1) {
-        gemv_q_dispatch<BITS>(M, W, gx.x.p, gx.x.ld, gx.gsum.data(), bias, Y, n0, n1);
+        gemv_q_dispatch<BITS>(M, W, gx.x.p, gx.x.ld, gx.gsum.data(), gx.int_x(), bias, Y, n0, n1);
       });
     } else {
       XF32 x(X, x_dtype, M, K, kChunk, 0, false);
@@ -698,7 +903,8 @@ void gemm_q_multi_bits(const void* X, DType x_dtype, int64_t M, const QuantWeigh
   dynamic_for((int64_t)blocks.size(), 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; b++) {
       const RowBlock& k = blocks[b];
-      gemv_q_dispatch<BITS>(M, W[k.i], gx.x.p, gx.x.ld, gx.gsum.data(), bias ? bias[k.i] : nullptr, Y[k.i], k.n0, k.n1);
+      gemv_q_dispatch<BITS>(M, W[k.i], gx.x.p, gx.x.ld, gx.gsum.data(), gx.int_x(), bias ? bias[k.i] : nullptr, Y[k.i],
+                            k.n0, k.n1);
     }
   });
 }

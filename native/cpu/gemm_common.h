@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,6 +15,24 @@
 #include "quanteval/threadpool.h"
 
 namespace quanteval::detail {
+
+// std::vector storage aligned to a cache line: the kernels' 32-byte loads of activations never split a line (16-byte
+// aligned buffers cost the 4-bit GEMV ~10%: a quarter of its X loads crossed a line).
+template <class T, size_t A = 64>
+struct AlignedAlloc {
+  using value_type = T;
+  AlignedAlloc() = default;
+  template <class U>
+  AlignedAlloc(const AlignedAlloc<U, A>&) {}
+  template <class U>
+  struct rebind { using other = AlignedAlloc<U, A>; };
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(A))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(A)); }
+  bool operator==(const AlignedAlloc&) const { return true; }
+  bool operator!=(const AlignedAlloc&) const { return false; }
+};
+template <class T>
+using aligned_vector = std::vector<T, AlignedAlloc<T>>;
 
 // Round half to even, as torch.round (the default FE_TONEAREST mode).
 inline float round_even(float v) { return std::nearbyintf(v); }

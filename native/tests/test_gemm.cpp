@@ -310,6 +310,85 @@ static void test_gemv_grid() {
       }
 }
 
+// The 4-bit GEMV at M = 1 under both kernels (Gemv4::Int, Gemv4::Fp32) against a float64 dot product of X with the
+// dequantized weights, on activations that stress the integer one's per-group exponents: Gaussian, one outlier 10^4
+// times the rest in every group, groups of magnitudes 10^-3..10^3, all-zero groups, 10^-25 and 10^30 scales (the
+// first below 2^-70: the fp32 kernel takes it). NaN in X gives NaN, Inf non-finite outputs, as in the reference. Int must differ from
+// Fp32 somewhere (else it did not run) and stay within 1e-6 of the magnitude (fp32 rounding, 10x inside the suite's
+// 1e-5). The fp32 kernel pairs whole bytes with x_{j+16} - 16 x_j (docs/gemv.md), which cancels around outliers: it
+// gets 1e-4.
+static void test_gemv4_int() {
+  if (cpu_isa() < Isa::Avx2 || zmm_kernels() != Zmm::None) return;
+  static bool reported = false;
+  double worst_i[6] = {0}, worst_f[6] = {0};
+  int t = 0, differ = 0;
+  for (int gs : {32, 64, 128, 96, 0})
+    for (int kind = 0; kind < 6; kind++, t++) {
+      // K > 6144 (X beyond 24 KiB): two rows of W a pass; odd N leaves one row to the one-row pass. Per channel beyond
+      // 512 chunks (K = 17000): the fp32 kernel.
+      const int64_t K = t % 5 == 4 ? (gs == 0 ? 17000 : 11008) : t % 5 == 3 ? randint(6200, 9000)
+                        : t % 2 ? 32 * randint(1, 48) : randint(1, 1500);
+      const int64_t N = t % 7 == 0 ? 1 : K > 6144 ? 2 * randint(1, 12) + t % 2 : randint(2, 150);
+      const int g = gs == 0 ? (int)K : gs;
+      QuantFormat f{4, g, t % 3 == 0, (DType)(t % 3)};
+      Packed p = quantize(randn((size_t)(N * K), 0.05f), N, K, f);
+      const QuantWeight q = p.view();
+      std::vector<float> X = randn((size_t)K), bias = randn((size_t)N);
+      for (int64_t k = 0; k < K; k++) {
+        const int64_t grp = k / g;
+        if (kind == 1 && k % g == (grp * 7) % g) X[k] *= 1e4f;
+        if (kind == 2) X[k] *= std::pow(10.f, (float)(grp % 7) - 3.f);
+        if (kind == 3 && grp % 2 == 0) X[k] = 0.f;
+        if (kind == 4) X[k] *= 1e-25f;
+        if (kind == 5) X[k] *= 1e30f;
+      }
+      if (kind >= 4)  // a bias of the products' scale
+        for (float& b : bias) b *= kind == 4 ? 1e-25f : 1e30f;
+      std::vector<float> Wh((size_t)(N * K)), ref((size_t)N);
+      dequantize_ref(q, Wh.data());
+      for (int64_t n = 0; n < N; n++) {
+        double a = bias[n];
+        for (int64_t k = 0; k < K; k++) a += (double)X[k] * Wh[n * K + k];
+        ref[n] = (float)a;
+      }
+      std::vector<float> yi((size_t)N, NAN), yf((size_t)N, NAN);
+      gemm_q(X.data(), DType::F32, 1, q, bias.data(), yi.data());
+      set_gemv4_kernel(Gemv4::Fp32);
+      gemm_q(X.data(), DType::F32, 1, q, bias.data(), yf.data());
+      set_gemv4_kernel(Gemv4::Int);
+      const double ei = err_vs_magnitude(yi, ref, X, Wh, 1, N, K), ef = err_vs_magnitude(yf, ref, X, Wh, 1, N, K);
+      CHECK(ei <= 1e-6, "gemv4 int gs=%d kind=%d N=%ld K=%ld: err %.3g of ||a|| > 1e-6", g, kind, (long)N, (long)K, ei);
+      CHECK(ef <= 1e-4, "gemv4 fp32 gs=%d kind=%d N=%ld K=%ld: err %.3g of ||a|| > 1e-4", g, kind, (long)N, (long)K, ef);
+      worst_i[kind] = std::max(worst_i[kind], ei);
+      worst_f[kind] = std::max(worst_f[kind], ef);
+      for (int64_t n = 0; n < N; n++) differ += yi[n] != yf[n];
+    }
+  CHECK(differ > 0, "gemv4: the int and fp32 kernels gave bit-identical outputs in every case (did the int one run?)");
+  if (!reported) {  // once: the figures docs/gemv.md quotes
+    reported = true;
+    std::printf("gemv4 worst error / ||a|| by X kind (gaussian, outlier, 1e-3..1e3 groups, zero groups, 1e-25, 1e30): int");
+    for (double e : worst_i) std::printf(" %.2g", e);
+    std::printf(" | fp32");
+    for (double e : worst_f) std::printf(" %.2g", e);
+    std::printf("\n");
+  }
+  // Non-finite X: the reference's NaN / Inf pattern.
+  for (float bad : {NAN, INFINITY}) {
+    const int64_t N = 9, K = 256;
+    Packed p = quantize(randn((size_t)(N * K), 0.05f), N, K, QuantFormat{4, 128, false, DType::F16});
+    std::vector<float> X = randn((size_t)K), y((size_t)N, 0.f), ref((size_t)N);
+    X[200] = bad;
+    gemm_q_ref(X.data(), DType::F32, 1, p.view(), nullptr, ref.data());
+    gemm_q(X.data(), DType::F32, 1, p.view(), nullptr, y.data());
+    // NaN stays NaN; an Inf may meet its zero-point correction (Inf - Inf): any non-finite value where the reference
+    // has one.
+    int same = 0;
+    for (int64_t n = 0; n < N; n++)
+      same += std::isnan(bad) ? std::isnan(y[n]) == std::isnan(ref[n]) : std::isfinite(y[n]) == std::isfinite(ref[n]);
+    CHECK(same == N, "gemv4 with X[200] = %g: %d of %ld outputs match the reference's non-finite pattern", bad, same, (long)N);
+  }
+}
+
 // Identity activations through the tiled path (M = K > 8) give W_hat^T: the fast unpackers against get_code.
 static void test_unpack_identity() {
   for (int bits : {2, 3, 4, 6, 8})
@@ -562,9 +641,21 @@ int main(int argc, char** argv) {
       test_w8a8_pc();
       test_w8a8(isa == Isa::Scalar ? 16 : 56);
       test_multi(isa == Isa::Scalar ? 10 : 40);
+      test_gemv4_int();
     }
   }
   set_isa_cap(hw);
+  // The fp32 4-bit GEMV (Gemv4::Fp32; the integer one is the default and ran above).
+  if (hw >= Isa::Avx2) {
+    set_gemv4_kernel(Gemv4::Fp32);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      test_gemm_q(60);
+      test_gemv_grid();
+      test_multi(20);
+    }
+    set_gemv4_kernel(Gemv4::Int);
+  }
   // gemm_w8a8's VNNI kernels: always with the instruction emulated (their tiling and arithmetic on any AVX2 CPU),
   // and with the real one when this CPU has it. Without VNNI the second pass is skipped (reported below).
   int dot_modes = 0;
