@@ -431,19 +431,22 @@ void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float*
 }
 
 // ── exact 4-bit GEMV at M = 1 on integer products (Gemv4::Int, cpu_features.h; docs/gemv.md "Tenth session") ──
-// X is held per group g as integers: x_k ~ 2^E_g n_k, n_k = round(x_k 2^-E_g) with |n_k| < 2^30 (E_g from the group's
-// largest |x|, so that one is exact: its 24-bit mantissa fits), split n = 2^15 h + l with h in [-2^15, 2^15) and l in
-// [0, 2^15). Every x_k within 2^7 of its group's largest is exact; the others are off by at most 2^-31 of it.
-// Per chunk of 32 codes: vpmovzxbw (16 bytes -> 16 words), vpand / vpsrlw (codes 0-15 / 16-31), 4 vpmaddwd (16 codes x
-// 16 pieces, pair sums in int32 lanes), 4 vpaddd: 11 vector instructions, none a conversion; the fp32 kernel's 12
-// include 4 vcvtdq2ps and 4 FMAs on the same two pipes' worth of issue. From L1, one Zen 3 core: 35 vs 25.6 Gcode/s.
-// Lanes: a vpmaddwd lane is at most 2 * 15 * 2^15 < 2^20 in magnitude, two a chunk per accumulator: a group of up to
-// kGemvIntMaxChunks chunks stays below 2^30. Per group: y += s_g 2^E_g (2^15 sum(h c) + sum(l c)), in fp32.
-constexpr int64_t kGemvIntMaxChunks = 512;
+// X is held per group g as integers: x_k ~ 2^E_g n_k, n_k = round(x_k 2^-E_g) with |n_k| < 2^25 (E_g from the group's
+// largest |x|). Every x_k within a factor 4 of its group's largest is exact (its 24-bit mantissa fits); the others are
+// off by at most 2^-26 of it. Byte j of a chunk holds codes j (low nibble) and j + 16 (high nibble); as in the fp32
+// kernel, n_j lo_j + n_{j+16} hi_j = n_j b_j + n'_j hi_j with b_j the whole byte and n'_j = n_{j+16} - 16 n_j (exact in
+// integers, |n'| < 17 * 2^25 < 2^30), so no mask is needed. n and n' are split as 2^15 h + l, h in [-2^15, 2^15), l in
+// [0, 2^15), and held as int16.
+// Per chunk of 32 codes: vpmovzxbw (16 bytes -> 16 words b), vpsrlw (hi), 4 vpmaddwd (16 codes x 16 pieces, pair sums
+// in int32 lanes), 4 vpaddd: 10 vector instructions, none a conversion. The fp32 kernel's 12 are 2 vpmovzxbd, 2 shifts,
+// 4 vcvtdq2ps and 4 FMAs. From L1, one Zen 3 core: 38.5 vs 25.6 Gcode/s (bench_isa_rates-style loops, docs/gemv.md).
+// Lanes: a vpmaddwd lane is at most 2 * 255 * 2^15 < 2^24 in magnitude, two a chunk per accumulator: the integer sums
+// are flushed to fp32 every kGemvIntFlushChunks chunks (< 2^31). Per group: y += s_g 2^E_g (2^15 sum(h c) + sum(l c)).
+constexpr int64_t kGemvIntFlushChunks = 64;
 constexpr int64_t kGemvIntL1Chunks = 192;  // X of up to 24 KiB stays in L1 (32 KiB)
 
 struct GemvXi {
-  aligned_vector<int16_t> x;  // [chunks][64]: h of codes 0-15, l of 0-15, h of 16-31, l of 16-31
+  aligned_vector<int16_t> x;  // [chunks][64]: h of n_0..15, l of n_0..15, h of n'_0..15, l of n'_0..15
   std::vector<float> f;    // [G] 2^E_g
 };
 
@@ -454,7 +457,6 @@ void gemv_q4i_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, co
   const int64_t G = W.groups(), stride = W.stride(), chunks = chunks_per_row(W.K);
   const int64_t cpg = CPG ? CPG : W.fmt.group_size / kChunk;
   const int64_t pf_dist = R * stride;  // the next pass's rows
-  const __m256i m4 = _mm256_set1_epi16(0x0F);
   const __m256 two15 = _mm256_set1_ps(32768.f), zsym = _mm256_set1_ps(8.f);
   const int16_t* X = xi.x.data();
   __m256 yacc[R], zc[R];
@@ -499,56 +501,86 @@ void gemv_q4i_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, co
     }
   }
   const uint8_t* row = W.codes + n * stride;
+  // Named accumulators (row 0, row 1): arrays indexed in the loops below were kept in memory by GCC.
+  __m256 y0 = yacc[0], y1 = yacc[R - 1];
   for (int64_t g = 0; g < G; g++) {
     const int64_t c0 = g * cpg, c1 = CPG && g + 1 < G ? c0 + CPG : std::min(chunks, c0 + cpg);
-    __m256i ah[R], al[R];
-    for (int r = 0; r < R; r++) ah[r] = al[r] = _mm256_setzero_si256();
+    __m256i ah0 = _mm256_setzero_si256(), al0 = ah0, ah1 = ah0, al1 = ah0;
     auto chunk = [&](int64_t c) {
       const __m256i* x = (const __m256i*)(X + c * 64);
       if constexpr (R == 1) {
         const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(row + c * 16)));
-        const __m256i lo = _mm256_and_si256(w, m4), hi = _mm256_srli_epi16(w, 4);
-        ah[0] = _mm256_add_epi32(ah[0], _mm256_madd_epi16(lo, _mm256_load_si256(x)));
-        al[0] = _mm256_add_epi32(al[0], _mm256_madd_epi16(lo, _mm256_load_si256(x + 1)));
-        ah[0] = _mm256_add_epi32(ah[0], _mm256_madd_epi16(hi, _mm256_load_si256(x + 2)));
-        al[0] = _mm256_add_epi32(al[0], _mm256_madd_epi16(hi, _mm256_load_si256(x + 3)));
+        const __m256i hi = _mm256_srli_epi16(w, 4);
+        ah0 = _mm256_add_epi32(ah0, _mm256_madd_epi16(w, _mm256_load_si256(x)));
+        al0 = _mm256_add_epi32(al0, _mm256_madd_epi16(w, _mm256_load_si256(x + 1)));
+        ah0 = _mm256_add_epi32(ah0, _mm256_madd_epi16(hi, _mm256_load_si256(x + 2)));
+        al0 = _mm256_add_epi32(al0, _mm256_madd_epi16(hi, _mm256_load_si256(x + 3)));
         // Keeps the chunk's adds in order: GCC otherwise hoists every load of the group and reassociates the adds
         // into trees that need more than 16 registers (spills).
-        asm("" : "+x"(ah[0]), "+x"(al[0]));
+        asm("" : "+x"(ah0), "+x"(al0));
       } else {
-        const __m256i x0 = _mm256_load_si256(x), x1 = _mm256_load_si256(x + 1), x2 = _mm256_load_si256(x + 2),
-                      x3 = _mm256_load_si256(x + 3);
-        for (int r = 0; r < R; r++) {
-          const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i*)(row + r * stride + c * 16)));
-          const __m256i lo = _mm256_and_si256(w, m4), hi = _mm256_srli_epi16(w, 4);
-          ah[r] = _mm256_add_epi32(ah[r], _mm256_madd_epi16(lo, x0));
-          al[r] = _mm256_add_epi32(al[r], _mm256_madd_epi16(lo, x1));
-          ah[r] = _mm256_add_epi32(ah[r], _mm256_madd_epi16(hi, x2));
-          al[r] = _mm256_add_epi32(al[r], _mm256_madd_epi16(hi, x3));
-          asm("" : "+x"(ah[r]), "+x"(al[r]));
-        }
+        // Two rows: X in 4 registers, loaded once. In asm: GCC spills this body (14 live registers).
+        const uint8_t* cp = row + c * 16;
+        __m256i x0, x1, x2, x3, w, h, t0, t1;
+        asm("vmovdqa (%[x]), %[x0]\n\t"
+            "vmovdqa 32(%[x]), %[x1]\n\t"
+            "vmovdqa 64(%[x]), %[x2]\n\t"
+            "vmovdqa 96(%[x]), %[x3]\n\t"
+            "vpmovzxbw (%[c]), %[w]\n\t"
+            "vpsrlw $4, %[w], %[h]\n\t"
+            "vpmaddwd %[x0], %[w], %[t0]\n\t"
+            "vpmaddwd %[x2], %[h], %[t1]\n\t"
+            "vpaddd %[t0], %[ah0], %[ah0]\n\t"
+            "vpaddd %[t1], %[ah0], %[ah0]\n\t"
+            "vpmaddwd %[x1], %[w], %[t0]\n\t"
+            "vpmaddwd %[x3], %[h], %[t1]\n\t"
+            "vpaddd %[t0], %[al0], %[al0]\n\t"
+            "vpaddd %[t1], %[al0], %[al0]\n\t"
+            "vpmovzxbw (%[c], %[st]), %[w]\n\t"
+            "vpsrlw $4, %[w], %[h]\n\t"
+            "vpmaddwd %[x0], %[w], %[t0]\n\t"
+            "vpmaddwd %[x2], %[h], %[t1]\n\t"
+            "vpaddd %[t0], %[ah1], %[ah1]\n\t"
+            "vpaddd %[t1], %[ah1], %[ah1]\n\t"
+            "vpmaddwd %[x1], %[w], %[t0]\n\t"
+            "vpmaddwd %[x3], %[h], %[t1]\n\t"
+            "vpaddd %[t0], %[al1], %[al1]\n\t"
+            "vpaddd %[t1], %[al1], %[al1]\n\t"
+            : [ah0] "+x"(ah0), [al0] "+x"(al0), [ah1] "+x"(ah1), [al1] "+x"(al1), [x0] "=&x"(x0), [x1] "=&x"(x1),
+              [x2] "=&x"(x2), [x3] "=&x"(x3), [w] "=&x"(w), [h] "=&x"(h), [t0] "=&x"(t0), [t1] "=&x"(t1)
+            : [x] "r"(x), [c] "r"(cp), [st] "r"(stride)
+            : "memory");
       }
     };
     // The next pass's codes at the same offset, one prefetch a 64-byte line (4 chunks).
     auto prefetch = [&](int64_t c) {
       for (int r = 0; r < R; r++) _mm_prefetch((const char*)(row + r * stride + c * 16 + pf_dist), _MM_HINT_T0);
     };
+    __m256 t0, t1;  // the group's sums in fp32
     if (CPG && c1 - c0 == CPG) {
       for (int cc = 0; cc < CPG; cc++) {
         if ((c0 + cc) % 4 == 0) prefetch(c0 + cc);
         chunk(c0 + cc);
       }
+      t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah0), two15, _mm256_cvtepi32_ps(al0));
+      t1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah1), two15, _mm256_cvtepi32_ps(al1));
     } else {
+      t0 = t1 = _mm256_setzero_ps();
       for (int64_t c = c0; c < c1; c++) {
         if (c % 4 == 0) prefetch(c);
         chunk(c);
+        if ((c - c0) % kGemvIntFlushChunks == kGemvIntFlushChunks - 1 || c + 1 == c1) {
+          t0 = _mm256_add_ps(t0, _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah0), two15, _mm256_cvtepi32_ps(al0)));
+          t1 = _mm256_add_ps(t1, _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah1), two15, _mm256_cvtepi32_ps(al1)));
+          ah0 = al0 = ah1 = al1 = _mm256_setzero_si256();
+        }
       }
     }
-    for (int r = 0; r < R; r++) {
-      const __m256 t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah[r]), two15, _mm256_cvtepi32_ps(al[r]));
-      yacc[r] = _mm256_fmadd_ps(t, _mm256_broadcast_ss(scf + r * G + g), yacc[r]);
-    }
+    y0 = _mm256_fmadd_ps(t0, _mm256_broadcast_ss(scf + g), y0);
+    if constexpr (R == 2) y1 = _mm256_fmadd_ps(t1, _mm256_broadcast_ss(scf + G + g), y1);
   }
+  yacc[0] = y0;
+  yacc[R - 1] = R == 2 ? y1 : y0;
   for (int r = 0; r < R; r++) Y[n + r] = hsum(_mm256_sub_ps(yacc[r], zc[r])) + (bias ? bias[n + r] : 0.f);
 }
 
@@ -711,7 +743,7 @@ struct GemvX {
         }
         gsum[m * G + g] = hsum(_mm256_add_ps(a, b));
       }
-    if (BITS == 4 && M == 1 && gemv4_kernel() == Gemv4::Int && cpg <= kGemvIntMaxChunks &&
+    if (BITS == 4 && M == 1 && gemv4_kernel() == Gemv4::Int &&
         !(zmm_kernels() != Zmm::None && avx512::gemv_q_takes(BITS, M)))
       build_xi(cpg, G, chunks);
     xform_gemv_x(BITS, x.buf.data(), M, x.ld, chunks);  // after the group sums of the original X
@@ -746,26 +778,30 @@ struct GemvX {
       const float m = *std::max_element(m8, m8 + 8);
       int e = 0;
       std::frexp(m, &e);  // m < 2^e
-      const int E = m > 0.f ? e - 30 : 0;
-      // 2^-E a float and s_g 2^E a normal one: a group whose largest |x| is below 2^-70 (but not 0) sends the call to
+      const int E = m > 0.f ? e - 25 : 0;
+      // 2^-E a float and s_g 2^E a normal one: a group whose largest |x| is below 2^-75 (but not 0) sends the call to
       // the fp32 kernel.
       if (E < -100) return;
       xi.f[g] = std::ldexp(1.f, E);
       const __m256 inv = _mm256_set1_ps(std::ldexp(1.f, -E));
-      for (int64_t c = c0; c < c1; c++)
-        for (int half = 0; half < 2; half++) {
-          const float* xs = X + c * kChunk + 16 * half;
-          // |x 2^-E| < 2^30: an exact scaling, rounded to the nearest integer.
-          const __m256i a = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xs), inv));
-          const __m256i b = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(xs + 8), inv));
-          // packs interleaves 128-bit lanes (a0-3 b0-3 a4-7 b4-7): permute restores the order. No saturation: h is
-          // in [-2^15, 2^15), l in [0, 2^15).
-          const __m256i h = _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_srai_epi32(a, 15), _mm256_srai_epi32(b, 15)), 0xD8);
-          const __m256i l = _mm256_permute4x64_epi64(_mm256_packs_epi32(_mm256_and_si256(a, low15), _mm256_and_si256(b, low15)), 0xD8);
-          __m256i* d = (__m256i*)(xi.x.data() + c * 64 + 32 * half);
-          _mm256_storeu_si256(d, h);
-          _mm256_storeu_si256(d + 1, l);
-        }
+      // |x 2^-E| < 2^25: an exact scaling, rounded to the nearest integer.
+      auto n8 = [&](const float* p) { return _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p), inv)); };
+      // packs interleaves 128-bit lanes (a0-3 b0-3 a4-7 b4-7): permute restores the order. No saturation: h is in
+      // [-2^15, 2^15), l in [0, 2^15).
+      auto store_pieces = [&](__m256i a, __m256i b, int16_t* d) {
+        _mm256_store_si256((__m256i*)d, _mm256_permute4x64_epi64(
+                                            _mm256_packs_epi32(_mm256_srai_epi32(a, 15), _mm256_srai_epi32(b, 15)), 0xD8));
+        _mm256_store_si256((__m256i*)(d + 16), _mm256_permute4x64_epi64(
+                                                   _mm256_packs_epi32(_mm256_and_si256(a, low15), _mm256_and_si256(b, low15)), 0xD8));
+      };
+      for (int64_t c = c0; c < c1; c++) {
+        const float* xs = X + c * kChunk;
+        const __m256i a0 = n8(xs), a1 = n8(xs + 8), b0 = n8(xs + 16), b1 = n8(xs + 24);
+        int16_t* d = xi.x.data() + c * 64;
+        store_pieces(a0, a1, d);  // n_j, j < 16: pairs with the whole bytes
+        store_pieces(_mm256_sub_epi32(b0, _mm256_slli_epi32(a0, 4)), _mm256_sub_epi32(b1, _mm256_slli_epi32(a1, 4)),
+                     d + 32);  // n'_j = n_{j+16} - 16 n_j: pairs with the high nibbles
+      }
     }
     has_xi = true;
   }
