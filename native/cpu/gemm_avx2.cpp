@@ -501,7 +501,7 @@ void gemv_q4i_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, co
     }
   }
   const uint8_t* row = W.codes + n * stride;
-  // Named accumulators (row 0, row 1): arrays indexed in the loops below were kept in memory by GCC.
+  // Named accumulators (rows 0, 1): arrays indexed in the loops below were kept in memory by GCC.
   __m256 y0 = yacc[0], y1 = yacc[R - 1];
   for (int64_t g = 0; g < G; g++) {
     const int64_t c0 = g * cpg, c1 = CPG && g + 1 < G ? c0 + CPG : std::min(chunks, c0 + cpg);
@@ -519,42 +519,40 @@ void gemv_q4i_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, co
         // into trees that need more than 16 registers (spills).
         asm("" : "+x"(ah0), "+x"(al0));
       } else {
-        // Two rows: X in 4 registers, loaded once. In asm: GCC spills this body (14 live registers).
+        // Two rows: X in 4 registers, loaded once. Written in asm: GCC kept this body's accumulators in memory.
+#define Q4I_LOADX                   \
+  "vmovdqa (%[x]), %[x0]\n\t"       \
+  "vmovdqa 32(%[x]), %[x1]\n\t"     \
+  "vmovdqa 64(%[x]), %[x2]\n\t"     \
+  "vmovdqa 96(%[x]), %[x3]\n\t"
+#define Q4I_ROW(addr, AH, AL)                 \
+  "vpmovzxbw " addr ", %[w]\n\t"              \
+  "vpsrlw $4, %[w], %[h]\n\t"                 \
+  "vpmaddwd %[x0], %[w], %[t0]\n\t"           \
+  "vpmaddwd %[x2], %[h], %[t1]\n\t"           \
+  "vpaddd %[t0], %[" AH "], %[" AH "]\n\t"    \
+  "vpaddd %[t1], %[" AH "], %[" AH "]\n\t"    \
+  "vpmaddwd %[x1], %[w], %[t0]\n\t"           \
+  "vpmaddwd %[x3], %[h], %[t1]\n\t"           \
+  "vpaddd %[t0], %[" AL "], %[" AL "]\n\t"    \
+  "vpaddd %[t1], %[" AL "], %[" AL "]\n\t"
         const uint8_t* cp = row + c * 16;
         __m256i x0, x1, x2, x3, w, h, t0, t1;
-        asm("vmovdqa (%[x]), %[x0]\n\t"
-            "vmovdqa 32(%[x]), %[x1]\n\t"
-            "vmovdqa 64(%[x]), %[x2]\n\t"
-            "vmovdqa 96(%[x]), %[x3]\n\t"
-            "vpmovzxbw (%[c]), %[w]\n\t"
-            "vpsrlw $4, %[w], %[h]\n\t"
-            "vpmaddwd %[x0], %[w], %[t0]\n\t"
-            "vpmaddwd %[x2], %[h], %[t1]\n\t"
-            "vpaddd %[t0], %[ah0], %[ah0]\n\t"
-            "vpaddd %[t1], %[ah0], %[ah0]\n\t"
-            "vpmaddwd %[x1], %[w], %[t0]\n\t"
-            "vpmaddwd %[x3], %[h], %[t1]\n\t"
-            "vpaddd %[t0], %[al0], %[al0]\n\t"
-            "vpaddd %[t1], %[al0], %[al0]\n\t"
-            "vpmovzxbw (%[c], %[st]), %[w]\n\t"
-            "vpsrlw $4, %[w], %[h]\n\t"
-            "vpmaddwd %[x0], %[w], %[t0]\n\t"
-            "vpmaddwd %[x2], %[h], %[t1]\n\t"
-            "vpaddd %[t0], %[ah1], %[ah1]\n\t"
-            "vpaddd %[t1], %[ah1], %[ah1]\n\t"
-            "vpmaddwd %[x1], %[w], %[t0]\n\t"
-            "vpmaddwd %[x3], %[h], %[t1]\n\t"
-            "vpaddd %[t0], %[al1], %[al1]\n\t"
-            "vpaddd %[t1], %[al1], %[al1]\n\t"
+        asm(Q4I_LOADX Q4I_ROW("(%[c])", "ah0", "al0") Q4I_ROW("(%[c], %[st])", "ah1", "al1")
             : [ah0] "+x"(ah0), [al0] "+x"(al0), [ah1] "+x"(ah1), [al1] "+x"(al1), [x0] "=&x"(x0), [x1] "=&x"(x1),
               [x2] "=&x"(x2), [x3] "=&x"(x3), [w] "=&x"(w), [h] "=&x"(h), [t0] "=&x"(t0), [t1] "=&x"(t1)
             : [x] "r"(x), [c] "r"(cp), [st] "r"(stride)
             : "memory");
+#undef Q4I_ROW
+#undef Q4I_LOADX
       }
     };
     // The next pass's codes at the same offset, one prefetch a 64-byte line (4 chunks).
     auto prefetch = [&](int64_t c) {
       for (int r = 0; r < R; r++) _mm_prefetch((const char*)(row + r * stride + c * 16 + pf_dist), _MM_HINT_T0);
+    };
+    auto sums = [&](__m256i ah, __m256i al) {
+      return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah), two15, _mm256_cvtepi32_ps(al));
     };
     __m256 t0, t1;  // the group's sums in fp32
     if (CPG && c1 - c0 == CPG) {
@@ -562,16 +560,16 @@ void gemv_q4i_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, co
         if ((c0 + cc) % 4 == 0) prefetch(c0 + cc);
         chunk(c0 + cc);
       }
-      t0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah0), two15, _mm256_cvtepi32_ps(al0));
-      t1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah1), two15, _mm256_cvtepi32_ps(al1));
+      t0 = sums(ah0, al0);
+      t1 = sums(ah1, al1);
     } else {
       t0 = t1 = _mm256_setzero_ps();
       for (int64_t c = c0; c < c1; c++) {
         if (c % 4 == 0) prefetch(c);
         chunk(c);
         if ((c - c0) % kGemvIntFlushChunks == kGemvIntFlushChunks - 1 || c + 1 == c1) {
-          t0 = _mm256_add_ps(t0, _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah0), two15, _mm256_cvtepi32_ps(al0)));
-          t1 = _mm256_add_ps(t1, _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah1), two15, _mm256_cvtepi32_ps(al1)));
+          t0 = _mm256_add_ps(t0, sums(ah0, al0));
+          t1 = _mm256_add_ps(t1, sums(ah1, al1));
           ah0 = al0 = ah1 = al1 = _mm256_setzero_si256();
         }
       }
