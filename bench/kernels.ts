@@ -55,17 +55,19 @@ interface Variant {
   format?: QuantFormat; // undefined: fp32 dense
   w8a8?: boolean;
   exact?: string; // the same weights with fp32 activations (a8 variants)
-  gemv4?: "int" | "fp32"; // the exact 4-bit GEMV kernel at M = 1 (setGemv4); else the one in use at start
+  gemv?: "int" | "fp32"; // the exact 4-/2-bit GEMV kernel at M = 1 (setGemv); else the one in use at start
 }
 const ALL_VARIANTS: Variant[] = [
   { name: "fp32" },
   { name: "w8", format: { bits: 8, groupSize: 0, symmetric: false, scaleDtype: "f16" } },
   { name: "w4g128", format: { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f16" } },
-  // The same weights on the previous 4-bit GEMV (codes converted to fp32 for FMAs; QUANTEVAL_GEMV4=fp32): at M = 1
-  // the A/B of the integer kernel that w4g128 runs by default. Same kernels as w4g128 at M > 1.
-  { name: "w4g128fma", format: { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f16" }, gemv4: "fp32" },
+  // The same weights on the previous 4-bit GEMV (codes converted to fp32 for FMAs; QUANTEVAL_GEMV=fp32): at M = 1
+  // the A/B of the integer kernel that w4g128 runs by default. Same kernels as w4g128 at M > 1. (w2g64fma: the same
+  // for 2-bit.)
+  { name: "w4g128fma", format: { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f16" }, gemv: "fp32" },
   { name: "w3g128", format: { bits: 3, groupSize: 128, symmetric: false, scaleDtype: "f16" } },
   { name: "w2g64", format: { bits: 2, groupSize: 64, symmetric: false, scaleDtype: "f16" } },
+  { name: "w2g64fma", format: { bits: 2, groupSize: 64, symmetric: false, scaleDtype: "f16" }, gemv: "fp32" },
   { name: "w8a8", format: { bits: 8, groupSize: 0, symmetric: false, scaleDtype: "f16" }, w8a8: true, exact: "w8" },
   { name: "w4a8", format: { bits: 4, groupSize: 0, symmetric: false, scaleDtype: "f16" }, w8a8: true },
   { name: "w4g128a8", format: { bits: 4, groupSize: 128, symmetric: false, scaleDtype: "f16" }, w8a8: true, exact: "w4g128" },
@@ -179,10 +181,10 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const loadBefore = os.loadavg()[0];
   const info = native().cpuInfo();
-  const gemv4AtStart = info.gemv4 as "int" | "fp32";
+  const gemvAtStart = info.gemv as "int" | "fp32";
   console.log(
     `quanteval kernel bench: ${cpuModel()}, ${info.threads} threads, ISA ${info.isa}, ` +
-      `a8 dot (the *a8 variants) ${info.a8Dot}, AVX-512 kernels ${info.zmm}, 4-bit GEMV (w4g128 at M = 1) ${info.gemv4}`,
+      `a8 dot (the *a8 variants) ${info.a8Dot}, AVX-512 kernels ${info.zmm}, 4-/2-bit GEMV at M = 1 ${info.gemv}`,
   );
 
   // Read bandwidth: all threads stream a buffer far larger than the last-level cache (huge-page advised); each round
@@ -235,12 +237,12 @@ async function main(): Promise<void> {
       const next = VARIANTS.map(() => 0);
       for (let r = 0; r < repsFor(M); r++)
         for (let i = 0; i < gemms.length; i++) {
-          native().setGemv4(VARIANTS[i].gemv4 ?? gemv4AtStart);
+          native().setGemv(VARIANTS[i].gemv ?? gemvAtStart);
           for (let k = 0; k < perRound; k++)
             // Runs are timed natively (no Promise overhead in the figure); each on the next copy of the weight.
             secs[i].push(...(await timeGemm(gemms[i][next[i]++ % gemms[i].length], 1)).seconds);
         }
-      native().setGemv4(gemv4AtStart);
+      native().setGemv(gemvAtStart);
       const base = median(secs[0]);
       VARIANTS.forEach((v, i) => {
         const seconds = median(secs[i]);
@@ -277,7 +279,7 @@ async function main(): Promise<void> {
     isa: info.isa,
     a8Dot: info.a8Dot,
     zmm: info.zmm,
-    gemv4: info.gemv4,
+    gemv: info.gemv,
     features: info.features,
     readBandwidthGBps: readGBps,
     readBandwidthMedianGBps: readGBpsMedian,

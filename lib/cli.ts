@@ -24,7 +24,7 @@ program
     const cuda = addon.cudaInfo();
     console.log(`backend   ${info.variant} (requested ${info.requested})  ${info.path}`);
     if (info.fallbackReason) console.log(`fallback  ${info.fallbackReason}`);
-    console.log(`cpu       isa=${cpu.isa} threads=${cpu.threads} a8-dot=${cpu.a8Dot} avx512-kernels=${cpu.zmm} gemv4=${cpu.gemv4}`);
+    console.log(`cpu       isa=${cpu.isa} threads=${cpu.threads} a8-dot=${cpu.a8Dot} avx512-kernels=${cpu.zmm} gemv=${cpu.gemv}`);
     const feats = Object.entries(cpu.features).filter(([, v]) => v).map(([k]) => k);
     console.log(`features  ${feats.join(" ")}`);
     console.log(`cuda      ${cuda.compiled ? `${cuda.devices.length} device(s)` : "not compiled in"}`);

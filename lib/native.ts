@@ -29,9 +29,9 @@ export type Addon = Record<string, any> & {
    *  or "scalar" when the ISA is capped at scalar and the reference runs).
    *  zmm: the AVX-512 kernels of the fp32 GEMM tiles and the 4-/8-bit GEMV: "avx512" (the avx512 level), "none",
    *  or "avx512-emulated" (QUANTEVAL_AVX512=emulate: the same kernels with their zmm primitives emulated, for tests).
-   *  gemv4: the exact 4-bit GEMV at M = 1 on the AVX2 level: "int" (codes times X held as per-group integers, vpmaddwd)
-   *  or "fp32" (codes converted for FMAs; QUANTEVAL_GEMV4=fp32). */
-  cpuInfo(): { isa: string; threads: number; features: Record<string, boolean>; a8Dot: string; zmm: string; gemv4: string };
+   *  gemv: the exact 4-/2-bit GEMV at M = 1 on the AVX2 level: "int" (codes times X held as per-group integers,
+   *  vpmaddwd) or "fp32" (codes converted for FMAs; QUANTEVAL_GEMV=fp32). */
+  cpuInfo(): { isa: string; threads: number; features: Record<string, boolean>; a8Dot: string; zmm: string; gemv: string };
   cudaInfo(): {
     compiled: boolean;
     devices: { name: string; computeCapability: string; memoryBytes: number; multiprocessors: number }[];
@@ -43,8 +43,8 @@ export type Addon = Record<string, any> & {
   setIsa(isa: "scalar" | "avx2" | "avx512" | "auto"): string;
   /** VNNI for gemmW8A8 where the CPU has it ("auto"), never ("off"), or emulated in AVX2 ("emulate", for tests). */
   setA8Dot(mode: "auto" | "off" | "emulate"): string;
-  /** The exact 4-bit GEMV's kernel at M = 1: "int" (the default; "auto" is the same) or "fp32". Returns the one in use. */
-  setGemv4(kernel: "int" | "fp32" | "auto"): string;
+  /** The exact 4-/2-bit GEMV's kernel at M = 1: "int" (the default; "auto" is the same) or "fp32". Returns the one in use. */
+  setGemv(kernel: "int" | "fp32" | "auto"): string;
 };
 
 export interface NativeInfo {

@@ -239,31 +239,34 @@ describe("gemmQ fast vs ref (rel L2 <= 1e-5)", () => {
       });
 });
 
-// The exact 4-bit GEMV at M = 1 has two AVX2 kernels (cpuInfo().gemv4): "int" (the default: codes times X held as
-// per-group integers) and "fp32" (codes converted for FMAs). Against float64 dot products: int within 1e-6 (relative
-// L2), fp32 within the suite's 1e-5; not bit-equal to each other (the integer one ran). K = 8200: two rows a pass.
-describe("setGemv4", () => {
-  const gemv4AtStart = native().cpuInfo().gemv4 as "int" | "fp32";
+// The exact 4- and 2-bit GEMV at M = 1 has two AVX2 kernels (cpuInfo().gemv): "int" (the default: codes times X held
+// as per-group integers) and "fp32" (codes converted for FMAs). Against float64 dot products: int within 1e-6
+// (relative L2), fp32 within the suite's 1e-5; not bit-equal to each other (the integer one ran). K = 8200: two rows a
+// pass (4-bit); K = 4000: an odd number of chunks (2-bit).
+describe("setGemv", () => {
+  const gemvAtStart = native().cpuInfo().gemv as "int" | "fp32";
   afterAll(() => {
-    native().setGemv4(gemv4AtStart);
+    native().setGemv(gemvAtStart);
   });
   it("names and switches the kernel; rejects unknown ones", () => {
-    expect(native().setGemv4("fp32")).toBe("fp32");
-    expect(native().cpuInfo().gemv4).toBe("fp32");
-    expect(native().setGemv4("auto")).toBe("int");
-    expect(native().setGemv4("int")).toBe("int");
-    expect(() => native().setGemv4("fma")).toThrow(RangeError);
-    expect(() => native().setGemv4("fma")).toThrow(/kernel: expected one of int, fp32, auto, got 'fma'/);
+    expect(native().setGemv("fp32")).toBe("fp32");
+    expect(native().cpuInfo().gemv).toBe("fp32");
+    expect(native().setGemv("auto")).toBe("int");
+    expect(native().setGemv("int")).toBe("int");
+    expect(() => native().setGemv("fma")).toThrow(RangeError);
+    expect(() => native().setGemv("fma")).toThrow(/kernel: expected one of int, fp32, auto, got 'fma'/);
   });
-  for (const [N, K, gs, scaleDtype] of [
-    [67, 256, 128, "f16"],
-    [33, 300, 64, "bf16"],
-    [21, 8200, 128, "f32"],
-    [9, 4096, 0, "f16"],
+  for (const [bits, N, K, gs, scaleDtype] of [
+    [4, 67, 256, 128, "f16"],
+    [4, 33, 300, 64, "bf16"],
+    [4, 21, 8200, 128, "f32"],
+    [4, 9, 4096, 0, "f16"],
+    [2, 40, 4000, 64, "f16"],
+    [2, 17, 1024, 128, "bf16"],
   ] as const)
-    it(`w4 g${gs || "K"} N=${N} K=${K}: int and fp32 kernels ~ float64`, async () => {
+    it(`w${bits} g${gs || "K"} N=${N} K=${K}: int and fp32 kernels ~ float64`, async () => {
       if (startIsa === "scalar" || native().cpuInfo().zmm !== "none") return;  // the AVX2 GEMV does not run
-      const W = await packedRandom(N, K, { bits: 4, groupSize: gs || K, symmetric: false, scaleDtype }, N + K);
+      const W = await packedRandom(N, K, { bits, groupSize: gs || K, symmetric: false, scaleDtype }, N + K);
       const X = randn(K, K, 1);
       const bias = randn(N, 4);
       // float64 dot products of X with the dequantized weights.
@@ -274,11 +277,11 @@ describe("setGemv4", () => {
         for (let k = 0; k < K; k++) a += X[k] * Wh[n * K + k];
         ref[n] = a;
       }
-      native().setGemv4("int");
+      native().setGemv("int");
       const yi = await gemmQ(X, "f32", 1, W, bias);
-      native().setGemv4("fp32");
+      native().setGemv("fp32");
       const yf = await gemmQ(X, "f32", 1, W, bias);
-      native().setGemv4(gemv4AtStart);
+      native().setGemv(gemvAtStart);
       expect(relErr(yi, ref)).toBeLessThanOrEqual(1e-6);
       expect(relErr(yf, ref)).toBeLessThanOrEqual(1e-5);
       expect(yi.some((v, i) => v !== yf[i])).toBe(true);

@@ -72,12 +72,12 @@ ZmmMode env_zmm() {
 
 ZmmMode g_zmm = env_zmm();
 
-Gemv4 env_gemv4() {
-  const char* e = std::getenv("QUANTEVAL_GEMV4");
-  return e && !std::strcmp(e, "fp32") ? Gemv4::Fp32 : Gemv4::Int;
+GemvKernel env_gemv() {
+  const char* e = std::getenv("QUANTEVAL_GEMV");
+  return e && !std::strcmp(e, "fp32") ? GemvKernel::Fp32 : GemvKernel::Int;
 }
 
-Gemv4 g_gemv4 = env_gemv4();
+GemvKernel g_gemv = env_gemv();
 }  // namespace
 
 const CpuFeatures& cpu_features() {
@@ -134,11 +134,11 @@ const char* zmm_name(Zmm z) {
   return "?";
 }
 
-Gemv4 gemv4_kernel() { return g_gemv4; }
+GemvKernel gemv_kernel() { return g_gemv; }
 
-void set_gemv4_kernel(Gemv4 k) { g_gemv4 = k; }
+void set_gemv_kernel(GemvKernel k) { g_gemv = k; }
 
-const char* gemv4_name(Gemv4 k) { return k == Gemv4::Fp32 ? "fp32" : "int"; }
+const char* gemv_kernel_name(GemvKernel k) { return k == GemvKernel::Fp32 ? "fp32" : "int"; }
 
 const char* isa_name(Isa isa) {
   switch (isa) {

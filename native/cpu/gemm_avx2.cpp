@@ -430,7 +430,7 @@ void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float*
   for (; n < n1; n++) gemv_q_pass<BITS, M, CPG, 1>(W, X, ldx, gsum, bias, Y, n);
 }
 
-// ── exact 4-bit GEMV at M = 1 on integer products (Gemv4::Int, cpu_features.h; docs/gemv.md "Tenth session") ──
+// ── exact 4- and 2-bit GEMV at M = 1 on integer products (GemvKernel::Int, cpu_features.h; docs/gemv.md) ────────
 // X is held per group g as integers: x_k ~ 2^E_g n_k, n_k = round(x_k 2^-E_g) with |n_k| < 2^25 (E_g from the group's
 // largest |x|). Every x_k within a factor 4 of its group's largest is exact (its 24-bit mantissa fits); the others are
 // off by at most 2^-26 of it. Byte j of a chunk holds codes j (low nibble) and j + 16 (high nibble); as in the fp32
@@ -442,22 +442,29 @@ void gemv_q_rows(const QuantWeight& W, const float* X, int64_t ldx, const float*
 // 4 vcvtdq2ps and 4 FMAs. From L1, one Zen 3 core: 38.5 vs 25.6 Gcode/s (bench_isa_rates-style loops, docs/gemv.md).
 // Lanes: a vpmaddwd lane is at most 2 * 255 * 2^15 < 2^24 in magnitude, two a chunk per accumulator: the integer sums
 // are flushed to fp32 every kGemvIntFlushChunks chunks (< 2^31). Per group: y += s_g 2^E_g (2^15 sum(h c) + sum(l c)).
+// 2-bit (groups of an even number of chunks): the same with b >> 2s for s = 0..3 and n' = n_{j+8s} - 4 n_{j+8s-8},
+// |n| < 2^27 (|n'| < 5 * 2^27), over pairs of chunks (16 bytes -> 16 words): 20 instructions per 64 codes, against
+// ~16 per 32 in the fp32 kernel.
 constexpr int64_t kGemvIntFlushChunks = 64;
+constexpr int64_t kGemvInt2FlushPairs = 16;  // 2-bit: four vpmaddwd lanes below 2^24 a pair of chunks
 constexpr int64_t kGemvIntL1Chunks = 192;  // X of up to 24 KiB stays in L1 (32 KiB)
 
 struct GemvXi {
-  aligned_vector<int16_t> x;  // [chunks][64]: h of n_0..15, l of n_0..15, h of n'_0..15, l of n'_0..15
+  // 4-bit: [chunks][64]: h of n_0..15, l of n_0..15, h of n'_0..15, l of n'_0..15.
+  // 2-bit: [pairs of chunks][4 shifts][h, l][16]: words 0-7 chunk 2p's n'_{8s..8s+7}, words 8-15 chunk 2p + 1's.
+  aligned_vector<int16_t> x;
   std::vector<float> f;    // [G] 2^E_g
 };
 
 // Rows [n, n + R) of Y: R rows a pass share every load of X. scf: [R][G] scratch.
-template <int CPG, int R>
-void gemv_q4i_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, const float* bias, float* Y, int64_t n,
-                   float* scf) {
+template <int BITS, int CPG, int R>
+void gemv_qi_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, const float* bias, float* Y, int64_t n,
+                  float* scf) {
+  static_assert(BITS == 4 || (BITS == 2 && R == 1), "integer GEMV: 4-bit (one or two rows a pass) or 2-bit (one)");
   const int64_t G = W.groups(), stride = W.stride(), chunks = chunks_per_row(W.K);
   const int64_t cpg = CPG ? CPG : W.fmt.group_size / kChunk;
   const int64_t pf_dist = R * stride;  // the next pass's rows
-  const __m256 two15 = _mm256_set1_ps(32768.f), zsym = _mm256_set1_ps(8.f);
+  const __m256 two15 = _mm256_set1_ps(32768.f), zsym = _mm256_set1_ps((float)(1 << (BITS - 1)));
   const int16_t* X = xi.x.data();
   __m256 yacc[R], zc[R];
   for (int r = 0; r < R; r++) {
@@ -486,7 +493,7 @@ void gemv_q4i_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, co
       } else {  // the last groups: lanes past len stay 0
         for (int64_t i = 0; i < 8; i++) {
           s8[i] = i < len ? scale_at(W.scales, W.fmt.scale_dtype, nr * G + j + i) : 0.f;
-          z8[i] = i < len ? (z ? (float)z[j + i] : 8.f) : 0.f;
+          z8[i] = i < len ? (z ? (float)z[j + i] : (float)(1 << (BITS - 1))) : 0.f;
           f8[i] = i < len ? xi.f[j + i] : 0.f;
           g8[i] = i < len ? gsum[j + i] : 0.f;
         }
@@ -501,6 +508,55 @@ void gemv_q4i_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, co
     }
   }
   const uint8_t* row = W.codes + n * stride;
+  if constexpr (BITS == 2) {
+    // Pairs of chunks (16 bytes): byte j of chunk c holds codes j, j+8, j+16, j+24 at bits 0, 2, 4, 6, so with
+    // b = the whole byte, sum_s n_{j+8s} c_{j+8s} = sum_s n'_{j+8s} (b >> 2s), n' = n_{j+8s} - 4 n_{j+8s-8} (GemvXi).
+    __m256 y = yacc[0];
+    const int64_t npairs = (chunks + 1) / 2;
+    for (int64_t g = 0; g < G; g++) {
+      const int64_t c0 = g * cpg, c1 = CPG && g + 1 < G ? c0 + CPG : std::min(chunks, c0 + cpg);
+      const int64_t p0 = c0 / 2, p1 = (c1 + 1) / 2;
+      __m256i ah = _mm256_setzero_si256(), al = ah;
+      __m256 t;
+      auto pair = [&](int64_t p, bool last) {
+        // The row's last chunk alone (odd chunk count): 8 bytes, the other half of the words 0.
+        const __m256i w = _mm256_cvtepu8_epi16(last && p + 1 == npairs && chunks % 2
+                                                   ? _mm_loadl_epi64((const __m128i*)(row + p * 16))
+                                                   : _mm_loadu_si128((const __m128i*)(row + p * 16)));
+        const __m256i s1 = _mm256_srli_epi16(w, 2), s2 = _mm256_srli_epi16(w, 4), s3 = _mm256_srli_epi16(w, 6);
+        const __m256i* x = (const __m256i*)(X + p * 128);
+        ah = _mm256_add_epi32(ah, _mm256_madd_epi16(w, _mm256_load_si256(x)));
+        al = _mm256_add_epi32(al, _mm256_madd_epi16(w, _mm256_load_si256(x + 1)));
+        ah = _mm256_add_epi32(ah, _mm256_madd_epi16(s1, _mm256_load_si256(x + 2)));
+        al = _mm256_add_epi32(al, _mm256_madd_epi16(s1, _mm256_load_si256(x + 3)));
+        ah = _mm256_add_epi32(ah, _mm256_madd_epi16(s2, _mm256_load_si256(x + 4)));
+        al = _mm256_add_epi32(al, _mm256_madd_epi16(s2, _mm256_load_si256(x + 5)));
+        ah = _mm256_add_epi32(ah, _mm256_madd_epi16(s3, _mm256_load_si256(x + 6)));
+        al = _mm256_add_epi32(al, _mm256_madd_epi16(s3, _mm256_load_si256(x + 7)));
+        asm("" : "+x"(ah), "+x"(al));
+      };
+      if (CPG && c1 - c0 == CPG) {  // a whole group of a compile-time size (an even number of chunks): unrolled
+        for (int pp = 0; pp < CPG / 2; pp++) {
+          if ((p0 + pp) % 4 == 0) _mm_prefetch((const char*)(row + (p0 + pp) * 16 + pf_dist), _MM_HINT_T0);
+          pair(p0 + pp, false);
+        }
+        t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah), two15, _mm256_cvtepi32_ps(al));
+      } else {
+        t = _mm256_setzero_ps();
+        for (int64_t p = p0; p < p1; p++) {
+          if (p % 4 == 0) _mm_prefetch((const char*)(row + p * 16 + pf_dist), _MM_HINT_T0);
+          pair(p, true);
+          if ((p - p0) % kGemvInt2FlushPairs == kGemvInt2FlushPairs - 1 || p + 1 == p1) {
+            t = _mm256_add_ps(t, _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah), two15, _mm256_cvtepi32_ps(al)));
+            ah = al = _mm256_setzero_si256();
+          }
+        }
+      }
+      y = _mm256_fmadd_ps(t, _mm256_broadcast_ss(scf + g), y);
+    }
+    Y[n] = hsum(_mm256_sub_ps(y, zc[0])) + (bias ? bias[n] : 0.f);
+    return;
+  }
   // Named accumulators (rows 0, 1): arrays indexed in the loops below were kept in memory by GCC.
   __m256 y0 = yacc[0], y1 = yacc[R - 1];
   for (int64_t g = 0; g < G; g++) {
@@ -585,17 +641,18 @@ void gemv_q4i_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, co
 // R = 2 when X (128 bytes a chunk) does not fit in L1 beside the codes: each row of W then costs half the X traffic
 // from L2 (K = 11008: 39 vs 33 Gcode/s streaming, two threads); with X in L1 one stream of codes a thread is faster
 // (K = 4096: 44 vs 40).
-template <int CPG>
-void gemv_q4i_rows(const QuantWeight& W, const GemvXi& xi, const float* gsum, const float* bias, float* Y, int64_t n0,
-                   int64_t n1) {
+template <int BITS, int CPG>
+void gemv_qi_rows(const QuantWeight& W, const GemvXi& xi, const float* gsum, const float* bias, float* Y, int64_t n0,
+                  int64_t n1) {
   const int64_t G = W.groups();
   thread_local std::vector<float> tls_buf;
   std::vector<float>& scf = detail::tls_once(tls_buf);
   scf.resize((size_t)(2 * G));
   int64_t n = n0;
-  if (chunks_per_row(W.K) > kGemvIntL1Chunks)
-    for (; n + 2 <= n1; n += 2) gemv_q4i_pass<CPG, 2>(W, xi, gsum, bias, Y, n, scf.data());
-  for (; n < n1; n++) gemv_q4i_pass<CPG, 1>(W, xi, gsum, bias, Y, n, scf.data());
+  if constexpr (BITS == 4)
+    if (chunks_per_row(W.K) > kGemvIntL1Chunks)
+      for (; n + 2 <= n1; n += 2) gemv_qi_pass<BITS, CPG, 2>(W, xi, gsum, bias, Y, n, scf.data());
+  for (; n < n1; n++) gemv_qi_pass<BITS, CPG, 1>(W, xi, gsum, bias, Y, n, scf.data());
 }
 
 template <int BITS, int CPG>
@@ -624,12 +681,14 @@ void gemv_q_dispatch(int64_t M, const QuantWeight& W, const float* X, int64_t ld
       default: break;
     }
   }
-  if (xi) {
-    switch (W.fmt.group_size) {
-      case 32: return gemv_q4i_rows<1>(W, *xi, gsum, bias, Y, n0, n1);
-      case 64: return gemv_q4i_rows<2>(W, *xi, gsum, bias, Y, n0, n1);
-      case 128: return gemv_q4i_rows<4>(W, *xi, gsum, bias, Y, n0, n1);
-      default: return gemv_q4i_rows<0>(W, *xi, gsum, bias, Y, n0, n1);
+  if constexpr (BITS == 2 || BITS == 4) {
+    if (xi) {
+      switch (W.fmt.group_size) {
+        case 32: return gemv_qi_rows<BITS, BITS == 4 ? 1 : 0>(W, *xi, gsum, bias, Y, n0, n1);
+        case 64: return gemv_qi_rows<BITS, 2>(W, *xi, gsum, bias, Y, n0, n1);
+        case 128: return gemv_qi_rows<BITS, 4>(W, *xi, gsum, bias, Y, n0, n1);
+        default: return gemv_qi_rows<BITS, 0>(W, *xi, gsum, bias, Y, n0, n1);
+      }
     }
   }
   switch (W.fmt.group_size) {
@@ -741,7 +800,7 @@ struct GemvX {
         }
         gsum[m * G + g] = hsum(_mm256_add_ps(a, b));
       }
-    if (BITS == 4 && M == 1 && gemv4_kernel() == Gemv4::Int &&
+    if ((BITS == 4 || (BITS == 2 && cpg % 2 == 0)) && M == 1 && gemv_kernel() == GemvKernel::Int &&
         !(zmm_kernels() != Zmm::None && avx512::gemv_q_takes(BITS, M)))
       build_xi(cpg, G, chunks);
     xform_gemv_x(BITS, x.buf.data(), M, x.ld, chunks);  // after the group sums of the original X
@@ -757,7 +816,7 @@ struct GemvX {
   // Inf or a NaN (the fp32 kernel propagates them as the reference does) or a group of tiny nonzero values.
   void build_xi(int64_t cpg, int64_t G, int64_t chunks) {
     const float* X = x.p;
-    xi.x.resize((size_t)(chunks * 64));
+    xi.x.resize((size_t)(BITS == 2 ? (chunks + 1) / 2 * 128 : chunks * 64));
     xi.f.resize((size_t)G);
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256i exp_mask = _mm256_set1_epi32(0x7F800000), low15 = _mm256_set1_epi32(0x7FFF);
@@ -776,9 +835,9 @@ struct GemvX {
       const float m = *std::max_element(m8, m8 + 8);
       int e = 0;
       std::frexp(m, &e);  // m < 2^e
-      const int E = m > 0.f ? e - 25 : 0;
-      // 2^-E a float and s_g 2^E a normal one: a group whose largest |x| is below 2^-75 (but not 0) sends the call to
-      // the fp32 kernel.
+      const int E = m > 0.f ? e - (BITS == 4 ? 25 : 27) : 0;  // |n'| < 17 * 2^25 (4-bit), 5 * 2^27 (2-bit)
+      // 2^-E a float and s_g 2^E a normal one: a group whose largest |x| is below 2^-75 (2-bit: 2^-73), but not 0,
+      // sends the call to the fp32 kernel.
       if (E < -100) return;
       xi.f[g] = std::ldexp(1.f, E);
       const __m256 inv = _mm256_set1_ps(std::ldexp(1.f, -E));
@@ -792,6 +851,31 @@ struct GemvX {
         _mm256_store_si256((__m256i*)(d + 16), _mm256_permute4x64_epi64(
                                                    _mm256_packs_epi32(_mm256_and_si256(a, low15), _mm256_and_si256(b, low15)), 0xD8));
       };
+      if (BITS == 2) {
+        // Pair p (chunks 2p, 2p + 1; the group starts on an even chunk), shift s: words 0-7 are chunk 2p's codes
+        // 8s..8s+7, words 8-15 chunk 2p + 1's; n' = n_{8s + j} - 4 n_{8s - 8 + j}. A missing chunk 2p + 1 (the row's
+        // last, odd) reads as 0.
+        for (int64_t c = c0; c < c1; c++) {
+          const float* xs = X + c * kChunk;
+          const __m256i v[4] = {n8(xs), n8(xs + 8), n8(xs + 16), n8(xs + 24)};
+          for (int sh = 0; sh < 4; sh++) {
+            const __m256i np = sh ? _mm256_sub_epi32(v[sh], _mm256_slli_epi32(v[sh - 1], 2)) : v[0];
+            alignas(32) int32_t buf[8];
+            _mm256_store_si256((__m256i*)buf, np);
+            int16_t* d = xi.x.data() + (c / 2) * 128 + sh * 32 + (c % 2) * 8;
+            for (int j = 0; j < 8; j++) {
+              d[j] = (int16_t)(buf[j] >> 15);
+              d[16 + j] = (int16_t)(buf[j] & 0x7FFF);
+            }
+          }
+          if (c % 2 == 0 && c + 1 == c1)  // the phantom chunk 2p + 1
+            for (int sh = 0; sh < 4; sh++) {
+              int16_t* d = xi.x.data() + (c / 2) * 128 + sh * 32 + 8;
+              for (int j = 0; j < 8; j++) d[j] = d[16 + j] = 0;
+            }
+        }
+        continue;
+      }
       for (int64_t c = c0; c < c1; c++) {
         const float* xs = X + c * kChunk;
         const __m256i a0 = n8(xs), a1 = n8(xs + 8), b0 = n8(xs + 16), b1 = n8(xs + 24);

@@ -27,7 +27,7 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   o.Set("features", feats);
   o.Set("a8Dot", a8_dot_name(a8_dot()));
   o.Set("zmm", zmm_name(zmm_kernels()));
-  o.Set("gemv4", gemv4_name(gemv4_kernel()));
+  o.Set("gemv", gemv_kernel_name(gemv_kernel()));
   return o;
 }
 
@@ -57,14 +57,14 @@ Napi::Value SetA8Dot(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, a8_dot_name(a8_dot()));
 }
 
-// The exact 4-bit GEMV's kernel at M = 1 (cpu_features.h Gemv4); returns the one now in use.
-Napi::Value SetGemv4(const Napi::CallbackInfo& info) {
+// The exact 4-/2-bit GEMV's kernel at M = 1 (cpu_features.h GemvKernel); returns the one now in use.
+Napi::Value SetGemv(const Napi::CallbackInfo& info) {
   auto env = info.Env();
   auto s = string(env, arg(info, 0, "kernel"), "kernel");
-  if (s == "int" || s == "auto") set_gemv4_kernel(Gemv4::Int);
-  else if (s == "fp32") set_gemv4_kernel(Gemv4::Fp32);
+  if (s == "int" || s == "auto") set_gemv_kernel(GemvKernel::Int);
+  else if (s == "fp32") set_gemv_kernel(GemvKernel::Fp32);
   else range_error(env, "kernel: expected one of int, fp32, auto, got '" + s + "'");
-  return Napi::String::New(env, gemv4_name(gemv4_kernel()));
+  return Napi::String::New(env, gemv_kernel_name(gemv_kernel()));
 }
 
 Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
@@ -106,7 +106,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
   exports.Set("setA8Dot", Napi::Function::New(env, SetA8Dot, "setA8Dot"));
-  exports.Set("setGemv4", Napi::Function::New(env, SetGemv4, "setGemv4"));
+  exports.Set("setGemv", Napi::Function::New(env, SetGemv, "setGemv"));
   init_kernel_bindings(env, exports);
   init_ops_bindings(env, exports);
   init_runtime_bindings(env, exports);

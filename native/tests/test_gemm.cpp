@@ -310,7 +310,7 @@ static void test_gemv_grid() {
       }
 }
 
-// The 4-bit GEMV at M = 1 under both kernels (Gemv4::Int, Gemv4::Fp32) against a float64 dot product of X with the
+// The 4- and 2-bit GEMV at M = 1 under both kernels (GemvKernel::Int, GemvKernel::Fp32) against a float64 dot product of X with the
 // dequantized weights, on activations that stress the integer one's per-group exponents: Gaussian, one outlier 10^4
 // times the rest in every group, groups of magnitudes 10^-3..10^3, all-zero groups, 10^-25 and 10^30 scales (the
 // first below 2^-75: the fp32 kernel takes it); K up to 11008 (two rows a pass) and 17000 per channel (integer sums
@@ -319,69 +319,78 @@ static void test_gemv_grid() {
 // 2e-6 around outliers (the other x of such a group are off by up to 2^-26 of it). The fp32 kernel pairs whole bytes
 // with x_{j+16} - 16 x_j (docs/gemv.md) in fp32, which cancels around outliers: it gets 1e-4, and must be at least
 // twice the int kernel's worst error there.
-static void test_gemv4_int() {
+static void test_gemv_int() {
   if (cpu_isa() < Isa::Avx2 || zmm_kernels() != Zmm::None) return;
   static bool reported = false;
-  double worst_i[6] = {0}, worst_f[6] = {0};
-  int t = 0, differ = 0;
-  for (int gs : {32, 64, 128, 96, 0})
-    for (int kind = 0; kind < 6; kind++, t++) {
-      // K > 6144 (X beyond 24 KiB): two rows of W a pass; odd N leaves one row to the one-row pass.
-      const int64_t K = t % 5 == 4 ? (gs == 0 ? 17000 : 11008) : t % 5 == 3 ? randint(6200, 9000)
-                        : t % 2 ? 32 * randint(1, 48) : randint(1, 1500);
-      const int64_t N = t % 7 == 0 ? 1 : K > 6144 ? 2 * randint(1, 12) + t % 2 : randint(2, 150);
-      const int g = gs == 0 ? (int)K : gs;
-      QuantFormat f{4, g, t % 3 == 0, (DType)(t % 3)};
-      Packed p = quantize(randn((size_t)(N * K), 0.05f), N, K, f);
-      const QuantWeight q = p.view();
-      std::vector<float> X = randn((size_t)K), bias = randn((size_t)N);
-      for (int64_t k = 0; k < K; k++) {
-        const int64_t grp = k / g;
-        if (kind == 1 && k % g == (grp * 7) % g) X[k] *= 1e4f;
-        if (kind == 2) X[k] *= std::pow(10.f, (float)(grp % 7) - 3.f);
-        if (kind == 3 && grp % 2 == 0) X[k] = 0.f;
-        if (kind == 4) X[k] *= 1e-25f;
-        if (kind == 5) X[k] *= 1e30f;
+  for (int bits : {4, 2}) {
+    double worst_i[6] = {0}, worst_f[6] = {0};
+    int t = 0, differ = 0;
+    // 2-bit: the integer kernel takes groups of an even number of chunks (64, 128, 192; per channel when K / 32 is);
+    // 32 and 96 stay on the fp32 kernel.
+    for (int gs : bits == 4 ? std::vector<int>{32, 64, 128, 96, 0} : std::vector<int>{64, 128, 192, 96, 0})
+      for (int kind = 0; kind < 6; kind++, t++) {
+        // K > 6144 (X beyond 24 KiB): two rows of W a pass; odd N leaves one row to the one-row pass.
+        const int64_t K = t % 5 == 4 ? (gs == 0 ? 17000 : 11008) : t % 5 == 3 ? randint(6200, 9000)
+                          : t % 2 ? 32 * randint(1, 48) : randint(1, 1500);
+        const int64_t N = t % 7 == 0 ? 1 : K > 6144 ? 2 * randint(1, 12) + t % 2 : randint(2, 150);
+        const int g = gs == 0 ? (int)K : gs;
+        QuantFormat f{bits, g, t % 3 == 0, (DType)(t % 3)};
+        Packed p = quantize(randn((size_t)(N * K), 0.05f), N, K, f);
+        const QuantWeight q = p.view();
+        std::vector<float> X = randn((size_t)K), bias = randn((size_t)N);
+        for (int64_t k = 0; k < K; k++) {
+          const int64_t grp = k / g;
+          if (kind == 1 && k % g == (grp * 7) % g) X[k] *= 1e4f;
+          if (kind == 2) X[k] *= std::pow(10.f, (float)(grp % 7) - 3.f);
+          if (kind == 3 && grp % 2 == 0) X[k] = 0.f;
+          if (kind == 4) X[k] *= 1e-25f;
+          if (kind == 5) X[k] *= 1e30f;
+        }
+        if (kind >= 4)  // a bias of the products' scale
+          for (float& b : bias) b *= kind == 4 ? 1e-25f : 1e30f;
+        std::vector<float> Wh((size_t)(N * K)), ref((size_t)N);
+        dequantize_ref(q, Wh.data());
+        for (int64_t n = 0; n < N; n++) {
+          double a = bias[n];
+          for (int64_t k = 0; k < K; k++) a += (double)X[k] * Wh[n * K + k];
+          ref[n] = (float)a;
+        }
+        std::vector<float> yi((size_t)N, NAN), yf((size_t)N, NAN);
+        gemm_q(X.data(), DType::F32, 1, q, bias.data(), yi.data());
+        set_gemv_kernel(GemvKernel::Fp32);
+        gemm_q(X.data(), DType::F32, 1, q, bias.data(), yf.data());
+        set_gemv_kernel(GemvKernel::Int);
+        const double ei = err_vs_magnitude(yi, ref, X, Wh, 1, N, K), ef = err_vs_magnitude(yf, ref, X, Wh, 1, N, K);
+        const double bi = kind == 1 ? 2e-6 : 1e-6;
+        CHECK(ei <= bi, "gemv w%d int gs=%d kind=%d N=%ld K=%ld: err %.3g of ||a|| > %.0e", bits, g, kind, (long)N,
+              (long)K, ei, bi);
+        CHECK(ef <= 1e-4, "gemv w%d fp32 gs=%d kind=%d N=%ld K=%ld: err %.3g of ||a|| > 1e-4", bits, g, kind, (long)N,
+              (long)K, ef);
+        worst_i[kind] = std::max(worst_i[kind], ei);
+        worst_f[kind] = std::max(worst_f[kind], ef);
+        for (int64_t n = 0; n < N; n++) differ += yi[n] != yf[n];
       }
-      if (kind >= 4)  // a bias of the products' scale
-        for (float& b : bias) b *= kind == 4 ? 1e-25f : 1e30f;
-      std::vector<float> Wh((size_t)(N * K)), ref((size_t)N);
-      dequantize_ref(q, Wh.data());
-      for (int64_t n = 0; n < N; n++) {
-        double a = bias[n];
-        for (int64_t k = 0; k < K; k++) a += (double)X[k] * Wh[n * K + k];
-        ref[n] = (float)a;
-      }
-      std::vector<float> yi((size_t)N, NAN), yf((size_t)N, NAN);
-      gemm_q(X.data(), DType::F32, 1, q, bias.data(), yi.data());
-      set_gemv4_kernel(Gemv4::Fp32);
-      gemm_q(X.data(), DType::F32, 1, q, bias.data(), yf.data());
-      set_gemv4_kernel(Gemv4::Int);
-      const double ei = err_vs_magnitude(yi, ref, X, Wh, 1, N, K), ef = err_vs_magnitude(yf, ref, X, Wh, 1, N, K);
-      const double bi = kind == 1 ? 2e-6 : 1e-6;
-      CHECK(ei <= bi, "gemv4 int gs=%d kind=%d N=%ld K=%ld: err %.3g of ||a|| > %.0e", g, kind, (long)N, (long)K, ei, bi);
-      CHECK(ef <= 1e-4, "gemv4 fp32 gs=%d kind=%d N=%ld K=%ld: err %.3g of ||a|| > 1e-4", g, kind, (long)N, (long)K, ef);
-      worst_i[kind] = std::max(worst_i[kind], ei);
-      worst_f[kind] = std::max(worst_f[kind], ef);
-      for (int64_t n = 0; n < N; n++) differ += yi[n] != yf[n];
+    CHECK(differ > 0, "gemv w%d: the int and fp32 kernels gave bit-identical outputs in every case (did int run?)", bits);
+    if (bits == 4)  // (the 2-bit fp32 kernel masks its codes: no cancellation there)
+      CHECK(2 * worst_i[1] < worst_f[1], "gemv w4 around outliers: int worst %.3g, not half the fp32 kernel's %.3g",
+            worst_i[1], worst_f[1]);
+    if (!reported) {  // once: the figures docs/gemv.md quotes
+      if (bits == 2) reported = true;
+      std::printf("gemv w%d worst error / ||a|| by X kind (gaussian, outlier, 1e-3..1e3 groups, zero groups, 1e-25, "
+                  "1e30): int", bits);
+      for (double e : worst_i) std::printf(" %.2g", e);
+      std::printf(" | fp32");
+      for (double e : worst_f) std::printf(" %.2g", e);
+      std::printf("\n");
     }
-  CHECK(differ > 0, "gemv4: the int and fp32 kernels gave bit-identical outputs in every case (did the int one run?)");
-  CHECK(2 * worst_i[1] < worst_f[1], "gemv4 around outliers: int worst %.3g, not half the fp32 kernel's %.3g", worst_i[1],
-        worst_f[1]);
-  if (!reported) {  // once: the figures docs/gemv.md quotes
-    reported = true;
-    std::printf("gemv4 worst error / ||a|| by X kind (gaussian, outlier, 1e-3..1e3 groups, zero groups, 1e-25, 1e30): int");
-    for (double e : worst_i) std::printf(" %.2g", e);
-    std::printf(" | fp32");
-    for (double e : worst_f) std::printf(" %.2g", e);
-    std::printf("\n");
   }
-  // The largest integer sums: every code 15 (bytes 0xFF) and every n = 2^24 + 32766 (l = 32766): a lane gains ~2^24 a
-  // chunk, so a group of 256 chunks overflows int32 unless the sums are flushed (every 64 chunks).
-  {
-    const int64_t N = 3, K = 8192;
-    Packed p{QuantFormat{4, (int)K, false, DType::F32}, N, K, {}, {}, {}};
-    p.codes.assign((size_t)(N * row_bytes(K, 4)), 0xFF);
+  // The largest integer sums: every code at its largest (bytes 0xFF) and every l near 2^15 (4-bit: n = 2^24 + 32766;
+  // 2-bit: n = 2^26 + 131064): a lane gains ~2^24 a chunk (4-bit) or a pair of chunks (2-bit), so 512 chunks overflow
+  // int32 unless the sums are flushed (every 64 chunks, 2-bit every 16 pairs).
+  for (int bits : {4, 2}) {
+    const int64_t N = 3, K = 16384;
+    Packed p{QuantFormat{bits, (int)K, false, DType::F32}, N, K, {}, {}, {}};
+    p.codes.assign((size_t)(N * row_bytes(K, bits)), 0xFF);
     p.zeros.assign((size_t)N, 0);
     const float one = 1.f;
     p.scales.resize(sizeof(float) * N);
@@ -389,11 +398,11 @@ static void test_gemv4_int() {
     const float xv = 1.f + 16383.f * std::ldexp(1.f, -23);
     std::vector<float> X((size_t)K, xv), y((size_t)N, NAN);
     gemm_q(X.data(), DType::F32, 1, p.view(), nullptr, y.data());
-    const double want = 15.0 * (double)K * xv;
+    const double want = (double)((1 << bits) - 1) * (double)K * xv;
     double worst = 0;
     for (float v : y) worst = std::max(worst, std::fabs(v - want) / want);
-    CHECK(worst <= 1e-6, "gemv4 with every code 15 and x = %.9g, K = %ld per channel: rel err %.3g (int32 overflow?)", xv,
-          (long)K, worst);
+    CHECK(worst <= 1e-6, "gemv w%d with every code at its largest and x = %.9g, K = %ld per channel: rel err %.3g (int32 "
+          "overflow?)", bits, xv, (long)K, worst);
   }
   // Non-finite X: the reference's NaN / Inf pattern.
   for (float bad : {NAN, INFINITY}) {
@@ -408,7 +417,7 @@ static void test_gemv4_int() {
     int same = 0;
     for (int64_t n = 0; n < N; n++)
       same += std::isnan(bad) ? std::isnan(y[n]) == std::isnan(ref[n]) : std::isfinite(y[n]) == std::isfinite(ref[n]);
-    CHECK(same == N, "gemv4 with X[200] = %g: %d of %ld outputs match the reference's non-finite pattern", bad, same, (long)N);
+    CHECK(same == N, "gemv w4 with X[200] = %g: %d of %ld outputs match the reference's non-finite pattern", bad, same, (long)N);
   }
 }
 
@@ -664,20 +673,20 @@ int main(int argc, char** argv) {
       test_w8a8_pc();
       test_w8a8(isa == Isa::Scalar ? 16 : 56);
       test_multi(isa == Isa::Scalar ? 10 : 40);
-      test_gemv4_int();
+      test_gemv_int();
     }
   }
   set_isa_cap(hw);
-  // The fp32 4-bit GEMV (Gemv4::Fp32; the integer one is the default and ran above).
+  // The fp32 4-bit GEMV (GemvKernel::Fp32; the integer one is the default and ran above).
   if (hw >= Isa::Avx2) {
-    set_gemv4_kernel(Gemv4::Fp32);
+    set_gemv_kernel(GemvKernel::Fp32);
     for (int threads : {1, 2}) {
       set_num_threads(threads);
       test_gemm_q(60);
       test_gemv_grid();
       test_multi(20);
     }
-    set_gemv4_kernel(Gemv4::Int);
+    set_gemv_kernel(GemvKernel::Int);
   }
   // gemm_w8a8's VNNI kernels: always with the instruction emulated (their tiling and arithmetic on any AVX2 CPU),
   // and with the real one when this CPU has it. Without VNNI the second pass is skipped (reported below).

@@ -41,14 +41,15 @@ Zmm zmm_kernels();  // after the mode and the ISA cap
 void set_zmm_mode(ZmmMode mode);  // for tests
 const char* zmm_name(Zmm z);
 
-// The exact (fp32-activation) 4-bit GEMV at M = 1 of the AVX2 level (gemm_avx2.cpp): Int multiplies the codes by X
-// held as per-group integers (x ~ 2^E n, |n| < 2^30: exact for every x within 2^7 of its group's largest) with
-// vpmaddwd, 11 vector instructions per 32 codes and no conversions; Fp32 converts the codes to fp32 for FMAs (12
-// instructions, 4 of them conversions). Both are exact to fp32 rounding; Int is the default. QUANTEVAL_GEMV4=fp32
-// (env) or set_gemv4_kernel(Fp32) picks the other, for A/B benchmarks and tests. The AVX-512 GEMV (Zmm) comes first.
-enum class Gemv4 : int { Int = 0, Fp32 = 1 };
-Gemv4 gemv4_kernel();
-void set_gemv4_kernel(Gemv4 k);  // for tests and benchmarks
-const char* gemv4_name(Gemv4 k);
+// The exact (fp32-activation) 4-bit and 2-bit GEMV at M = 1 of the AVX2 level (gemm_avx2.cpp; 2-bit: groups of an
+// even number of 32-code chunks): Int multiplies the codes by X held as per-group integers (x ~ 2^E n, |n| < 2^25
+// (4-bit) or 2^27 (2-bit): exact for every x within a factor 4 of its group's largest) with vpmaddwd, 10 vector
+// instructions per 32 codes and no conversions; Fp32 converts the codes to fp32 for FMAs (12 or more instructions, 4
+// of them conversions). Both are exact to fp32 rounding; Int is the default. QUANTEVAL_GEMV=fp32 (env) or
+// set_gemv_kernel(Fp32) picks the other, for A/B benchmarks and tests. The AVX-512 GEMV (Zmm) comes first.
+enum class GemvKernel : int { Int = 0, Fp32 = 1 };
+GemvKernel gemv_kernel();
+void set_gemv_kernel(GemvKernel k);  // for tests and benchmarks
+const char* gemv_kernel_name(GemvKernel k);
 
 }  // namespace quanteval
