@@ -670,7 +670,7 @@ void gemv_q_dispatch_m(int64_t M, const QuantWeight& W, const float* X, int64_t 
   }
 }
 
-// xi: X as integers (GemvX::xi) when the integer 4-bit GEMV takes this call, else null.
+// xi: X as integers (GemvX::xi) when the integer GEMV (4- or 2-bit) takes this call, else null.
 template <int BITS>
 void gemv_q_dispatch(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum,
                      const GemvXi* xi, const float* bias, float* Y, int64_t n0, int64_t n1) {
@@ -805,7 +805,7 @@ struct GemvX {
       build_xi(cpg, G, chunks);
     xform_gemv_x(BITS, x.buf.data(), M, x.ld, chunks);  // after the group sums of the original X
   }
-  // The integer 4-bit GEMV's X (GemvXi) for this call, null when it does not take it.
+  // The integer GEMV's X (GemvXi) for this call, null when it does not take it.
   const GemvXi* int_x() const { return has_xi ? &xi : nullptr; }
 
  private:
