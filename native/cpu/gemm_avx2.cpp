@@ -855,24 +855,19 @@ struct GemvX {
         // Pair p (chunks 2p, 2p + 1; the group starts on an even chunk), shift s: words 0-7 are chunk 2p's codes
         // 8s..8s+7, words 8-15 chunk 2p + 1's; n' = n_{8s + j} - 4 n_{8s - 8 + j}. A missing chunk 2p + 1 (the row's
         // last, odd) reads as 0.
-        for (int64_t c = c0; c < c1; c++) {
-          const float* xs = X + c * kChunk;
-          const __m256i v[4] = {n8(xs), n8(xs + 8), n8(xs + 16), n8(xs + 24)};
-          for (int sh = 0; sh < 4; sh++) {
-            const __m256i np = sh ? _mm256_sub_epi32(v[sh], _mm256_slli_epi32(v[sh - 1], 2)) : v[0];
-            alignas(32) int32_t buf[8];
-            _mm256_store_si256((__m256i*)buf, np);
-            int16_t* d = xi.x.data() + (c / 2) * 128 + sh * 32 + (c % 2) * 8;
-            for (int j = 0; j < 8; j++) {
-              d[j] = (int16_t)(buf[j] >> 15);
-              d[16 + j] = (int16_t)(buf[j] & 0x7FFF);
+        for (int64_t c = c0; c < c1; c += 2) {
+          __m256i np[2][4];  // [chunk 2p, 2p + 1][shift]
+          for (int h = 0; h < 2; h++) {
+            if (c + h == c1) {
+              for (__m256i& v : np[h]) v = _mm256_setzero_si256();
+              continue;
             }
+            const float* xs = X + (c + h) * kChunk;
+            const __m256i v[4] = {n8(xs), n8(xs + 8), n8(xs + 16), n8(xs + 24)};
+            for (int sh = 0; sh < 4; sh++)
+              np[h][sh] = sh ? _mm256_sub_epi32(v[sh], _mm256_slli_epi32(v[sh - 1], 2)) : v[0];
           }
-          if (c % 2 == 0 && c + 1 == c1)  // the phantom chunk 2p + 1
-            for (int sh = 0; sh < 4; sh++) {
-              int16_t* d = xi.x.data() + (c / 2) * 128 + sh * 32 + 8;
-              for (int j = 0; j < 8; j++) d[j] = d[16 + j] = 0;
-            }
+          for (int sh = 0; sh < 4; sh++) store_pieces(np[0][sh], np[1][sh], xi.x.data() + (c / 2) * 128 + sh * 32);
         }
         continue;
       }
