@@ -803,7 +803,8 @@ struct GemvX {
     if ((BITS == 4 || (BITS == 2 && cpg % 2 == 0)) && M == 1 && gemv_kernel() == GemvKernel::Int &&
         !(zmm_kernels() != Zmm::None && avx512::gemv_q_takes(BITS, M)))
       build_xi(cpg, G, chunks);
-    xform_gemv_x(BITS, x.buf.data(), M, x.ld, chunks);  // after the group sums of the original X
+    // The fp32 kernel's form of X, after the group sums of the original X; not needed when the integer one runs.
+    if (!has_xi) xform_gemv_x(BITS, x.buf.data(), M, x.ld, chunks);
   }
   // The integer GEMV's X (GemvXi) for this call, null when it does not take it.
   const GemvXi* int_x() const { return has_xi ? &xi : nullptr; }

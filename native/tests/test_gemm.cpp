@@ -320,7 +320,10 @@ static void test_gemv_grid() {
 // with x_{j+16} - 16 x_j (docs/gemv.md) in fp32, which cancels around outliers: it gets 1e-4, and must be at least
 // twice the int kernel's worst error there.
 static void test_gemv_int() {
-  if (cpu_isa() < Isa::Avx2 || zmm_kernels() != Zmm::None) return;
+  if (cpu_isa() < Isa::Avx2 || zmm_kernels() != Zmm::None) {
+    std::printf("skip: test_gemv_int at %s (the AVX2 GEMV does not run there)\n", isa_label());
+    return;
+  }
   static bool reported = false;
   for (int bits : {4, 2}) {
     double worst_i[6] = {0}, worst_f[6] = {0};
