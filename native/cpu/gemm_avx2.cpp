@@ -451,15 +451,18 @@ constexpr int64_t kGemvIntL1Chunks = 192;  // X of up to 24 KiB stays in L1 (32 
 struct GemvXi {
   // 4-bit: [chunks][64]: h of n_0..15, l of n_0..15, h of n'_0..15, l of n'_0..15.
   // 2-bit: [pairs of chunks][4 shifts][h, l][16]: words 0-7 chunk 2p's n'_{8s..8s+7}, words 8-15 chunk 2p + 1's.
+  // 4-bit, zmm layout (zmm, for gemm_avx512.cpp's gemv_qi4): [pairs of chunks][h n, l n, h n', l n'][32]: words 0-15
+  // chunk 2p's, 16-31 chunk 2p + 1's (0 for a missing last chunk).
   aligned_vector<int16_t> x;
   std::vector<float> f;    // [G] 2^E_g
+  bool zmm = false;
 };
 
 // Rows [n, n + R) of Y: R rows a pass share every load of X. scf: [R][G] scratch.
 template <int BITS, int CPG, int R>
 void gemv_qi_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, const float* bias, float* Y, int64_t n,
                   float* scf) {
-  static_assert(BITS == 4 || (BITS == 2 && R == 1), "integer GEMV: 4-bit (one or two rows a pass) or 2-bit (one)");
+  static_assert(BITS == 4 || (BITS == 2 && R == 1), "integer GEMV: 4-bit (1, 2 or, on zmm, 4 rows a pass) or 2-bit (1)");
   const int64_t G = W.groups(), stride = W.stride(), chunks = chunks_per_row(W.K);
   const int64_t cpg = CPG ? CPG : W.fmt.group_size / kChunk;
   const int64_t pf_dist = R * stride;  // the next pass's rows
@@ -508,6 +511,14 @@ void gemv_qi_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, con
     }
   }
   const uint8_t* row = W.codes + n * stride;
+  if (BITS == 4 && xi.zmm) {  // the zmm kernel (gemm_avx512.cpp), same prep and zero-point term
+    float ys[R];
+    if (zmm_kernels() == Zmm::Native) avx512::gemv_qi4(R, row, stride, chunks, G, cpg, X, scf, ys);
+    else avx512_emu::gemv_qi4(R, row, stride, chunks, G, cpg, X, scf, ys);
+    for (int r = 0; r < R; r++) Y[n + r] = ys[r] - hsum(zc[r]) + (bias ? bias[n + r] : 0.f);
+    return;
+  }
+  if (R > 2) throw std::logic_error("gemv_qi_pass: four rows a pass only on zmm");
   if constexpr (BITS == 2) {
     // Pairs of chunks (16 bytes): byte j of chunk c holds codes j, j+8, j+16, j+24 at bits 0, 2, 4, 6, so with
     // b = the whole byte, sum_s n_{j+8s} c_{j+8s} = sum_s n'_{j+8s} (b >> 2s), n' = n_{j+8s} - 4 n_{j+8s-8} (GemvXi).
@@ -647,11 +658,16 @@ void gemv_qi_rows(const QuantWeight& W, const GemvXi& xi, const float* gsum, con
   const int64_t G = W.groups();
   thread_local std::vector<float> tls_buf;
   std::vector<float>& scf = detail::tls_once(tls_buf);
-  scf.resize((size_t)(2 * G));
+  scf.resize((size_t)(4 * G));
   int64_t n = n0;
   if constexpr (BITS == 4)
-    if (chunks_per_row(W.K) > kGemvIntL1Chunks)
+    if (chunks_per_row(W.K) > kGemvIntL1Chunks) {
+      // zmm (32 registers): four rows a pass (K = 11008, two threads, Zen 5: 47 vs 36-40 Gcode/s with two; equal
+      // at K = 4096, where one row a pass stays)
+      if (xi.zmm)
+        for (; n + 4 <= n1; n += 4) gemv_qi_pass<BITS, CPG, 4>(W, xi, gsum, bias, Y, n, scf.data());
       for (; n + 2 <= n1; n += 2) gemv_qi_pass<BITS, CPG, 2>(W, xi, gsum, bias, Y, n, scf.data());
+    }
   for (; n < n1; n++) gemv_qi_pass<BITS, CPG, 1>(W, xi, gsum, bias, Y, n, scf.data());
 }
 
@@ -674,7 +690,7 @@ void gemv_q_dispatch_m(int64_t M, const QuantWeight& W, const float* X, int64_t 
 template <int BITS>
 void gemv_q_dispatch(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum,
                      const GemvXi* xi, const float* bias, float* Y, int64_t n0, int64_t n1) {
-  if (avx512::gemv_q_takes(BITS, M)) {  // same X / gsum, zmm kernel (gemm_avx512.cpp)
+  if (avx512::gemv_q_takes(BITS, M) && !xi) {  // same X / gsum, zmm kernel (gemm_avx512.cpp)
     switch (zmm_kernels()) {
       case Zmm::Native: return avx512::gemv_q_rows(M, W, X, ldx, gsum, bias, Y, n0, n1);
       case Zmm::Emulated: return avx512_emu::gemv_q_rows(M, W, X, ldx, gsum, bias, Y, n0, n1);
@@ -800,9 +816,12 @@ struct GemvX {
         }
         gsum[m * G + g] = hsum(_mm256_add_ps(a, b));
       }
-    if ((BITS == 4 || (BITS == 2 && cpg % 2 == 0)) && M == 1 && gemv_kernel() == GemvKernel::Int &&
-        !(zmm_kernels() != Zmm::None && avx512::gemv_q_takes(BITS, M)))
+    // The integer GEMV: 4-bit on zmm (gemm_avx512.cpp) when the zmm kernels run and groups start on even chunks,
+    // else on ymm; 2-bit (groups of an even number of chunks) on ymm.
+    if ((BITS == 4 || (BITS == 2 && cpg % 2 == 0)) && M == 1 && gemv_kernel() == GemvKernel::Int) {
+      xi.zmm = BITS == 4 && zmm_kernels() != Zmm::None && (cpg % 2 == 0 || G == 1);
       build_xi(cpg, G, chunks);
+    }
     // The fp32 kernel's form of X, after the group sums of the original X; not needed when the integer one runs.
     if (!has_xi) xform_gemv_x(BITS, x.buf.data(), M, x.ld, chunks);
   }
@@ -817,7 +836,7 @@ struct GemvX {
   // Inf or a NaN (the fp32 kernel propagates them as the reference does) or a group of tiny nonzero values.
   void build_xi(int64_t cpg, int64_t G, int64_t chunks) {
     const float* X = x.p;
-    xi.x.resize((size_t)(BITS == 2 ? (chunks + 1) / 2 * 128 : chunks * 64));
+    xi.x.resize((size_t)(BITS == 2 || xi.zmm ? (chunks + 1) / 2 * 128 : chunks * 64));
     xi.f.resize((size_t)G);
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256i exp_mask = _mm256_set1_epi32(0x7F800000), low15 = _mm256_set1_epi32(0x7FFF);
@@ -846,10 +865,12 @@ struct GemvX {
       auto n8 = [&](const float* p) { return _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(p), inv)); };
       // packs interleaves 128-bit lanes (a0-3 b0-3 a4-7 b4-7): permute restores the order. No saturation: h is in
       // [-2^15, 2^15), l in [0, 2^15).
+      // h at d, l at d + dl (16 words; zmm layout: 32).
+      const int64_t dl = xi.zmm ? 32 : 16;
       auto store_pieces = [&](__m256i a, __m256i b, int16_t* d) {
         _mm256_store_si256((__m256i*)d, _mm256_permute4x64_epi64(
                                             _mm256_packs_epi32(_mm256_srai_epi32(a, 15), _mm256_srai_epi32(b, 15)), 0xD8));
-        _mm256_store_si256((__m256i*)(d + 16), _mm256_permute4x64_epi64(
+        _mm256_store_si256((__m256i*)(d + dl), _mm256_permute4x64_epi64(
                                                    _mm256_packs_epi32(_mm256_and_si256(a, low15), _mm256_and_si256(b, low15)), 0xD8));
       };
       if (BITS == 2) {
@@ -875,11 +896,13 @@ struct GemvX {
       for (int64_t c = c0; c < c1; c++) {
         const float* xs = X + c * kChunk;
         const __m256i a0 = n8(xs), a1 = n8(xs + 8), b0 = n8(xs + 16), b1 = n8(xs + 24);
-        int16_t* d = xi.x.data() + c * 64;
+        int16_t* d = xi.zmm ? xi.x.data() + (c / 2) * 128 + (c % 2) * 16 : xi.x.data() + c * 64;
         store_pieces(a0, a1, d);  // n_j, j < 16: pairs with the whole bytes
         store_pieces(_mm256_sub_epi32(b0, _mm256_slli_epi32(a0, 4)), _mm256_sub_epi32(b1, _mm256_slli_epi32(a1, 4)),
-                     d + 32);  // n'_j = n_{j+16} - 16 n_j: pairs with the high nibbles
+                     d + 2 * dl);  // n'_j = n_{j+16} - 16 n_j: pairs with the high nibbles
       }
+      if (xi.zmm && c1 == chunks && chunks % 2)  // the missing chunk of the row's last pair
+        for (int64_t i = 0; i < 4; i++) std::fill_n(xi.x.data() + (chunks / 2) * 128 + i * 32 + 16, 16, int16_t{0});
     }
     has_xi = true;
   }

@@ -26,6 +26,7 @@
 #include <cmath>
 #include <cstring>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "gemm_common.h"
@@ -55,6 +56,17 @@ inline float vhsum(F v) {
 inline I widen_u8(const uint8_t* p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p)); }
 inline I srli4(I v) { return _mm512_srli_epi32(v, 4); }
 inline F to_f32(I v) { return _mm512_cvtepi32_ps(v); }
+using I16 = __m512i;  // 32 int16 lanes
+inline I izero() { return _mm512_setzero_si512(); }
+inline I vaddi(I a, I b) { return _mm512_add_epi32(a, b); }
+inline I16 widen_u8_w(const uint8_t* p) { return _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i*)p)); }
+inline I16 widen_u8_w_half(const uint8_t* p) {
+  return _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(_mm_loadu_si128((const __m128i*)p)));
+}
+template <int S>
+inline I16 srli16(I16 v) { return _mm512_srli_epi16(v, S); }
+inline I16 vload_w(const int16_t* p) { return _mm512_load_si512(p); }
+inline I madd16(I16 a, I16 b) { return _mm512_madd_epi16(a, b); }
 }  // namespace
 #include "gemm_avx512_impl.h"
 }  // namespace quanteval::impl::avx512
@@ -111,6 +123,40 @@ inline I srli4(I v) {
 inline F to_f32(I v) {
   F r;
   for (int i = 0; i < 16; i++) r.v[i] = (float)v.v[i];
+  return r;
+}
+struct I16 {
+  int16_t v[32];
+};
+inline I izero() { return I{}; }
+inline I vaddi(I a, I b) {  // wrapping, as vpaddd
+  for (int i = 0; i < 16; i++) a.v[i] = (int32_t)((uint32_t)a.v[i] + (uint32_t)b.v[i]);
+  return a;
+}
+inline I16 widen_u8_w(const uint8_t* p) {
+  I16 r;
+  for (int i = 0; i < 32; i++) r.v[i] = p[i];
+  return r;
+}
+inline I16 widen_u8_w_half(const uint8_t* p) {
+  I16 r{};
+  for (int i = 0; i < 16; i++) r.v[i] = p[i];
+  return r;
+}
+template <int S>
+inline I16 srli16(I16 v) {
+  for (int i = 0; i < 32; i++) v.v[i] = (int16_t)((uint16_t)v.v[i] >> S);
+  return v;
+}
+inline I16 vload_w(const int16_t* p) {
+  I16 r;
+  std::memcpy(r.v, p, sizeof(r.v));
+  return r;
+}
+inline I madd16(I16 a, I16 b) {  // vpmaddwd: pair sums, wrapping (only -2^15 * -2^15 twice leaves int32)
+  I r;
+  for (int i = 0; i < 16; i++)
+    r.v[i] = (int32_t)(uint32_t)((int64_t)a.v[2 * i] * b.v[2 * i] + (int64_t)a.v[2 * i + 1] * b.v[2 * i + 1]);
   return r;
 }
 }  // namespace

@@ -46,12 +46,19 @@ void tiles_f32(const float* X, int64_t ldx, int64_t M, const float* W, int64_t l
 bool gemv_q_takes(int bits, int64_t M);
 void gemv_q_rows(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias,
                  float* Y, int64_t n0, int64_t n1);
+// The exact 4-bit GEMV at M = 1 on integer products (gemm_avx2.cpp's GemvKernel::Int) for R = 1 or 2 rows of codes
+// (row, row + stride): y[r] = sum_g scf[r * G + g] * sum_{k in g} n_k code_k, X the per-group integers n in GemvXi's
+// zmm layout. Groups of cpg chunks, cpg even unless G == 1.
+void gemv_qi4(int R, const uint8_t* row, int64_t stride, int64_t chunks, int64_t G, int64_t cpg, const int16_t* X,
+              const float* scf, float* y);
 }  // namespace avx512
 namespace avx512_emu {  // the same functions (gemv_q_takes: ask avx512's, it is the same)
 void tiles_f32(const float* X, int64_t ldx, int64_t M, const float* W, int64_t ldw, int64_t nrows, int64_t kc,
                float* Y, int64_t ldy);
 void gemv_q_rows(int64_t M, const QuantWeight& W, const float* X, int64_t ldx, const float* gsum, const float* bias,
                  float* Y, int64_t n0, int64_t n1);
+void gemv_qi4(int R, const uint8_t* row, int64_t stride, int64_t chunks, int64_t G, int64_t cpg, const int16_t* X,
+              const float* scf, float* y);
 }  // namespace avx512_emu
 
 // Memory read bandwidth probe for the benchmarks: the threads stream a `bytes`-byte buffer (fresh, huge-page advised,

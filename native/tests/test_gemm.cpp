@@ -17,9 +17,13 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "quanteval/cpu_features.h"
 #include "quanteval/half.h"
@@ -319,12 +323,16 @@ static void test_gemv_grid() {
 // 2e-6 around outliers (the other x of such a group are off by up to 2^-26 of it). The fp32 kernel pairs whole bytes
 // with x_{j+16} - 16 x_j (docs/gemv.md) in fp32, which cancels around outliers: it gets 1e-4, and must be at least
 // twice the int kernel's worst error there.
+// The integer GEMV at M = 1 (GemvKernel::Int) against float64 and against the fp32 kernels: on ymm (AVX2), and where
+// the zmm kernels run (native or emulated) 4-bit groups of an even number of chunks (and per channel) on zmm, the
+// rest still on ymm.
 static void test_gemv_int() {
-  if (cpu_isa() < Isa::Avx2 || zmm_kernels() != Zmm::None) {
-    std::printf("skip: test_gemv_int at %s (the AVX2 GEMV does not run there)\n", isa_label());
+  if (cpu_isa() < Isa::Avx2) {
+    std::printf("skip: test_gemv_int at %s (no integer GEMV there)\n", isa_label());
     return;
   }
-  static bool reported = false;
+  static std::set<std::string> reported;  // the figures docs/gemv.md quotes, once an ISA level / zmm mode
+  const std::string level = std::string(isa_name(cpu_isa())) + "/" + zmm_name(zmm_kernels());
   for (int bits : {4, 2}) {
     double worst_i[6] = {0}, worst_f[6] = {0};
     int t = 0, differ = 0;
@@ -364,9 +372,13 @@ static void test_gemv_int() {
         gemm_q(X.data(), DType::F32, 1, q, bias.data(), yf.data());
         set_gemv_kernel(GemvKernel::Int);
         const double ei = err_vs_magnitude(yi, ref, X, Wh, 1, N, K), ef = err_vs_magnitude(yf, ref, X, Wh, 1, N, K);
-        const double bi = kind == 1 ? 2e-6 : 1e-6;
-        CHECK(ei <= bi, "gemv w%d int gs=%d kind=%d N=%ld K=%ld: err %.3g of ||a|| > %.0e", bits, g, kind, (long)N,
-              (long)K, ei, bi);
+        // Outliers: every other x of the group is held to 2^-26 (4-bit; 2-bit 2^-28) of the outlier, ~1e4 times
+        // itself; when the outlier's own weight dequantizes to 0 (its code is the zero point: 1 in 4 at 2 bits),
+        // sum |x w| loses the outlier's term and that representation error is what is left (2-bit, K = 128: 2.3e-5,
+        // where the fp32 kernel has 4.6e-6). The same cases on ymm and zmm alike.
+        const double bi = kind == 1 ? 5e-5 : 1e-6;
+        CHECK(ei <= bi, "gemv w%d int gs=%d kind=%d N=%ld K=%ld: err %.3g of ||a|| > %.0e (fp32 kernel: %.3g)", bits, g,
+              kind, (long)N, (long)K, ei, bi, ef);
         CHECK(ef <= 1e-4, "gemv w%d fp32 gs=%d kind=%d N=%ld K=%ld: err %.3g of ||a|| > 1e-4", bits, g, kind, (long)N,
               (long)K, ef);
         worst_i[kind] = std::max(worst_i[kind], ei);
@@ -377,10 +389,10 @@ static void test_gemv_int() {
     if (bits == 4)  // (the 2-bit fp32 kernel masks its codes: no cancellation there)
       CHECK(2 * worst_i[1] < worst_f[1], "gemv w4 around outliers: int worst %.3g, not half the fp32 kernel's %.3g",
             worst_i[1], worst_f[1]);
-    if (!reported) {  // once: the figures docs/gemv.md quotes
-      if (bits == 2) reported = true;
-      std::printf("gemv w%d worst error / ||a|| by X kind (gaussian, outlier, 1e-3..1e3 groups, zero groups, 1e-25, "
-                  "1e30): int", bits);
+    if (!reported.count(level)) {
+      if (bits == 2) reported.insert(level);
+      std::printf("[%s] gemv w%d worst error / ||a|| by X kind (gaussian, outlier, 1e-3..1e3 groups, zero groups, 1e-25, "
+                  "1e30): int", level.c_str(), bits);
       for (double e : worst_i) std::printf(" %.2g", e);
       std::printf(" | fp32");
       for (double e : worst_f) std::printf(" %.2g", e);
@@ -406,6 +418,30 @@ static void test_gemv_int() {
     for (float v : y) worst = std::max(worst, std::fabs(v - want) / want);
     CHECK(worst <= 1e-6, "gemv w%d with every code at its largest and x = %.9g, K = %ld per channel: rel err %.3g (int32 "
           "overflow?)", bits, xv, (long)K, worst);
+  }
+  // Codes that end where readable memory ends (a PROT_NONE page after them): a row of an odd number of chunks ends
+  // in a chunk read alone (the zmm kernel takes pairs); a read past it faults.
+  {
+    const int64_t N = 3, K = 9 * 32;  // 9 chunks, per channel (a multiple of 32: the GEMV path)
+    Packed p = quantize(randn((size_t)(N * K), 0.05f), N, K, QuantFormat{4, (int)K, false, DType::F16});
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = p.codes.size();
+    const size_t span = (bytes + page - 1) / page * page + page;
+    uint8_t* m = (uint8_t*)mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED, "mmap");
+    if (m != MAP_FAILED) {
+      mprotect(m + span - page, page, PROT_NONE);
+      uint8_t* codes = m + span - page - bytes;
+      std::memcpy(codes, p.codes.data(), bytes);
+      QuantWeight q = p.view();
+      q.codes = codes;
+      std::vector<float> X = randn((size_t)K), y((size_t)N), ref((size_t)N);
+      gemm_q_ref(X.data(), DType::F32, 1, q, nullptr, ref.data());
+      gemm_q(X.data(), DType::F32, 1, q, nullptr, y.data());
+      double worst = 0;
+      for (int64_t n = 0; n < N; n++) worst = std::max(worst, (double)std::fabs(y[n] - ref[n]));
+      CHECK(worst <= 1e-4, "gemv w4 per channel, codes up to a guard page: max err %.3g", worst);
+      munmap(m, span);
+    }
   }
   // Non-finite X: the reference's NaN / Inf pattern.
   for (float bad : {NAN, INFINITY}) {
@@ -720,6 +756,7 @@ int main(int argc, char** argv) {
       test_gemm_q(60);
       test_gemv_grid();
       test_multi(20);
+      test_gemv_int();
     }
     set_zmm_mode(ZmmMode::Auto);
   }
