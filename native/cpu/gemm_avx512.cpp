@@ -13,6 +13,9 @@
 // gemm_avx2.cpp's transformed X (x_j d_j + (x_{j+16} - 16 x_j) hi_j), i.e. 1 widen + 1 shift + 2 converts + 2 FMAs
 // per chunk and X row, half the AVX2 kernel's 12 vector ops; 8-bit: 2 widens + 2 converts + 2 FMAs.
 //
+// The exact 4-bit GEMV at M = 1 (GemvKernel::Int, gemm_avx2.cpp's integer kernel) on zmm: gemv_qi4, one vpmovzxbw of a
+// pair of chunks (32 bytes), one vpsrlw, 4 vpmaddwd and 4 vpaddd per 64 codes.
+//
 // One kernel text (gemm_avx512_impl.h), compiled twice: on zmm registers (avx512, cpu_isa() == Avx512) and with every
 // primitive emulated lane by lane in scalar code (avx512_emu: QUANTEVAL_AVX512=emulate or set_zmm_mode, so that
 // test_gemm runs the text on any CPU; slow). zmm_kernels() (cpu_features.h) picks one. docs/avx512.md.
