@@ -455,7 +455,7 @@ struct GemvXi {
   // chunk 2p's, 16-31 chunk 2p + 1's (0 for a missing last chunk).
   aligned_vector<int16_t> x;
   std::vector<float> f;    // [G] 2^E_g
-  bool zmm = false;
+  Zmm zmm = Zmm::None;  // which zmm kernel takes this X (4-bit; None: the ymm one), fixed when X is built
 };
 
 // Rows [n, n + R) of Y: R rows a pass share every load of X. scf: [R][G] scratch.
@@ -511,9 +511,9 @@ void gemv_qi_pass(const QuantWeight& W, const GemvXi& xi, const float* gsum, con
     }
   }
   const uint8_t* row = W.codes + n * stride;
-  if (BITS == 4 && xi.zmm) {  // the zmm kernel (gemm_avx512.cpp), same prep and zero-point term
+  if (BITS == 4 && xi.zmm != Zmm::None) {  // the zmm kernel (gemm_avx512.cpp), same prep and zero-point term
     float ys[R];
-    if (zmm_kernels() == Zmm::Native) avx512::gemv_qi4(R, row, stride, chunks, G, cpg, X, scf, ys);
+    if (xi.zmm == Zmm::Native) avx512::gemv_qi4(R, row, stride, chunks, G, cpg, X, scf, ys);
     else avx512_emu::gemv_qi4(R, row, stride, chunks, G, cpg, X, scf, ys);
     for (int r = 0; r < R; r++) Y[n + r] = ys[r] - hsum(zc[r]) + (bias ? bias[n + r] : 0.f);
     return;
@@ -664,7 +664,7 @@ void gemv_qi_rows(const QuantWeight& W, const GemvXi& xi, const float* gsum, con
     if (chunks_per_row(W.K) > kGemvIntL1Chunks) {
       // zmm (32 registers): four rows a pass (K = 11008, two threads, Zen 5: 47 vs 36-40 Gcode/s with two; equal
       // at K = 4096, where one row a pass stays)
-      if (xi.zmm)
+      if (xi.zmm != Zmm::None)
         for (; n + 4 <= n1; n += 4) gemv_qi_pass<BITS, CPG, 4>(W, xi, gsum, bias, Y, n, scf.data());
       for (; n + 2 <= n1; n += 2) gemv_qi_pass<BITS, CPG, 2>(W, xi, gsum, bias, Y, n, scf.data());
     }
@@ -819,7 +819,7 @@ struct GemvX {
     // The integer GEMV: 4-bit on zmm (gemm_avx512.cpp) when the zmm kernels run and groups start on even chunks,
     // else on ymm; 2-bit (groups of an even number of chunks) on ymm.
     if ((BITS == 4 || (BITS == 2 && cpg % 2 == 0)) && M == 1 && gemv_kernel() == GemvKernel::Int) {
-      xi.zmm = BITS == 4 && zmm_kernels() != Zmm::None && (cpg % 2 == 0 || G == 1);
+      xi.zmm = BITS == 4 && (cpg % 2 == 0 || G == 1) ? zmm_kernels() : Zmm::None;
       build_xi(cpg, G, chunks);
     }
     // The fp32 kernel's form of X, after the group sums of the original X; not needed when the integer one runs.
@@ -836,7 +836,8 @@ struct GemvX {
   // Inf or a NaN (the fp32 kernel propagates them as the reference does) or a group of tiny nonzero values.
   void build_xi(int64_t cpg, int64_t G, int64_t chunks) {
     const float* X = x.p;
-    xi.x.resize((size_t)(BITS == 2 || xi.zmm ? (chunks + 1) / 2 * 128 : chunks * 64));
+    const bool pairs = BITS == 2 || xi.zmm != Zmm::None;  // the layouts of pairs of chunks
+    xi.x.resize((size_t)(pairs ? (chunks + 1) / 2 * 128 : chunks * 64));
     xi.f.resize((size_t)G);
     const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256i exp_mask = _mm256_set1_epi32(0x7F800000), low15 = _mm256_set1_epi32(0x7FFF);
@@ -866,7 +867,7 @@ struct GemvX {
       // packs interleaves 128-bit lanes (a0-3 b0-3 a4-7 b4-7): permute restores the order. No saturation: h is in
       // [-2^15, 2^15), l in [0, 2^15).
       // h at d, l at d + dl (16 words; zmm layout: 32).
-      const int64_t dl = xi.zmm ? 32 : 16;
+      const int64_t dl = xi.zmm != Zmm::None ? 32 : 16;
       auto store_pieces = [&](__m256i a, __m256i b, int16_t* d) {
         _mm256_store_si256((__m256i*)d, _mm256_permute4x64_epi64(
                                             _mm256_packs_epi32(_mm256_srai_epi32(a, 15), _mm256_srai_epi32(b, 15)), 0xD8));
@@ -896,12 +897,12 @@ struct GemvX {
       for (int64_t c = c0; c < c1; c++) {
         const float* xs = X + c * kChunk;
         const __m256i a0 = n8(xs), a1 = n8(xs + 8), b0 = n8(xs + 16), b1 = n8(xs + 24);
-        int16_t* d = xi.zmm ? xi.x.data() + (c / 2) * 128 + (c % 2) * 16 : xi.x.data() + c * 64;
+        int16_t* d = xi.zmm != Zmm::None ? xi.x.data() + (c / 2) * 128 + (c % 2) * 16 : xi.x.data() + c * 64;
         store_pieces(a0, a1, d);  // n_j, j < 16: pairs with the whole bytes
         store_pieces(_mm256_sub_epi32(b0, _mm256_slli_epi32(a0, 4)), _mm256_sub_epi32(b1, _mm256_slli_epi32(a1, 4)),
                      d + 2 * dl);  // n'_j = n_{j+16} - 16 n_j: pairs with the high nibbles
       }
-      if (xi.zmm && c1 == chunks && chunks % 2)  // the missing chunk of the row's last pair
+      if (xi.zmm != Zmm::None && c1 == chunks && chunks % 2)  // the missing chunk of the row's last pair
         for (int64_t i = 0; i < 4; i++) std::fill_n(xi.x.data() + (chunks / 2) * 128 + i * 32 + 16, 16, int16_t{0});
     }
     has_xi = true;
